@@ -1,0 +1,54 @@
+// The `sfc` command line. Each subcommand lives in cli/commands/ and registers itself here; there are
+// no placeholders: a command appears once its feature works.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { packageRoot } from '../dsl/paths.js';
+import { registerConfig } from './commands/config.js';
+import { reportError } from './errors.js';
+
+export interface Io {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+}
+
+const defaultIo: Io = {
+  stdout: (s) => void process.stdout.write(s),
+  stderr: (s) => void process.stderr.write(s),
+};
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(join(packageRoot(import.meta.url), 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+export function buildProgram(io: Io): Command {
+  const program = new Command('sfc')
+    .description('Real-time autoregressive video diffusion (Self-Forcing on Wan2.1), compiled to fused CUDA kernels')
+    .version(version(), '-V, --version', 'print the sfc version')
+    .helpOption('-h, --help', 'show help')
+    .showSuggestionAfterError(true)
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .exitOverride();
+  registerConfig(program, io);
+  for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+  return program;
+}
+
+/** Runs the CLI; returns the exit code (0 ok, 1 failure, 2 usage error). */
+export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
+  const debug = process.env.SFC_DEBUG === '1';
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and version exit through here with code 0; commander has already printed its message
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    return reportError(e, io.stderr, debug);
+  }
+}

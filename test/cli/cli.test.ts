@@ -1,0 +1,63 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { packageRoot } from '../../dsl/paths.js';
+import { run } from '../../cli/main.js';
+
+const root = packageRoot(import.meta.url);
+
+async function sfc(...argv: string[]) {
+  let out = '';
+  let err = '';
+  const code = await run(argv, { stdout: (s) => void (out += s), stderr: (s) => void (err += s) });
+  return { code, out, err };
+}
+
+describe('sfc CLI', () => {
+  it('--help lists the commands that exist and exits 0', async () => {
+    const r = await sfc('--help');
+    expect(r.code).toBe(0);
+    const commands = [...r.out.matchAll(/^ {2}(\w+)/gm)].map((m) => m[1]);
+    expect(commands).toEqual(['config', 'help']);
+  });
+
+  it('--version prints the package version', async () => {
+    const r = await sfc('--version');
+    expect(r.code).toBe(0);
+    expect(r.out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it('usage errors exit 2', async () => {
+    expect((await sfc('no-such-command')).code).toBe(2);
+    expect((await sfc('config', '--no-such-flag')).code).toBe(2);
+    expect((await sfc('config', '--format', 'xml')).code).toBe(2);
+  });
+
+  it('user errors are one line, no stack trace, exit 1', async () => {
+    const r = await sfc('config', '--set', 'lr_critc=1');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe("sfc: error: --set lr_critc=1: unknown key 'lr_critc' (did you mean 'lr_critic'?)\n");
+    expect(r.out).toBe('');
+  });
+
+  it('config prints the merged config as YAML or JSON', async () => {
+    const cfg = join(root, 'configs', 'self_forcing_dmd.yaml');
+    const y = await sfc('config', '-c', cfg, '--set', 'seed=7');
+    expect(y.code).toBe(0);
+    expect(y.out).toContain('seed: 7\n');
+    const j = await sfc('config', '-c', cfg, '--format', 'json');
+    expect(JSON.parse(j.out)).toMatchObject({ num_frame_per_block: 3, timestep_shift: 5 });
+    const k = await sfc('config', '--keys');
+    expect(k.out).toContain('model_kwargs.local_attn_size');
+  });
+
+  it('the installed executable runs (dist built by npm run build)', () => {
+    const out = execFileSync(process.execPath, [join(root, 'cli', 'sfc.js'), '--version'], { encoding: 'utf8' });
+    expect(out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    const bad = spawnSync(process.execPath, [join(root, 'cli', 'sfc.js'), 'config', '--set', 'seed=x'], {
+      encoding: 'utf8',
+    });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  });
+});
