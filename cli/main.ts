@@ -1,11 +1,10 @@
 // The `sfc` command line. Each subcommand lives in cli/commands/ and registers itself here; there are
 // no placeholders: a command appears once its feature works.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { packageRoot } from '../dsl/paths.js';
 import { registerConfig } from './commands/config.js';
+import { registerDoctor } from './commands/doctor.js';
 import { reportError } from './errors.js';
+import { version } from './version.js';
 
 export interface Io {
   stdout: (s: string) => void;
@@ -17,13 +16,6 @@ const defaultIo: Io = {
   stderr: (s) => void process.stderr.write(s),
 };
 
-export function version(): string {
-  const pkg = JSON.parse(readFileSync(join(packageRoot(import.meta.url), 'package.json'), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
-
 export function buildProgram(io: Io): Command {
   const program = new Command('sfc')
     .description('Real-time autoregressive video diffusion (Self-Forcing on Wan2.1), compiled to fused CUDA kernels')
@@ -33,6 +25,7 @@ export function buildProgram(io: Io): Command {
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .exitOverride();
   registerConfig(program, io);
+  registerDoctor(program, io);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
   return program;
 }

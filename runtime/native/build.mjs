@@ -10,7 +10,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(dirname(here));
 const out = join(root, 'build', 'Release', 'sfc_native.node');
 const sources = [join(here, 'CMakeLists.txt'), ...readdirSync(join(here, 'src')).map((f) => join(here, 'src', f))];
-if (existsSync(out) && sources.every((s) => statSync(s).mtimeMs < statSync(out).mtimeMs) && !process.argv.includes('--force')) {
+if (
+  existsSync(out) &&
+  sources.every((s) => statSync(s).mtimeMs < statSync(out).mtimeMs) &&
+  !process.argv.includes('--force')
+) {
   console.log('sfc native addon is up to date');
   process.exit(0);
 }
@@ -19,7 +23,17 @@ const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', '
 const addonApi = dirname(require.resolve('node-addon-api/package.json'));
 execFileSync(
   process.execPath,
-  [cmakeJs, 'compile', '--directory', here, '--out', join(root, 'build'), `--CDNODE_ADDON_API_DIR=${addonApi}`, '--log-level', 'warn'],
+  [
+    cmakeJs,
+    'compile',
+    '--directory',
+    here,
+    '--out',
+    join(root, 'build'),
+    `--CDNODE_ADDON_API_DIR=${addonApi}`,
+    '--log-level',
+    'warn',
+  ],
   { stdio: 'inherit', cwd: root },
 );
 console.log(`built ${out}`);

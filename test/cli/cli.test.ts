@@ -18,7 +18,7 @@ describe('sfc CLI', () => {
     const r = await sfc('--help');
     expect(r.code).toBe(0);
     const commands = [...r.out.matchAll(/^ {2}(\w+)/gm)].map((m) => m[1]);
-    expect(commands).toEqual(['config', 'help']);
+    expect(commands).toEqual(['config', 'doctor', 'help']);
   });
 
   it('--version prints the package version', async () => {
@@ -59,5 +59,18 @@ describe('sfc CLI', () => {
     });
     expect(bad.status).toBe(1);
     expect(bad.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  });
+});
+
+describe('sfc doctor', () => {
+  it('reports what it found and exits 0 even without a GPU', async () => {
+    const r = await sfc('doctor');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^sfc +\d+\.\d+\.\d+$/m);
+    expect(r.out).toMatch(/^addon +ok/m);
+    expect(r.out).toMatch(/^cuda +/m);
+    expect(r.out).toMatch(/^cache +/m);
+    const j = await sfc('doctor', '--json');
+    expect(JSON.parse(j.out)).toMatchObject({ addon: { loaded: true }, cuda: { available: expect.any(Boolean) } });
   });
 });

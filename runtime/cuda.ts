@@ -1,0 +1,298 @@
+// The CUDA device: memory through the caching allocator, one default stream per device, events,
+// kernels compiled by NVRTC (or precompiled by nvcc) through the on-disk kernel cache, launches with
+// typed argument packing, CUDA graphs, and the cuBLASLt matmul used as baseline and fallback.
+import { SfcError } from '../dsl/errors.js';
+import { CachingAllocator, type Block } from './allocator.js';
+import { checkRange, type Device, type MemoryStats, type Storage } from './device.js';
+import { KernelCache, keyOf } from './kernel-cache.js';
+import { packArgs, type ArgType } from './launch.js';
+import type { DeviceInfo, FunctionAttributes, GemmArgs, NativeAddon } from './native/api.js';
+import { requireCuda } from './native/load.js';
+
+export class CudaStorage implements Storage {
+  constructor(
+    readonly device: CudaDevice,
+    readonly block: Block,
+    readonly bytes: number,
+  ) {}
+  disposed = false;
+  get ptr(): number {
+    return this.block.ptr;
+  }
+}
+
+export interface KernelSource {
+  /** CUDA C++ source with `extern "C" __global__` entry points */
+  source: string;
+  /** entry point name */
+  entry: string;
+  /** parameter types, in order (checked against the driver's parameter size) */
+  params: readonly ArgType[];
+  /** extra NVRTC options (architecture is added) */
+  options?: readonly string[];
+  /** a name for logs and errors, e.g. "models/kernels/norm.ts:rmsNorm" */
+  label?: string;
+}
+
+export interface CudaKernel {
+  readonly name: string;
+  readonly fn: number;
+  readonly params: readonly ArgType[];
+  readonly attributes: FunctionAttributes;
+  /** true when this process compiled it; false when it came from the disk cache */
+  readonly compiled: boolean;
+}
+
+export interface LaunchConfig {
+  grid: [number, number, number] | number;
+  block: [number, number, number] | number;
+  sharedBytes?: number;
+  stream?: number;
+}
+
+const dim3 = (d: [number, number, number] | number): [number, number, number] =>
+  typeof d === 'number' ? [d, 1, 1] : d;
+
+/** sm_XY for a compute capability; Hopper gets sm_90a (wgmma, setmaxnreg). */
+export function archOf(cc: readonly [number, number]): string {
+  const [major, minor] = cc;
+  return major === 9 && minor === 0 ? 'sm_90a' : `sm_${major}${minor}`;
+}
+
+export class CudaDevice implements Device {
+  readonly kind = 'cuda' as const;
+  readonly name: string;
+  readonly info: DeviceInfo;
+  readonly arch: string;
+  /** the device's default stream (created, non-blocking) */
+  readonly stream: number;
+  readonly allocator: CachingAllocator;
+  readonly cache: KernelCache;
+  private readonly kernels = new Map<string, CudaKernel>();
+  private readonly modules: number[] = [];
+  private workspace: { storage: CudaStorage; bytes: number } | undefined;
+  private readonly nvrtcVersion: string;
+
+  constructor(
+    readonly native: NativeAddon,
+    readonly ordinal: number,
+    cache?: KernelCache,
+  ) {
+    native.setDevice(ordinal);
+    this.info = native.deviceInfo(ordinal);
+    this.name = `cuda:${ordinal}`;
+    this.arch = archOf(this.info.computeCapability);
+    this.stream = native.streamCreate();
+    this.cache = cache ?? new KernelCache();
+    this.allocator = new CachingAllocator({
+      malloc: (bytes) => (this.activate(), native.malloc(bytes)),
+      free: (ptr) => (this.activate(), native.free(ptr)),
+      memInfo: () => (this.activate(), native.memInfo()),
+      isOutOfMemory: (e) => (e as { cudaError?: string }).cudaError === 'CUDA_ERROR_OUT_OF_MEMORY',
+    });
+    const nv = native.status().nvrtc;
+    this.nvrtcVersion = Array.isArray(nv.version) ? nv.version.join('.') : 'none';
+  }
+
+  /** Opens device `ordinal` (initialising CUDA; a clear error when there is none). */
+  static open(ordinal = 0, cache?: KernelCache): CudaDevice {
+    const native = requireCuda();
+    const count = native.deviceCount();
+    if (ordinal >= count)
+      throw new SfcError(`cuda:${ordinal} does not exist (this machine has ${count} CUDA device(s))`);
+    return new CudaDevice(native, ordinal, cache);
+  }
+
+  activate(): void {
+    this.native.setDevice(this.ordinal);
+  }
+
+  // ---- memory ------------------------------------------------------------------------------
+  allocate(bytes: number): CudaStorage {
+    const block = this.allocator.allocate(Math.max(bytes, 1), this.stream);
+    return new CudaStorage(this, block, bytes);
+  }
+
+  release(storage: Storage): void {
+    const s = this.own(storage, true);
+    if (s.disposed) return;
+    s.disposed = true;
+    this.allocator.release(s.block);
+  }
+
+  write(storage: Storage, byteOffset: number, src: Uint8Array): void {
+    checkRange(storage, byteOffset, src.byteLength, 'write');
+    this.activate();
+    this.native.copyHtoD(this.own(storage).ptr + byteOffset, src, this.stream);
+  }
+
+  read(storage: Storage, byteOffset: number, dst: Uint8Array): void {
+    checkRange(storage, byteOffset, dst.byteLength, 'read');
+    this.activate();
+    this.native.copyDtoH(dst, this.own(storage).ptr + byteOffset, this.stream);
+  }
+
+  copy(dst: Storage, dstOffset: number, src: Storage, srcOffset: number, bytes: number): void {
+    checkRange(dst, dstOffset, bytes, 'copy dst');
+    checkRange(src, srcOffset, bytes, 'copy src');
+    this.activate();
+    this.native.copyDtoD(this.own(dst).ptr + dstOffset, this.own(src).ptr + srcOffset, bytes, this.stream);
+  }
+
+  fill(storage: Storage, byteOffset: number, bytes: number, byte: number): void {
+    checkRange(storage, byteOffset, bytes, 'fill');
+    this.activate();
+    this.native.memsetD8(this.own(storage).ptr + byteOffset, byte & 0xff, bytes, this.stream);
+  }
+
+  /** Fills with a 32-bit pattern (e.g. a NaN poison for f32 outputs). */
+  fill32(storage: Storage, byteOffset: number, count: number, pattern: number): void {
+    checkRange(storage, byteOffset, count * 4, 'fill32');
+    this.activate();
+    this.native.memsetD32(this.own(storage).ptr + byteOffset, pattern >>> 0, count, this.stream);
+  }
+
+  synchronize(): void {
+    this.activate();
+    this.native.streamSynchronize(this.stream);
+  }
+
+  memoryStats(): MemoryStats {
+    const s = this.allocator.stats();
+    return { inUse: s.inUse, cached: s.cached, reserved: s.reserved, peakInUse: s.peakInUse };
+  }
+
+  ptrOf(storage: Storage): number {
+    return this.own(storage).ptr;
+  }
+
+  // ---- kernels -----------------------------------------------------------------------------
+  /** Compiles (or loads from the cache) and returns a kernel. */
+  kernel(k: KernelSource): CudaKernel {
+    const options = ['--std=c++17', `--gpu-architecture=${this.arch}`, ...(k.options ?? [])];
+    const key = keyOf({ source: k.source, options, arch: this.arch });
+    const memo = `${key}:${k.entry}`;
+    const known = this.kernels.get(memo);
+    if (known) return known;
+    this.activate();
+    const toolchain = `nvrtc-${this.nvrtcVersion}`;
+    let entry = this.cache.get(key, toolchain);
+    let compiled = false;
+    if (!entry) {
+      const r = this.native.nvrtcCompile(k.source, `${k.label ?? k.entry}.cu`, options, true);
+      if (!r.ok || !r.binary) {
+        throw new SfcError(`NVRTC failed to compile ${k.label ?? k.entry} for ${this.arch}:\n${r.log.trim()}`);
+      }
+      this.cache.put(key, this.arch, toolchain, r.binary);
+      entry = { binary: r.binary, toolchain, meta: undefined as never };
+      compiled = true;
+    }
+    const mod = this.native.moduleLoad(entry.binary);
+    this.modules.push(mod);
+    const fn = this.native.moduleGetFunction(mod, k.entry);
+    const attributes = this.native.functionAttributes(fn);
+    const kernel: CudaKernel = { name: k.label ?? k.entry, fn, params: k.params, attributes, compiled };
+    this.kernels.set(memo, kernel);
+    return kernel;
+  }
+
+  launch(kernel: CudaKernel, cfg: LaunchConfig, args: readonly (number | bigint)[]): void {
+    const params = packArgs(kernel.params, args, kernel.name);
+    const shared = cfg.sharedBytes ?? 0;
+    if (shared > 48 * 1024) {
+      if (shared > this.info.maxSharedMemoryPerBlockOptin) {
+        throw new RangeError(
+          `${kernel.name} needs ${shared} bytes of shared memory; ${this.info.name} allows ${this.info.maxSharedMemoryPerBlockOptin}`,
+        );
+      }
+      this.native.setMaxDynamicShared(kernel.fn, shared);
+    }
+    this.activate();
+    this.native.launch(kernel.fn, dim3(cfg.grid), dim3(cfg.block), shared, cfg.stream ?? this.stream, params);
+  }
+
+  // ---- events and graphs ---------------------------------------------------------------------
+  /** Times `fn` (device work it enqueues on the default stream) with CUDA events; milliseconds. */
+  time(fn: () => void): number {
+    this.activate();
+    const a = this.native.eventCreate(true);
+    const b = this.native.eventCreate(true);
+    try {
+      this.native.eventRecord(a, this.stream);
+      fn();
+      this.native.eventRecord(b, this.stream);
+      this.native.eventSynchronize(b);
+      return this.native.eventElapsedMs(a, b);
+    } finally {
+      this.native.eventDestroy(a);
+      this.native.eventDestroy(b);
+    }
+  }
+
+  /** Captures the work `fn` enqueues on the default stream into a replayable graph. */
+  capture(fn: () => void): CudaGraph {
+    this.activate();
+    this.native.captureBegin(this.stream);
+    try {
+      fn();
+    } catch (e) {
+      try {
+        this.native.graphDestroy(this.native.captureEnd(this.stream));
+      } catch {
+        // capture was already invalidated; the original error matters
+      }
+      throw e;
+    }
+    return new CudaGraph(this, this.native.captureEnd(this.stream));
+  }
+
+  // ---- cuBLASLt ------------------------------------------------------------------------------
+  /** cuBLASLt matmul (row-major). Allocates a 32 MiB workspace on first use. */
+  gemm(args: Omit<GemmArgs, 'stream' | 'workspace' | 'workspaceBytes'> & { stream?: number }): void {
+    const bytes = 32 * 1024 * 1024;
+    if (!this.workspace) this.workspace = { storage: this.allocate(bytes), bytes };
+    this.activate();
+    this.native.gemm({
+      ...args,
+      stream: args.stream ?? this.stream,
+      workspace: this.workspace.storage.ptr,
+      workspaceBytes: this.workspace.bytes,
+    });
+  }
+
+  dispose(): void {
+    this.activate();
+    this.native.streamSynchronize(this.stream);
+    for (const m of this.modules) this.native.moduleUnload(m);
+    this.modules.length = 0;
+    this.kernels.clear();
+    if (this.workspace) this.release(this.workspace.storage);
+    this.allocator.dispose();
+    this.native.streamDestroy(this.stream);
+  }
+
+  private own(storage: Storage, allowReleased = false): CudaStorage {
+    if (!(storage instanceof CudaStorage) || storage.device !== this)
+      throw new TypeError(`storage does not belong to ${this.name}`);
+    if (storage.disposed && !allowReleased) throw new RangeError('storage was released');
+    return storage;
+  }
+}
+
+export class CudaGraph {
+  private destroyed = false;
+  constructor(
+    readonly device: CudaDevice,
+    readonly handle: number,
+  ) {}
+  replay(stream = this.device.stream): void {
+    if (this.destroyed) throw new RangeError('graph was destroyed');
+    this.device.activate();
+    this.device.native.graphLaunch(this.handle, stream);
+  }
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.device.native.graphDestroy(this.handle);
+  }
+}

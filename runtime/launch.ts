@@ -1,0 +1,69 @@
+// Packing kernel arguments into the C ABI parameter block cuLaunchKernel reads (each parameter at
+// its natural alignment, no trailing padding), from a typed signature the compiler emits.
+
+export type ArgType = 'ptr' | 'i32' | 'u32' | 'i64' | 'f32' | 'f64';
+
+const sizeOf: Record<ArgType, number> = { ptr: 8, i32: 4, u32: 4, i64: 8, f32: 4, f64: 8 };
+
+export interface PackedLayout {
+  offsets: number[];
+  bytes: number;
+}
+
+export function layoutOf(types: readonly ArgType[]): PackedLayout {
+  const offsets: number[] = [];
+  let off = 0;
+  for (const t of types) {
+    const s = sizeOf[t];
+    off = Math.ceil(off / s) * s;
+    offsets.push(off);
+    off += s;
+  }
+  return { offsets, bytes: off };
+}
+
+/** Packs `values` by `types`; throws on a wrong count or a value that does not fit. */
+export function packArgs(
+  types: readonly ArgType[],
+  values: readonly (number | bigint)[],
+  kernel = 'kernel',
+): Uint8Array {
+  if (values.length !== types.length) {
+    throw new RangeError(`${kernel} takes ${types.length} arguments, got ${values.length}`);
+  }
+  const { offsets, bytes } = layoutOf(types);
+  const buf = new Uint8Array(bytes);
+  const dv = new DataView(buf.buffer);
+  types.forEach((t, i) => {
+    const v = values[i]!;
+    const off = offsets[i]!;
+    const n = typeof v === 'bigint' ? Number(v) : v;
+    const bad = (why: string) => new RangeError(`${kernel} argument ${i} (${t}): ${why}, got ${String(v)}`);
+    switch (t) {
+      case 'ptr':
+      case 'i64':
+        if (typeof v === 'bigint') dv.setBigInt64(off, v, true);
+        else {
+          if (!Number.isSafeInteger(v)) throw bad('must be an integer');
+          if (t === 'ptr' && v < 0) throw bad('must be a non-negative address');
+          dv.setBigInt64(off, BigInt(v), true);
+        }
+        break;
+      case 'i32':
+        if (!Number.isInteger(n) || n < -(2 ** 31) || n >= 2 ** 31) throw bad('must be a 32-bit integer');
+        dv.setInt32(off, n, true);
+        break;
+      case 'u32':
+        if (!Number.isInteger(n) || n < 0 || n >= 2 ** 32) throw bad('must be an unsigned 32-bit integer');
+        dv.setUint32(off, n, true);
+        break;
+      case 'f32':
+        dv.setFloat32(off, n, true);
+        break;
+      case 'f64':
+        dv.setFloat64(off, n, true);
+        break;
+    }
+  });
+  return buf;
+}
