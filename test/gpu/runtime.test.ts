@@ -64,7 +64,9 @@ describe.skipIf(!!noGpuReason)('CUDA runtime', () => {
     expect(k.attributes.registers).toBeGreaterThan(0);
     dev.launch(k, { grid: Math.ceil(n / 256), block: 256 }, [dev.ptrOf(ty.storage), dev.ptrOf(tx.storage), 2.5, n]);
     const got = ty.toF32();
-    for (let i = 0; i < n; i += 997) expect(got[i]).toBe(Math.fround(Math.fround(2.5 * x[i]!) + y0[i]!));
+    // NVRTC contracts a * x + y into an FMA: compare with the exact result, one rounding allowed
+    const ref = Array.from(x, (xi, i) => 2.5 * xi + y0[i]!);
+    expect(relErr(got, ref)).toBeLessThan(1e-7);
     // a second device object on the same cache directory loads the cubin without compiling
     const again = openDevice(dev.cache.dir.replace(/\/kernels$/, ''));
     const k2 = again.kernel({ ...axpy, entry: 'axpy', params: ['ptr', 'ptr', 'f32', 'i32'] });
@@ -221,7 +223,9 @@ describe.skipIf(!!noGpuReason)('CUDA runtime', () => {
     expect(() => dev.launch(k, { grid: 1, block: 2048 }, [0, 0, 1, 1])).toThrow('block has more than 1024 threads');
     const t = Tensor.empty(dev, f32, [16]);
     const p = dev.ptrOf(t.storage);
-    expect(() => dev.native.copyHtoD(p + 60, new Uint8Array(8), dev.stream)).toThrow(/run past the end/);
+    // the tensor layer checks its own storage; the addon checks the driver allocation (segment)
+    expect(() => dev.write(t.storage, 60, new Uint8Array(8))).toThrow('write: bytes 60..68 out of range of a 64-byte storage');
+    expect(() => dev.native.copyHtoD(p, new Uint8Array(2 * 1024 * 1024 + 8), dev.stream)).toThrow(/run past the end/);
     t.dispose();
     expect(() => dev.native.copyDtoH(new Uint8Array(4), p + 1e12, dev.stream)).toThrow(
       /not inside a live device allocation/,
