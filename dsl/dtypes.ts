@@ -27,14 +27,18 @@ export const i32 = dtype('i32', 4, false, 'int');
 export const i64 = dtype('i64', 8, false, 'long long');
 export const u8 = dtype('u8', 1, false, 'unsigned char');
 
-export type f32 = typeof f32;
-export type f16 = typeof f16;
-export type bf16 = typeof bf16;
-export type e4m3 = typeof e4m3;
-export type e5m2 = typeof e5m2;
-export type i32 = typeof i32;
-export type i64 = typeof i64;
-export type u8 = typeof u8;
+// As types, the dtype names are branded numbers: the element type of a tile or scalar in DSL code.
+// Arithmetic on them type-checks as plain numbers; the compiler infers the real dtypes.
+declare const dtypeBrand: unique symbol;
+export type Scalar<N extends DTypeName = DTypeName> = number & { readonly [dtypeBrand]?: N };
+export type f32 = Scalar<'f32'>;
+export type f16 = Scalar<'f16'>;
+export type bf16 = Scalar<'bf16'>;
+export type e4m3 = Scalar<'e4m3'>;
+export type e5m2 = Scalar<'e5m2'>;
+export type i32 = Scalar<'i32'>;
+export type i64 = Scalar<'i64'>;
+export type u8 = Scalar<'u8'>;
 
 export const dtypes: Readonly<Record<DTypeName, DType>> = Object.freeze({ f32, f16, bf16, e4m3, e5m2, i32, i64, u8 });
 
