@@ -185,6 +185,20 @@ const unaryMath: Record<string, UnaryOp> = {
   ceil: 'ceil',
 };
 
+/** Global numeric constants a kernel may use (resolved only when they are the standard library's). */
+const builtinConstants: Record<string, number> = {
+  Infinity,
+  NaN,
+  'Math.PI': Math.PI,
+  'Math.E': Math.E,
+  'Math.SQRT2': Math.SQRT2,
+  'Math.SQRT1_2': Math.SQRT1_2,
+  'Math.LN2': Math.LN2,
+  'Math.LN10': Math.LN10,
+  'Math.LOG2E': Math.LOG2E,
+  'Math.LOG10E': Math.LOG10E,
+};
+
 /** A readable name for a syntax kind ("ForOfStatement" -> "for...of statements"). */
 function constructName(node: ts.Node): string {
   const special: Partial<Record<ts.SyntaxKind, string>> = {
@@ -227,8 +241,8 @@ class Lowering {
   /** symbols of `let` bindings that are assigned after their declaration */
   private mutated = new Set<ts.Symbol>();
   private inlineDepth = 0;
-  /** the value a helper's `return expr` produced */
-  private returnValue: Value | undefined;
+  /** the value a helper's `return expr` produced (an array for `return [a, b]`) */
+  private returnValue: Value | Value[] | undefined;
   private insideHelper = false;
 
   constructor(
@@ -406,7 +420,11 @@ class Lowering {
 
   private lowerDeclarations(list: ts.VariableDeclarationList): void {
     for (const d of list.declarations) {
-      if (!ts.isIdentifier(d.name)) throw dslError(d.name, 'destructuring is not supported in kernels');
+      if (ts.isArrayBindingPattern(d.name)) {
+        this.destructure(d.name, d.initializer);
+        continue;
+      }
+      if (!ts.isIdentifier(d.name)) throw dslError(d.name, 'object destructuring is not supported in kernels');
       if (!d.initializer) throw dslError(d, `'${d.name.text}' needs an initial value`);
       const value = this.expr(d.initializer);
       const sym = this.symbolOf(d.name)!;
@@ -419,6 +437,28 @@ class Lowering {
         this.bind(d.name, { kind: 'value', value });
       }
     }
+  }
+
+  /** `const [a, b] = helper(...)` where the helper returns `[x, y]`. */
+  private destructure(pattern: ts.ArrayBindingPattern, init: ts.Expression | undefined): void {
+    if (!init || !ts.isCallExpression(init) || this.p.dslName(init.expression)) {
+      throw dslError(init ?? pattern, 'only the result of a helper that returns [a, b, ...] can be destructured');
+    }
+    const r = this.inlineHelper(init, false);
+    if (!Array.isArray(r))
+      throw dslError(init, `${init.expression.getText()}() returns one value, not a list to destructure`);
+    if (pattern.elements.length > r.length) {
+      throw dslError(
+        pattern,
+        `${init.expression.getText()}() returns ${r.length} values, ${pattern.elements.length} names given`,
+      );
+    }
+    pattern.elements.forEach((el, i) => {
+      if (ts.isOmittedExpression(el)) return;
+      if (!ts.isIdentifier(el.name) || el.dotDotDotToken || el.initializer)
+        throw dslError(el, 'only plain names can be destructured');
+      this.bind(el.name, { kind: 'value', value: r[i]! });
+    });
   }
 
   private lowerExpressionStatement(e: ts.Expression): void {
@@ -558,7 +598,9 @@ class Lowering {
   private lowerReturn(s: ts.ReturnStatement): void {
     if (this.insideHelper) {
       if (!s.expression) throw dslError(s, 'a helper used as a value must return one');
-      this.returnValue = this.expr(s.expression);
+      this.returnValue = ts.isArrayLiteralExpression(s.expression)
+        ? s.expression.elements.map((el) => this.expr(el))
+        : this.expr(s.expression);
       return;
     }
     if (s.expression) throw dslError(s.expression, 'a kernel returns nothing; write results with store()');
@@ -678,6 +720,8 @@ class Lowering {
       }
     }
     if (ts.isIdentifier(e) || ts.isPropertyAccessExpression(e)) {
+      const builtin = builtinConstants[e.getText()];
+      if (builtin !== undefined && this.isLibSymbol(e)) return builtin;
       let sym = this.symbolOf(ts.isPropertyAccessExpression(e) ? e.name : e);
       if (sym && sym.flags & ts.SymbolFlags.Alias) sym = this.checker.getAliasedSymbol(sym);
       const decl = sym?.valueDeclaration;
@@ -700,6 +744,12 @@ class Lowering {
       throw dslError(e, what);
     }
     throw dslError(e, 'expected a compile-time numeric constant');
+  }
+
+  private isLibSymbol(e: ts.Expression): boolean {
+    const sym = this.symbolOf(ts.isPropertyAccessExpression(e) ? e.name : e);
+    const f = sym?.declarations?.[0]?.getSourceFile();
+    return !!f && this.p.program.isSourceFileDefaultLibrary(f);
   }
 
   private constInt(e: ts.Expression | undefined, call: ts.CallExpression, what: string): number {
@@ -744,7 +794,15 @@ class Lowering {
   private call(call: ts.CallExpression, asStatement: boolean): Value | undefined {
     const dsl = this.p.dslName(call.expression);
     if (dsl) return this.intrinsic(dsl, call);
-    return this.inlineHelper(call, asStatement);
+    const r = this.inlineHelper(call, asStatement);
+    if (Array.isArray(r)) {
+      if (asStatement) return undefined;
+      throw dslError(
+        call,
+        `${call.expression.getText()}() returns ${r.length} values; destructure them: const [a, b] = ...`,
+      );
+    }
+    return r;
   }
 
   private intrinsic(name: string, call: ts.CallExpression): Value | undefined {
@@ -846,7 +904,7 @@ class Lowering {
   }
 
   /** Inlines a call to a helper function defined in TypeScript source. */
-  private inlineHelper(call: ts.CallExpression, asStatement: boolean): Value | undefined {
+  private inlineHelper(call: ts.CallExpression, asStatement: boolean): Value | Value[] | undefined {
     let sym = this.symbolOf(call.expression);
     if (sym && sym.flags & ts.SymbolFlags.Alias) sym = this.checker.getAliasedSymbol(sym);
     const decl = sym?.valueDeclaration;
@@ -908,7 +966,9 @@ class Lowering {
         });
         this.lowerBlock(stmts);
       } else {
-        this.returnValue = this.expr(fn.body);
+        this.returnValue = ts.isArrayLiteralExpression(fn.body)
+          ? fn.body.elements.map((el) => this.expr(el))
+          : this.expr(fn.body);
       }
       const v = this.returnValue;
       if (!v && !asStatement)

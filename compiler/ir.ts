@@ -2,6 +2,7 @@
 // statements in program order, plus mutable local variables for `let` bindings that are reassigned
 // (loop accumulators) and structured control flow (for, if). Every node carries the TypeScript source
 // span it came from. `printKernel` gives the text form that tests snapshot.
+import type { ArtifactParam } from '../dsl/artifact.js';
 import type { DTypeName } from '../dsl/dtypes.js';
 
 export type ElemType = DTypeName | 'bool';
@@ -117,13 +118,7 @@ export type Stmt =
   | { kind: 'if'; cond: Value; then: Stmt[]; else: Stmt[]; span: Span }
   | { kind: 'return'; span: Span };
 
-export interface KernelParam {
-  name: string;
-  kind: 'ptr' | 'scalar' | 'const';
-  dtype: ElemType;
-  /** value of a const parameter */
-  value?: number;
-}
+export type KernelParam = ArtifactParam;
 
 export interface KernelIR {
   name: string;

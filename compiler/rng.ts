@@ -30,6 +30,7 @@ __device__ __forceinline__ float sfc_randn(unsigned seed, unsigned offset) {
   unsigned w[4];
   sfc_philox4x32(offset, 0u, 0u, 0u, seed, 0x2545F491u, w);
   float u0 = sfc_uniform_from_bits(w[0]), u1 = sfc_uniform_from_bits(w[1]);
-  return sqrtf(-2.0f * logf(u0)) * cosf(6.28318530717958648f * u1);
+  // cospif(2 u1) = cos(2 pi u1) without cosf's large-argument reduction (which needs a stack frame)
+  return sqrtf(-2.0f * logf(u0)) * cospif(2.0f * u1);
 }
 `;

@@ -16,7 +16,7 @@
 //   rand(seed, offset)  = uniformFromBits(randomBits(seed, offset)); bit-identical on CPU and GPU.
 //   randn(seed, offset) = Box-Muller on words 0 and 1 of the same Philox call:
 //     u0 = uniformFromBits(w0), u1 = uniformFromBits(w1), z = sqrt(-2 ln u0) * cos(2 pi u1),
-//     rounded to float32. JS computes z in float64; CUDA computes in float32 with logf/cosf/sqrtf
+//     rounded to float32. JS computes z in float64; CUDA computes in float32 with logf/cospif/sqrtf
 //     (not the fast __logf/__cosf), so the two agree to about 2e-6 absolute, not bit-exactly
 //     (max 1.6e-6 over 3 x 2^20 samples on an H100 via NVRTC; relative error is larger near z = 0).
 const M0 = 0xd2511f53;

@@ -1,5 +1,6 @@
 // The CPU device: storage is an ArrayBuffer. It runs the JS artifacts the compiler emits (the exact,
 // slow reference backend) and holds host copies of tensors.
+import { CpuKernelRunner } from './cpu-kernels.js';
 import { checkRange, type Device, type MemoryStats, type Storage } from './device.js';
 
 export class CpuStorage implements Storage {
@@ -16,6 +17,8 @@ export class CpuStorage implements Storage {
 export class CpuDevice implements Device {
   readonly kind = 'cpu' as const;
   readonly name = 'cpu';
+  /** runs compiled kernels (JS backend) on this device's tensors */
+  readonly kernels = new CpuKernelRunner();
   private stats: MemoryStats = { inUse: 0, cached: 0, reserved: 0, peakInUse: 0 };
 
   allocate(bytes: number): CpuStorage {

@@ -1,9 +1,25 @@
-// Normalisation kernels of the Wan models: RMSNorm (q/k norms, T5), LayerNorm with and without
-// affine, and the modulated LayerNorm of every DiT block. One program per row; rows up to BLOCK.
-import { arange, cast, kernel, load, programId, rsqrt, store, sum, type Const, type Ptr } from '../../dsl/kernel.js';
-import { f32, type bf16, type i32 } from '../../dsl/kernel.js';
+// Normalisation kernels of the Wan models, one program per row of D <= BLOCK elements, statistics in
+// float32. RMSNorm (q/k norms, T5), LayerNorm with and without affine (eps 1e-6 in Wan), and the
+// modulated LayerNorm of every DiT block, whose shift/scale rows are chosen by the token's latent
+// frame (`tokensPerFrame` tokens share one modulation row).
+import {
+  arange,
+  cast,
+  f32,
+  idiv,
+  kernel,
+  load,
+  programId,
+  rsqrt,
+  store,
+  sum,
+  type bf16,
+  type Const,
+  type i32,
+  type Ptr,
+} from '../../dsl/kernel.js';
 
-/** y = x / sqrt(mean(x^2) + eps) * w, per row of D elements. */
+/** y = x / sqrt(mean(x^2) + eps) * w */
 export const rmsNorm = kernel((x: Ptr<bf16>, w: Ptr<bf16>, y: Ptr<bf16>, D: i32, eps: f32, BLOCK: Const<2048>) => {
   const row = programId(0);
   const cols = arange(0, BLOCK);
@@ -12,3 +28,60 @@ export const rmsNorm = kernel((x: Ptr<bf16>, w: Ptr<bf16>, y: Ptr<bf16>, D: i32,
   const r = rsqrt(sum(v * v) / D + eps);
   store(y, row * D + cols, v * r * load(w, cols, mask, 0), mask);
 });
+
+/** mean and 1/std of a row (float32), the shared first half of every LayerNorm. */
+function rowStats(v: number, mask: boolean, D: number, eps: number): [number, number] {
+  const mean = sum(v) / D;
+  const d = mask ? v - mean : 0;
+  return [mean, rsqrt(sum(d * d) / D + eps)];
+}
+
+/** y = (x - mean) / sqrt(var + eps), no affine */
+export const layerNorm = kernel((x: Ptr<bf16>, y: Ptr<bf16>, D: i32, eps: f32, BLOCK: Const<2048>) => {
+  const row = programId(0);
+  const cols = arange(0, BLOCK);
+  const mask = cols < D;
+  const v = cast(load(x, row * D + cols, mask, 0), f32);
+  const [mean, rstd] = rowStats(v, mask, D, eps);
+  store(y, row * D + cols, (v - mean) * rstd, mask);
+});
+
+/** y = LN(x) * w + b */
+export const layerNormAffine = kernel(
+  (x: Ptr<bf16>, w: Ptr<bf16>, b: Ptr<bf16>, y: Ptr<bf16>, D: i32, eps: f32, BLOCK: Const<2048>) => {
+    const row = programId(0);
+    const cols = arange(0, BLOCK);
+    const mask = cols < D;
+    const v = cast(load(x, row * D + cols, mask, 0), f32);
+    const [mean, rstd] = rowStats(v, mask, D, eps);
+    const gamma = cast(load(w, cols, mask, 0), f32);
+    store(y, row * D + cols, (v - mean) * rstd * gamma + load(b, cols, mask, 0), mask);
+  },
+);
+
+/**
+ * The DiT block's modulated LayerNorm on the float32 residual stream:
+ * y = LN(x) * (1 + scale[f]) + shift[f], f = row / tokensPerFrame, output bf16 for the next GEMM.
+ */
+export const modulatedLayerNorm = kernel(
+  (
+    x: Ptr<f32>,
+    shift: Ptr<f32>,
+    scale: Ptr<f32>,
+    y: Ptr<bf16>,
+    D: i32,
+    tokensPerFrame: i32,
+    eps: f32,
+    BLOCK: Const<2048>,
+  ) => {
+    const row = programId(0);
+    const frame = idiv(row, tokensPerFrame);
+    const cols = arange(0, BLOCK);
+    const mask = cols < D;
+    const v = load(x, row * D + cols, mask, 0);
+    const [mean, rstd] = rowStats(v, mask, D, eps);
+    const sc = load(scale, frame * D + cols, mask, 0);
+    const sh = load(shift, frame * D + cols, mask, 0);
+    store(y, row * D + cols, (v - mean) * rstd * (1 + sc) + sh, mask);
+  },
+);

@@ -116,6 +116,7 @@ extern "C" int printf(const char*, ...);
 extern "C" float sqrtf(float);
 extern "C" float logf(float);
 extern "C" float cosf(float);
+static float cospif(float x) { return cosf(3.14159265358979f * x); }
 ${RNG_CUDA}
 static const unsigned pairs[][2] = {${pairs.map(([s, o]) => `{${s}u, ${o}u}`).join(', ')}};
 int main() {

@@ -224,7 +224,9 @@ describe.skipIf(!!noGpuReason)('CUDA runtime', () => {
     const t = Tensor.empty(dev, f32, [16]);
     const p = dev.ptrOf(t.storage);
     // the tensor layer checks its own storage; the addon checks the driver allocation (segment)
-    expect(() => dev.write(t.storage, 60, new Uint8Array(8))).toThrow('write: bytes 60..68 out of range of a 64-byte storage');
+    expect(() => dev.write(t.storage, 60, new Uint8Array(8))).toThrow(
+      'write: bytes 60..68 out of range of a 64-byte storage',
+    );
     expect(() => dev.native.copyHtoD(p, new Uint8Array(2 * 1024 * 1024 + 8), dev.stream)).toThrow(/run past the end/);
     t.dispose();
     expect(() => dev.native.copyDtoH(new Uint8Array(4), p + 1e12, dev.stream)).toThrow(

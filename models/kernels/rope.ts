@@ -1,0 +1,54 @@
+// Wan's 3-D rotary embedding. Each head's 64 complex pairs are split between the latent frame (the
+// first `framePairs`, 22 at head dim 128), the height (`heightPairs`, 21) and the width (the rest);
+// the frame index is offset by the chunk's start frame. cos/sin come from tables [maxPos, 64]
+// (float64 angles rounded once, as the reference computes them), indexed by each pair's position.
+// One program per token, all heads at once: x is [tokens, H, 2*PAIRS], rotated into y.
+import {
+  arange,
+  cast,
+  expandDims,
+  f32,
+  idiv,
+  kernel,
+  load,
+  programId,
+  store,
+  type bf16,
+  type Const,
+  type i32,
+  type Ptr,
+} from '../../dsl/kernel.js';
+
+export const rope3d = kernel(
+  (
+    x: Ptr<bf16>,
+    cosT: Ptr<f32>,
+    sinT: Ptr<f32>,
+    y: Ptr<bf16>,
+    H: i32,
+    gridH: i32,
+    gridW: i32,
+    frameOffset: i32,
+    HEADS: Const<16>,
+    PAIRS: Const<64>,
+    framePairs: Const<22>,
+    heightPairs: Const<21>,
+  ) => {
+    const tok = programId(0);
+    const perFrame = gridH * gridW;
+    const f = idiv(tok, perFrame) + frameOffset;
+    const hh = idiv(tok - idiv(tok, perFrame) * perFrame, gridW);
+    const ww = tok - idiv(tok, gridW) * gridW;
+    const j = expandDims(arange(0, PAIRS), 0); // [1, PAIRS]
+    const head = expandDims(arange(0, HEADS), 1); // [HEADS, 1]
+    const m = head < H;
+    const pos = j < framePairs ? f : j < framePairs + heightPairs ? hh : ww;
+    const c = load(cosT, pos * PAIRS + j);
+    const s = load(sinT, pos * PAIRS + j);
+    const base = (tok * H + head) * (2 * PAIRS) + 2 * j;
+    const xe = cast(load(x, base, m, 0), f32);
+    const xo = cast(load(x, base + 1, m, 0), f32);
+    store(y, base, xe * c - xo * s, m);
+    store(y, base + 1, xe * s + xo * c, m);
+  },
+);
