@@ -199,38 +199,42 @@ const builtinConstants: Record<string, number> = {
   'Math.LOG10E': Math.LOG10E,
 };
 
-/** A readable name for a syntax kind ("ForOfStatement" -> "for...of statements"). */
-function constructName(node: ts.Node): string {
-  const special: Partial<Record<ts.SyntaxKind, string>> = {
-    [ts.SyntaxKind.ForOfStatement]: 'for...of loops',
-    [ts.SyntaxKind.ForInStatement]: 'for...in loops',
-    [ts.SyntaxKind.WhileStatement]: 'while loops',
-    [ts.SyntaxKind.DoStatement]: 'do...while loops',
-    [ts.SyntaxKind.SwitchStatement]: 'switch statements',
-    [ts.SyntaxKind.TryStatement]: 'try statements',
-    [ts.SyntaxKind.ThrowStatement]: 'throw statements',
-    [ts.SyntaxKind.ClassDeclaration]: 'classes',
-    [ts.SyntaxKind.ArrayLiteralExpression]: 'array literals (outside shapes)',
-    [ts.SyntaxKind.StringLiteral]: 'strings',
-    [ts.SyntaxKind.TemplateExpression]: 'template strings',
-    [ts.SyntaxKind.NoSubstitutionTemplateLiteral]: 'template strings',
-    [ts.SyntaxKind.ElementAccessExpression]: 'indexing with [] (use load/store with offsets)',
-    [ts.SyntaxKind.NewExpression]: 'new expressions',
-    [ts.SyntaxKind.AwaitExpression]: 'await',
-    [ts.SyntaxKind.ArrowFunction]: 'nested functions',
-    [ts.SyntaxKind.FunctionExpression]: 'nested functions',
-    [ts.SyntaxKind.BreakStatement]: 'break',
-    [ts.SyntaxKind.ContinueStatement]: 'continue',
-    [ts.SyntaxKind.PostfixUnaryExpression]: 'increment/decrement outside a for-loop header',
-    [ts.SyntaxKind.PrefixUnaryExpression]: 'increment/decrement outside a for-loop header',
-    [ts.SyntaxKind.ObjectLiteralExpression]: 'object literals',
-    [ts.SyntaxKind.NullKeyword]: 'null',
-    [ts.SyntaxKind.UndefinedKeyword]: 'undefined',
-    [ts.SyntaxKind.ThisKeyword]: 'this',
-    [ts.SyntaxKind.BigIntLiteral]: 'bigint literals',
-    [ts.SyntaxKind.SpreadElement]: 'spread arguments',
+/** "X is not supported in kernels", with X named for people ("while loops are", "break is"). */
+function unsupported(node: ts.Node): string {
+  const names: Partial<Record<ts.SyntaxKind, string>> = {
+    [ts.SyntaxKind.ForOfStatement]: 'for...of loops are',
+    [ts.SyntaxKind.ForInStatement]: 'for...in loops are',
+    [ts.SyntaxKind.WhileStatement]: 'while loops are',
+    [ts.SyntaxKind.DoStatement]: 'do...while loops are',
+    [ts.SyntaxKind.SwitchStatement]: 'switch statements are',
+    [ts.SyntaxKind.TryStatement]: 'try statements are',
+    [ts.SyntaxKind.ThrowStatement]: 'throw statements are',
+    [ts.SyntaxKind.ClassDeclaration]: 'classes are',
+    [ts.SyntaxKind.FunctionDeclaration]: 'nested functions are',
+    [ts.SyntaxKind.ArrayLiteralExpression]: 'array literals (outside shapes and helper results) are',
+    [ts.SyntaxKind.StringLiteral]: 'strings are',
+    [ts.SyntaxKind.TemplateExpression]: 'template strings are',
+    [ts.SyntaxKind.NoSubstitutionTemplateLiteral]: 'template strings are',
+    [ts.SyntaxKind.ElementAccessExpression]: 'indexing with [] is (use load/store with offsets)',
+    [ts.SyntaxKind.NewExpression]: 'new expressions are',
+    [ts.SyntaxKind.AwaitExpression]: 'await is',
+    [ts.SyntaxKind.ArrowFunction]: 'nested functions are',
+    [ts.SyntaxKind.FunctionExpression]: 'nested functions are',
+    [ts.SyntaxKind.BreakStatement]: 'break is',
+    [ts.SyntaxKind.ContinueStatement]: 'continue is',
+    [ts.SyntaxKind.PostfixUnaryExpression]: 'increment/decrement inside an expression is',
+    [ts.SyntaxKind.PrefixUnaryExpression]: 'increment/decrement inside an expression is',
+    [ts.SyntaxKind.ObjectLiteralExpression]: 'object literals are',
+    [ts.SyntaxKind.NullKeyword]: 'null is',
+    [ts.SyntaxKind.UndefinedKeyword]: 'undefined is',
+    [ts.SyntaxKind.ThisKeyword]: 'this is',
+    [ts.SyntaxKind.BigIntLiteral]: 'bigint literals are',
+    [ts.SyntaxKind.SpreadElement]: 'spread arguments are',
+    [ts.SyntaxKind.TypeOfExpression]: 'typeof is',
+    [ts.SyntaxKind.DeleteExpression]: 'delete is',
+    [ts.SyntaxKind.LabeledStatement]: 'labels are',
   };
-  return special[node.kind] ?? `${ts.SyntaxKind[node.kind]} constructs`;
+  return `${names[node.kind] ?? `${ts.SyntaxKind[node.kind]} is`} not supported in kernels`;
 }
 
 class Lowering {
@@ -415,7 +419,7 @@ class Lowering {
     if (ts.isIfStatement(s)) return this.lowerIf(s);
     if (ts.isForStatement(s)) return this.lowerFor(s);
     if (ts.isReturnStatement(s)) return this.lowerReturn(s);
-    throw dslError(s, `${constructName(s)} are not supported in kernels`);
+    throw dslError(s, unsupported(s));
   }
 
   private lowerDeclarations(list: ts.VariableDeclarationList): void {
@@ -660,7 +664,7 @@ class Lowering {
       if (!v) throw dslError(e, `${e.expression.getText()}() returns nothing and cannot be used as a value`);
       return v;
     }
-    throw dslError(e, `${constructName(e)} are not supported in kernels`);
+    throw dslError(e, unsupported(e));
   }
 
   /** An identifier or property access: a local, a parameter, or a module-level constant. */

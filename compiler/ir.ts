@@ -153,8 +153,15 @@ export function walk(body: Stmt[], fn: (s: Stmt) => void): void {
   }
 }
 
+/** How a value is referred to: constants inline, parameters by name, others as %id. */
+function ref(v: Value, params: KernelParam[]): string {
+  if (v.op === 'const') return `${v.value}:${v.type.dtype}`;
+  if (v.op === 'param') return params[v.index]!.name;
+  return `%${v.id}`;
+}
+
 function fmtValueOp(v: Value, params: KernelParam[]): string {
-  const a = v.args.map((x) => `%${x.id}`).join(', ');
+  const a = v.args.map((x) => ref(x, params)).join(', ');
   switch (v.op) {
     case 'const':
       return `const ${v.value}${v.weak ? ' (weak)' : ''}`;
@@ -191,6 +198,7 @@ export function printKernel(k: KernelIR): string {
     )
     .join(', ');
   lines.push(`kernel ${k.name}(${ps}) warps=${k.warps}`);
+  const r = (v: Value) => ref(v, k.params);
   const emit = (body: Stmt[], ind: string) => {
     for (const s of body) {
       switch (s.kind) {
@@ -199,24 +207,24 @@ export function printKernel(k: KernelIR): string {
           break;
         case 'store':
           lines.push(
-            `${ind}${s.fn} ${k.params[s.param]!.name}[%${s.offsets.id}] = %${s.value.id}${s.mask ? ` if %${s.mask.id}` : ''}`,
+            `${ind}${s.fn} ${k.params[s.param]!.name}[${r(s.offsets)}] = ${r(s.value)}${s.mask ? ` if ${r(s.mask)}` : ''}`,
           );
           break;
         case 'var':
-          lines.push(`${ind}var $${s.varId} ${s.name}: ${fmtType(s.type)} = %${s.init.id}`);
+          lines.push(`${ind}var $${s.varId} ${s.name}: ${fmtType(s.type)} = ${r(s.init)}`);
           break;
         case 'assign':
-          lines.push(`${ind}$${s.varId} = %${s.value.id}`);
+          lines.push(`${ind}$${s.varId} = ${r(s.value)}`);
           break;
         case 'for':
           lines.push(
-            `${ind}for $${s.varId} ${s.name} = %${s.start.id} ${s.inclusive ? 'to' : 'until'} %${s.end.id} step %${s.step.id} {`,
+            `${ind}for $${s.varId} ${s.name} = ${r(s.start)} ${s.inclusive ? 'to' : 'until'} ${r(s.end)} step ${r(s.step)} {`,
           );
           emit(s.body, `${ind}  `);
           lines.push(`${ind}}`);
           break;
         case 'if':
-          lines.push(`${ind}if %${s.cond.id} {`);
+          lines.push(`${ind}if ${r(s.cond)} {`);
           emit(s.then, `${ind}  `);
           if (s.else.length) {
             lines.push(`${ind}} else {`);
