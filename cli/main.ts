@@ -1,6 +1,7 @@
 // The `sfc` command line. Each subcommand lives in cli/commands/ and registers itself here; there are
 // no placeholders: a command appears once its feature works.
 import { Command, CommanderError } from 'commander';
+import { registerBuild } from './commands/build.js';
 import { registerConfig } from './commands/config.js';
 import { registerDoctor } from './commands/doctor.js';
 import { reportError } from './errors.js';
@@ -24,6 +25,7 @@ export function buildProgram(io: Io): Command {
     .showSuggestionAfterError(true)
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .exitOverride();
+  registerBuild(program, io);
   registerConfig(program, io);
   registerDoctor(program, io);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });

@@ -3,7 +3,7 @@
 // GPU, so this is how every generated kernel is checked to compile, and to not spill, on every target arch.
 // Tools are found through env vars and PATH only; nvcc runs without a shell in a private temp dir.
 
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -125,45 +125,100 @@ export interface CompileResult {
   toolchain: string;
 }
 
-/** Compiles `source` to a cubin for `arch` with nvcc, synchronously. Throws SfcError on any failure. */
-export function compileCuda(opts: {
+interface CompileOptions {
   source: string;
   arch: Arch;
   options?: string[];
   name?: string;
   nvcc?: string;
-}): CompileResult {
+}
+
+interface Job {
+  nvcc: string;
+  args: string[];
+  dir: string;
+  input: string;
+  output: string;
+  name: string;
+  toolchain: string;
+  env: NodeJS.ProcessEnv;
+}
+
+function prepare(opts: CompileOptions): Job {
   const nvcc = opts.nvcc ?? findNvcc();
   if (nvcc === undefined) throw new SfcError('nvcc not found', { hint: NOT_FOUND_HINT });
   const name = opts.name ?? 'kernel.cu';
   const toolchain = `nvcc-${nvccVersion(nvcc)}`;
   const dir = mkdtempSync(join(tmpdir(), 'sfc-nvcc-'));
-  try {
-    const input = join(dir, 'in.cu');
-    const output = join(dir, 'out.cubin');
-    writeFileSync(input, opts.source);
-    const args = ['-cubin', '-std=c++17', '-O3', '-Xptxas', '-v', ...gencodeFlags(opts.arch), ...(opts.options ?? [])];
-    // TMPDIR keeps nvcc's intermediates (tmpxft_*.ptx, named in ptxas errors) in our dir, removed below.
-    const env = { ...process.env, TMPDIR: dir, TMP: dir, TEMP: dir };
-    const r = spawnSync(nvcc, [...args, '-o', output, input], { cwd: dir, env, encoding: 'utf8', maxBuffer: 64 << 20 });
-    if (r.error) throw new SfcError(`cannot run nvcc at ${nvcc}: ${r.error.message}`, { hint: NOT_FOUND_HINT });
-    const log = `${r.stdout ?? ''}${r.stderr ?? ''}`
-      .split(input)
-      .join(name)
-      .replace(/\S*tmpxft_[\w-]+\.ptx/g, `${name}.ptx`)
-      .split(dir)
-      .join('.');
-    if (r.status !== 0) {
-      const errors = log
-        .split(/\r?\n/)
-        .filter((l) => l.trim() !== '' && !l.startsWith('ptxas info'))
-        .join('\n');
-      throw new SfcError(`nvcc failed to compile ${name} for ${opts.arch}:\n${errors || `exit status ${r.status}`}`);
-    }
-    return { cubin: new Uint8Array(readFileSync(output)), reports: parsePtxasReport(log, opts.arch), log, toolchain };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  const input = join(dir, 'in.cu');
+  const output = join(dir, 'out.cubin');
+  writeFileSync(input, opts.source);
+  const flags = ['-cubin', '-std=c++17', '-O3', '-Xptxas', '-v', ...gencodeFlags(opts.arch), ...(opts.options ?? [])];
+  // TMPDIR keeps nvcc's intermediates (tmpxft_*.ptx, named in ptxas errors) in our dir, removed below.
+  const env = { ...process.env, TMPDIR: dir, TMP: dir, TEMP: dir };
+  return { nvcc, args: [...flags, '-o', output, input], dir, input, output, name, toolchain, env };
+}
+
+function finish(job: Job, arch: Arch, status: number | null, stdout: string, stderr: string): CompileResult {
+  const log = `${stdout}${stderr}`
+    .split(job.input)
+    .join(job.name)
+    .replace(/\S*tmpxft_[\w-]+\.ptx/g, `${job.name}.ptx`)
+    .split(job.dir)
+    .join('.');
+  if (status !== 0) {
+    const errors = log
+      .split(/\r?\n/)
+      .filter((l) => l.trim() !== '' && !l.startsWith('ptxas info'))
+      .join('\n');
+    throw new SfcError(`nvcc failed to compile ${job.name} for ${arch}:\n${errors || `exit status ${status}`}`);
   }
+  return {
+    cubin: new Uint8Array(readFileSync(job.output)),
+    reports: parsePtxasReport(log, arch),
+    log,
+    toolchain: job.toolchain,
+  };
+}
+
+/** Compiles `source` to a cubin for `arch` with nvcc, synchronously. Throws SfcError on any failure. */
+export function compileCuda(opts: CompileOptions): CompileResult {
+  const job = prepare(opts);
+  try {
+    const r = spawnSync(job.nvcc, job.args, { cwd: job.dir, env: job.env, encoding: 'utf8', maxBuffer: 64 << 20 });
+    if (r.error) throw new SfcError(`cannot run nvcc at ${job.nvcc}: ${r.error.message}`, { hint: NOT_FOUND_HINT });
+    return finish(job, opts.arch, r.status, r.stdout ?? '', r.stderr ?? '');
+  } finally {
+    rmSync(job.dir, { recursive: true, force: true });
+  }
+}
+
+/** The same, without blocking: lets `sfc build` run one nvcc per core. */
+export function compileCudaAsync(opts: CompileOptions): Promise<CompileResult> {
+  const job = prepare(opts);
+  return new Promise<CompileResult>((resolve, reject) => {
+    execFile(
+      job.nvcc,
+      job.args,
+      { cwd: job.dir, env: job.env, encoding: 'utf8', maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => {
+        try {
+          const code = err
+            ? (err as NodeJS.ErrnoException & { code?: unknown }).code === 'ENOENT'
+              ? null
+              : ((err as { code?: number }).code ?? 1)
+            : 0;
+          if (err && code === null)
+            throw new SfcError(`cannot run nvcc at ${job.nvcc}: ${err.message}`, { hint: NOT_FOUND_HINT });
+          resolve(finish(job, opts.arch, typeof code === 'number' ? code : 1, stdout, stderr));
+        } catch (e) {
+          reject(e);
+        } finally {
+          rmSync(job.dir, { recursive: true, force: true });
+        }
+      },
+    );
+  });
 }
 
 /** Plain-text table of ptxas reports, one row per kernel and arch, plus a count of kernels that spill. */

@@ -53,6 +53,11 @@ export interface LaunchConfig {
 const dim3 = (d: [number, number, number] | number): [number, number, number] =>
   typeof d === 'number' ? [d, 1, 1] : d;
 
+/** The NVRTC options (and so the cache-key options) of a kernel built for `arch`. */
+export function kernelCompileOptions(arch: string, extra: readonly string[] = []): string[] {
+  return ['--std=c++17', `--gpu-architecture=${arch}`, ...extra];
+}
+
 /** sm_XY for a compute capability; Hopper gets sm_90a (wgmma, setmaxnreg). */
 export function archOf(cc: readonly [number, number]): string {
   const [major, minor] = cc;
@@ -169,7 +174,7 @@ export class CudaDevice implements Device {
   // ---- kernels -----------------------------------------------------------------------------
   /** Compiles (or loads from the cache) and returns a kernel. */
   kernel(k: KernelSource): CudaKernel {
-    const options = ['--std=c++17', `--gpu-architecture=${this.arch}`, ...(k.options ?? [])];
+    const options = kernelCompileOptions(this.arch, k.options);
     const key = keyOf({ source: k.source, options, arch: this.arch });
     const memo = `${key}:${k.entry}`;
     const known = this.kernels.get(memo);

@@ -1,5 +1,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { compileFiles } from '../../compiler/compile.js';
+import { findNvcc } from '../../compiler/nvcc.js';
+import { kernelCompileOptions } from '../../runtime/cuda.js';
+import { KernelCache, keyOf } from '../../runtime/kernel-cache.js';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../../dsl/paths.js';
 import { run } from '../../cli/main.js';
@@ -18,7 +24,7 @@ describe('sfc CLI', () => {
     const r = await sfc('--help');
     expect(r.code).toBe(0);
     const commands = [...r.out.matchAll(/^ {2}(\w+)/gm)].map((m) => m[1]);
-    expect(commands).toEqual(['config', 'doctor', 'help']);
+    expect(commands).toEqual(['build', 'config', 'doctor', 'help']);
   });
 
   it('--version prints the package version', async () => {
@@ -72,5 +78,38 @@ describe('sfc doctor', () => {
     expect(r.out).toMatch(/^cache +/m);
     const j = await sfc('doctor', '--json');
     expect(JSON.parse(j.out)).toMatchObject({ addon: { loaded: true }, cuda: { available: expect.any(Boolean) } });
+  });
+});
+
+describe.skipIf(!findNvcc())('sfc build', () => {
+  it('compiles a kernel for all three architectures into the cache, then finds it there', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sfc-build-'));
+    const saved = process.env.SFC_CACHE_DIR;
+    process.env.SFC_CACHE_DIR = dir;
+    try {
+      const r = await sfc('build', '--kernel', 'rmsNorm', '--no-progress', '--dump', 'ir');
+      expect(r.code).toBe(0);
+      expect(r.out).toContain('kernel rmsNorm(x: ptr<bf16>');
+      for (const arch of ['sm_80', 'sm_89', 'sm_90a'])
+        expect(r.out).toMatch(new RegExp(`rmsNorm__aligned +${arch} +\\d+`));
+      expect(r.out).toContain('0 of 6 kernels spill');
+      const cache = new KernelCache(dir);
+      const a = compileFiles([join(root, 'models', 'kernels', 'norm.ts')]).find((x) => x.name === 'rmsNorm')!;
+      const v = a.cuda[0]!;
+      const hit = cache.get(keyOf({ source: v.source, options: kernelCompileOptions('sm_90a'), arch: 'sm_90a' }));
+      expect(hit?.toolchain).toMatch(/^nvcc-\d+\.\d+$/);
+    } finally {
+      if (saved === undefined) delete process.env.SFC_CACHE_DIR;
+      else process.env.SFC_CACHE_DIR = saved;
+    }
+  });
+
+  it('reports malformed DSL source at file:line:col', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sfc-build-dsl-'));
+    const file = join(dir, 'bad.ts');
+    writeFileSync(file, `export const x = 1;\nconst y: number = 'oops';\n`);
+    const r = await sfc('build', '--file', file, '--no-progress');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^sfc: error: .*bad\.ts:2:7: TypeScript: Type 'string' is not assignable to type 'number'\./);
   });
 });

@@ -93,7 +93,12 @@ describe('kernel language (JS backend)', () => {
 
   it('helpers, tuples, config constants and ternaries', () => {
     const n = 10;
-    const x = Tensor.from(dev, f32, [n], Array.from({ length: n }, (_, i) => i + 1));
+    const x = Tensor.from(
+      dev,
+      f32,
+      [n],
+      Array.from({ length: n }, (_, i) => i + 1),
+    );
     const y = Tensor.from(dev, f32, [n], new Array(n).fill(-1));
     const stats = Tensor.empty(dev, f32, [2]);
     launch(get('helpers'), [1], [x, y, stats, n]);
@@ -147,7 +152,9 @@ describe('kernel language (JS backend)', () => {
   it('reports out-of-bounds accesses at the kernel line', () => {
     const x = Tensor.from(dev, f32, [2, 5], new Array(10).fill(1));
     const y = Tensor.empty(dev, f32, [2]);
-    expect(() => launch(get('rowSumLoop'), [2], [x, y, 37])).toThrow(/language\.ts:\d+: load of x\[\d+\] is out of bounds \(the buffer has 10 elements\)/);
+    expect(() => launch(get('rowSumLoop'), [2], [x, y, 37])).toThrow(
+      /language\.ts:\d+: load of x\[\d+\] is out of bounds \(the buffer has 10 elements\)/,
+    );
   });
 });
 

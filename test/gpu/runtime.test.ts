@@ -175,7 +175,8 @@ describe.skipIf(!!noGpuReason)('CUDA runtime', () => {
       [n, k],
       Array.from(b, (v) => v / sb),
     );
-    const scales = Tensor.from(dev, f32, [2], [sa, sb]);
+    const scaleA = Tensor.from(dev, f32, [1], [sa]);
+    const scaleB = Tensor.from(dev, f32, [1], [sb]);
     const td = Tensor.empty(dev, bf16, [m, n]);
     dev.fill(td.storage, 0, td.storage.bytes, 0xff);
     dev.gemm({
@@ -198,8 +199,8 @@ describe.skipIf(!!noGpuReason)('CUDA runtime', () => {
       transB: true,
       alpha: 1,
       beta: 0,
-      aScale: dev.ptrOf(scales.storage),
-      bScale: dev.ptrOf(scales.storage) + 4,
+      aScale: dev.ptrOf(scaleA.storage),
+      bScale: dev.ptrOf(scaleB.storage),
     });
     const aq = ta.toF32();
     const bq = tb.toF32();

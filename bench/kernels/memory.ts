@@ -1,0 +1,112 @@
+// Memory-bound kernels of the Wan DiT at >= 256 MB against the measured copy bandwidth (bytes read
+// plus written by cuMemcpyDtoD). Each case counts the bytes the kernel must move (every input read
+// once, every output written once); achieved GB/s = bytes / median time (CUDA events, 20 repeats
+// after warm-up, fresh random inputs). Target from issue 4: >= 80% of the copy bandwidth.
+import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
+import { CudaDevice } from '../../runtime/cuda.js';
+import { launch, type KernelArg } from '../../runtime/kernels.js';
+import { Tensor } from '../../runtime/tensor.js';
+import { median, stamp, writeResult } from '../harness.js';
+import { compileLibrary } from '../library.js';
+
+const D = 1536; // Wan2.1-1.3B width
+const H = 12;
+const TOKENS_PER_FRAME = 1560;
+
+/** random fill on the GPU (the library's randn kernel), so inputs are never zeros */
+function randomTensor(
+  dev: CudaDevice,
+  lib: ReturnType<typeof compileLibrary>,
+  dtype: typeof f32 | typeof bf16,
+  shape: number[],
+  seed: number,
+): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const t32 = Tensor.empty(dev, f32, [n]);
+  launch(lib.get('randnFill')!, [Math.ceil(n / 1024)], [t32, n, seed, 0]);
+  if (dtype === f32) return t32.reshape(shape);
+  const t = Tensor.empty(dev, bf16, shape);
+  launch(lib.get('castF32ToBf16')!, [Math.ceil(n / 1024)], [t32, t, n]);
+  t32.dispose();
+  return t;
+}
+
+function timeMs(dev: CudaDevice, fn: () => void, reps = 20): number[] {
+  for (let i = 0; i < 3; i++) fn();
+  const out: number[] = [];
+  for (let i = 0; i < reps; i++) out.push(dev.time(fn));
+  return out;
+}
+
+export function benchMemory(dev: CudaDevice) {
+  const lib = compileLibrary();
+  // the copy ceiling
+  const copyBytes = 1 << 30;
+  const src = Tensor.empty(dev, bf16, [copyBytes / 2]);
+  dev.fill(src.storage, 0, copyBytes, 0x3c);
+  const dst = Tensor.empty(dev, bf16, [copyBytes / 2]);
+  const copyMs = median(timeMs(dev, () => dev.copy(dst.storage, 0, src.storage, 0, copyBytes)));
+  const copyGBs = (2 * copyBytes) / (copyMs * 1e6);
+  src.dispose();
+  dst.dispose();
+
+  const results: Record<string, unknown>[] = [];
+  const bench = (name: string, kernel: string, grid: number[], args: KernelArg[], bytes: number) => {
+    const a = lib.get(kernel)!;
+    const ms = median(timeMs(dev, () => launch(a, grid, args)));
+    const gbs = bytes / (ms * 1e6);
+    results.push({ name, kernel, bytes, ms, GBs: gbs, fractionOfCopy: gbs / copyGBs });
+  };
+
+  {
+    const R = 45 * TOKENS_PER_FRAME; // 70200 rows: 431 MB of f32 input
+    const x = randomTensor(dev, lib, f32, [R, D], 1);
+    const frames = R / TOKENS_PER_FRAME;
+    const shift = randomTensor(dev, lib, f32, [frames, D], 2);
+    const scale = randomTensor(dev, lib, f32, [frames, D], 3);
+    const y = Tensor.empty(dev, bf16, [R, D]);
+    bench(
+      'LayerNorm + modulate (f32 in, bf16 out)',
+      'modulatedLayerNorm',
+      [R],
+      [x, shift, scale, y, D, TOKENS_PER_FRAME, 1e-6],
+      R * D * (4 + 2) + 2 * frames * D * 4,
+    );
+    [x, shift, scale, y].forEach((t) => t.dispose());
+  }
+  {
+    const R = 90000; // 276 MB of bf16 input
+    const x = randomTensor(dev, lib, bf16, [R, D], 4);
+    const w = randomTensor(dev, lib, bf16, [D], 5);
+    const y = Tensor.empty(dev, bf16, [R, D]);
+    bench('RMSNorm (bf16)', 'rmsNorm', [R], [x, w, y, D, 1e-6], R * D * 4 + D * 2);
+    const q = Tensor.empty(dev, e4m3, [R, D]);
+    const s = Tensor.empty(dev, f32, [R]);
+    bench('cast to FP8 e4m3, per-row scales', 'quantizeE4m3PerRow', [R], [x, q, s, D], R * D * 3 + R * 4);
+    [x, w, y, q, s].forEach((t) => t.dispose());
+  }
+  {
+    const L = 90000; // tokens: 276 MB of bf16 q
+    const x = randomTensor(dev, lib, bf16, [L, H, 128], 6);
+    const cos = randomTensor(dev, lib, f32, [1024, 64], 7);
+    const sin = randomTensor(dev, lib, f32, [1024, 64], 8);
+    const y = Tensor.empty(dev, bf16, [L, H, 128]);
+    bench('3-D RoPE (bf16, 12 heads x 128)', 'rope3d', [L], [x, cos, sin, y, H, 30, 52, 0], L * H * 128 * 4);
+    [x, cos, sin, y].forEach((t) => t.dispose());
+  }
+  return { copyGBs, copyMs, copyBytes, results };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const dev = CudaDevice.open(0);
+  const r = benchMemory(dev);
+  const path = writeResult(`kernels-memory-${dev.info.name.replace(/\W+/g, '_')}`, { ...stamp(dev), ...r });
+  console.log(`copy ${r.copyGBs.toFixed(0)} GB/s`);
+  for (const x of r.results) {
+    console.log(
+      `${String(x.name).padEnd(42)} ${(x.GBs as number).toFixed(0).padStart(6)} GB/s  ${((x.fractionOfCopy as number) * 100).toFixed(1)}% of copy  ${(x.ms as number).toFixed(3)} ms`,
+    );
+  }
+  console.log(`-> ${path}`);
+  dev.dispose();
+}

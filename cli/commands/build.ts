@@ -1,0 +1,156 @@
+// `sfc build`: compiles every DSL kernel of the project (models/kernels/*.ts, plus --file sources)
+// for sm_80, sm_89 and sm_90a into the kernel cache, with nvcc when present (else NVRTC), and prints
+// registers, shared memory, stack and spills per kernel. `--dump ir,js,cuda` prints the stages.
+import { readdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { compileFiles } from '../../compiler/compile.js';
+import {
+  BUILD_ARCHS,
+  compileCudaAsync,
+  findNvcc,
+  formatReportTable,
+  type Arch,
+  type KernelReport,
+} from '../../compiler/nvcc.js';
+import type { KernelArtifact } from '../../dsl/artifact.js';
+import { SfcError } from '../../dsl/errors.js';
+import { packageRoot } from '../../dsl/paths.js';
+import { kernelCompileOptions } from '../../runtime/cuda.js';
+import { KernelCache, keyOf } from '../../runtime/kernel-cache.js';
+import { loadNative } from '../../runtime/native/load.js';
+import { collect } from './config.js';
+import type { Io } from '../main.js';
+
+export function projectKernelFiles(): string[] {
+  const dir = join(packageRoot(import.meta.url), 'models', 'kernels');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+interface BuildOptions {
+  arch: string;
+  file: string[];
+  kernel: string[];
+  dump?: string;
+  jobs: string;
+  progress: boolean;
+}
+
+async function pool<T>(items: (() => Promise<T>)[], jobs: number, onDone: () => void): Promise<T[]> {
+  const out: T[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await items[i]!();
+      onDone();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, items.length) }, worker));
+  return out;
+}
+
+export async function build(opts: BuildOptions, io: Io): Promise<KernelReport[]> {
+  const archs = opts.arch.split(',').map((a) => a.trim()) as Arch[];
+  for (const a of archs) {
+    if (!BUILD_ARCHS.includes(a))
+      throw new SfcError(`unknown architecture '${a}' (known: ${BUILD_ARCHS.join(', ')})`, { exitCode: 2 });
+  }
+  const files = [...projectKernelFiles(), ...opts.file.map((f) => resolve(f))];
+  let artifacts: KernelArtifact[] = compileFiles(files);
+  if (opts.kernel.length) {
+    const unknown = opts.kernel.filter((k) => !artifacts.some((a) => a.name === k));
+    if (unknown.length)
+      throw new SfcError(`no kernel named ${unknown.join(', ')} (kernels: ${artifacts.map((a) => a.name).join(', ')})`);
+    artifacts = artifacts.filter((a) => opts.kernel.includes(a.name));
+  }
+  const dump = new Set((opts.dump ?? '').split(',').filter(Boolean));
+  for (const d of dump)
+    if (!['ir', 'js', 'cuda'].includes(d))
+      throw new SfcError(`--dump takes ir, js or cuda, got '${d}'`, { exitCode: 2 });
+  for (const a of artifacts) {
+    if (dump.has('ir')) io.stdout(`// ---- ${a.name}: IR\n${a.ir}\n`);
+    if (dump.has('js')) io.stdout(`// ---- ${a.name}: JS\n${a.js}\n`);
+    if (dump.has('cuda')) for (const v of a.cuda) io.stdout(`// ---- ${v.entry}: CUDA\n${v.source}\n`);
+  }
+
+  const cache = new KernelCache();
+  const nvcc = findNvcc();
+  const native = nvcc ? undefined : loadNative();
+  const nvrtcOk = native?.status().nvrtc.loaded;
+  if (!nvcc && !nvrtcOk) {
+    throw new SfcError('neither nvcc nor NVRTC was found, so no CUDA kernels can be built', {
+      hint: 'install the CUDA toolkit (nvcc), set SFC_NVCC or CUDA_HOME, or run `sfc doctor`',
+    });
+  }
+  const variants = artifacts.flatMap((a) => a.cuda.map((v) => ({ a, v })));
+  const tasks = archs.flatMap((arch) =>
+    variants.map(({ a, v }) => async (): Promise<KernelReport[]> => {
+      const options = kernelCompileOptions(arch);
+      const key = keyOf({ source: v.source, options, arch });
+      if (nvcc) {
+        const r = await compileCudaAsync({ source: v.source, arch, name: `${a.name}.cu`, nvcc });
+        cache.put(key, arch, r.toolchain, r.cubin, r.reports);
+        return r.reports
+          .filter((k) => k.name === v.entry)
+          .map((k) => ({ ...k, sharedBytes: k.sharedBytes + v.sharedBytes }));
+      }
+      const r = native!.nvrtcCompile(v.source, `${a.name}.cu`, [...options, '-Xptxas', '-v'], true);
+      if (!r.ok || !r.binary) throw new SfcError(`NVRTC failed to compile ${a.name} for ${arch}:\n${r.log.trim()}`);
+      const nv = native!.status().nvrtc.version as number[];
+      cache.put(key, arch, `nvrtc-${nv.join('.')}`, r.binary);
+      return [
+        {
+          name: v.entry,
+          arch,
+          registers: NaN,
+          sharedBytes: v.sharedBytes,
+          stackBytes: NaN,
+          spillStoreBytes: NaN,
+          spillLoadBytes: NaN,
+        },
+      ];
+    }),
+  );
+  const bar = opts.progress
+    ? new cliProgress.SingleBar(
+        { format: 'building kernels [{bar}] {value}/{total}', stream: process.stderr, clearOnComplete: true },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  bar?.start(tasks.length, 0);
+  const jobs = Math.max(1, Number(opts.jobs) || availableParallelism());
+  let reports: KernelReport[];
+  try {
+    reports = (await pool(tasks, jobs, () => bar?.increment())).flat();
+  } finally {
+    bar?.stop();
+  }
+  io.stdout(`${formatReportTable(reports)}\n`);
+  io.stdout(
+    `${artifacts.length} kernels (${variants.length} variants) x ${archs.length} architectures with ${nvcc ? 'nvcc' : 'NVRTC'} -> ${cache.dir}\n`,
+  );
+  return reports;
+}
+
+export function registerBuild(program: Command, io: Io): void {
+  program
+    .command('build')
+    .description(
+      'compile every DSL kernel for sm_80, sm_89 and sm_90a into the kernel cache; print registers, smem and spills',
+    )
+    .option('--arch <list>', 'comma-separated architectures', BUILD_ARCHS.join(','))
+    .option('--file <path>', 'also compile the kernels of this DSL source file (repeatable)', collect, [])
+    .option('--kernel <name>', 'only this kernel (repeatable)', collect, [])
+    .option('--dump <stages>', 'print compiler stages: ir, js, cuda (comma-separated)')
+    .option('-j, --jobs <n>', 'parallel compiler processes', String(availableParallelism()))
+    .option('--no-progress', 'no progress bar')
+    .action(async (opts: BuildOptions) => {
+      await build(opts, io);
+    });
+}
