@@ -31,16 +31,6 @@ __device__ __forceinline__ float sfc_round_f16(float f) { return sfc_from_f16(sf
 
 // FP8 (OCP e4m3 / e5m2): decode is exact arithmetic; encode is round-to-nearest-even with
 // saturation (the satfinite conversion), written out so sm_80 gets the same bits as sm_89+.
-__device__ __forceinline__ float sfc_from_mini(unsigned b, int man, int bias, bool ieee) {
-  const int expBits = 7 - man;
-  const int e = (b >> man) & ((1 << expBits) - 1);
-  const int m = b & ((1 << man) - 1);
-  const float s = (b & 0x80) ? -1.0f : 1.0f;
-  if (ieee && e == (1 << expBits) - 1) return m ? __int_as_float(0x7fc00000) : s * __int_as_float(0x7f800000);
-  if (!ieee && e == (1 << expBits) - 1 && m == (1 << man) - 1) return __int_as_float(0x7fc00000);
-  if (e == 0) return s * ldexpf((float)m, 1 - bias - man);
-  return s * ldexpf(1.0f + (float)m / (float)(1 << man), e - bias);
-}
 __device__ __forceinline__ unsigned sfc_to_mini(float f, int man, int bias, float maxFinite) {
   if (f != f) return 0x7f;
   const unsigned sign = (__float_as_uint(f) >> 24) & 0x80;
@@ -59,10 +49,38 @@ __device__ __forceinline__ unsigned sfc_to_mini(float f, int man, int bias, floa
   const unsigned mant = (unsigned)rintf((v / ldexpf(1.0f, ve) - 1.0f) * (float)(1 << man));
   return sign | ((unsigned)(ve + bias) << man) | mant;
 }
-__device__ __forceinline__ float sfc_from_e4m3(unsigned char b) { return sfc_from_mini(b, 3, 7, false); }
-__device__ __forceinline__ float sfc_from_e5m2(unsigned char b) { return sfc_from_mini(b, 2, 15, true); }
-__device__ __forceinline__ unsigned char sfc_to_e4m3(float f) { return (unsigned char)sfc_to_mini(f, 3, 7, 448.0f); }
-__device__ __forceinline__ unsigned char sfc_to_e5m2(float f) { return (unsigned char)sfc_to_mini(f, 2, 15, 57344.0f); }
+// decode with integer ops: normal numbers are a re-biased exponent, subnormals a small multiple of 2^-k
+__device__ __forceinline__ float sfc_from_e4m3(unsigned char b) {
+  const unsigned sign = (unsigned)(b & 0x80) << 24, e = (b >> 3) & 15, m = b & 7;
+  if (e == 15 && m == 7) return __int_as_float(0x7fc00000);
+  if (e == 0) return __uint_as_float(sign | __float_as_uint((float)m * 0.001953125f));  // m * 2^-9
+  return __uint_as_float(sign | ((e + 120) << 23) | (m << 20));
+}
+__device__ __forceinline__ float sfc_from_e5m2(unsigned char b) {
+  const unsigned sign = (unsigned)(b & 0x80) << 24, e = (b >> 2) & 31, m = b & 3;
+  if (e == 31) return m ? __int_as_float(0x7fc00000) : __uint_as_float(sign | 0x7f800000u);
+  if (e == 0) return __uint_as_float(sign | __float_as_uint((float)m * 1.52587890625e-05f));  // m * 2^-16
+  return __uint_as_float(sign | ((e + 112) << 23) | (m << 21));
+}
+// sm_89+ converts in hardware (cvt.rn.satfinite: same rounding, saturation and NaN as the code below)
+__device__ __forceinline__ unsigned char sfc_to_e4m3(float f) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  unsigned short r;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(0.0f), "f"(f));
+  return (unsigned char)(r & 0xff);
+#else
+  return (unsigned char)sfc_to_mini(f, 3, 7, 448.0f);
+#endif
+}
+__device__ __forceinline__ unsigned char sfc_to_e5m2(float f) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  unsigned short r;
+  asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(r) : "f"(0.0f), "f"(f));
+  return (unsigned char)(r & 0xff);
+#else
+  return (unsigned char)sfc_to_mini(f, 2, 15, 57344.0f);
+#endif
+}
 __device__ __forceinline__ float sfc_round_e4m3(float f) { return sfc_from_e4m3(sfc_to_e4m3(f)); }
 __device__ __forceinline__ float sfc_round_e5m2(float f) { return sfc_from_e5m2(sfc_to_e5m2(f)); }
 

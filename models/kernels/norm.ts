@@ -24,9 +24,10 @@ export const rmsNorm = kernel((x: Ptr<bf16>, w: Ptr<bf16>, y: Ptr<bf16>, D: i32,
   const row = programId(0);
   const cols = arange(0, BLOCK);
   const mask = cols < D;
+  const gamma = load(w, cols, mask, 0); // issued before the reduction so its latency overlaps
   const v = cast(load(x, row * D + cols, mask, 0), f32);
   const r = rsqrt(sum(v * v) / D + eps);
-  store(y, row * D + cols, v * r * load(w, cols, mask, 0), mask);
+  store(y, row * D + cols, v * r * gamma, mask);
 });
 
 /** mean and 1/std of a row (float32), the shared first half of every LayerNorm. */
@@ -52,10 +53,11 @@ export const layerNormAffine = kernel(
     const row = programId(0);
     const cols = arange(0, BLOCK);
     const mask = cols < D;
+    const gamma = cast(load(w, cols, mask, 0), f32);
+    const beta = load(b, cols, mask, 0);
     const v = cast(load(x, row * D + cols, mask, 0), f32);
     const [mean, rstd] = rowStats(v, mask, D, eps);
-    const gamma = cast(load(w, cols, mask, 0), f32);
-    store(y, row * D + cols, (v - mean) * rstd * gamma + load(b, cols, mask, 0), mask);
+    store(y, row * D + cols, (v - mean) * rstd * gamma + beta, mask);
   },
 );
 
@@ -78,10 +80,11 @@ export const modulatedLayerNorm = kernel(
     const frame = idiv(row, tokensPerFrame);
     const cols = arange(0, BLOCK);
     const mask = cols < D;
-    const v = load(x, row * D + cols, mask, 0);
-    const [mean, rstd] = rowStats(v, mask, D, eps);
+    // the modulation rows are loaded first: their latency overlaps the row statistics
     const sc = load(scale, frame * D + cols, mask, 0);
     const sh = load(shift, frame * D + cols, mask, 0);
+    const v = load(x, row * D + cols, mask, 0);
+    const [mean, rstd] = rowStats(v, mask, D, eps);
     store(y, row * D + cols, (v - mean) * rstd * (1 + sc) + sh, mask);
   },
 );

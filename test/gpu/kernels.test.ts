@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bf16, f32 } from '../../dsl/dtypes.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
+import { roundTo } from '../../runtime/convert.js';
 import { launch, pickVariant } from '../../runtime/kernels.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { cases, library, relErr } from '../kernels/library.js';
@@ -58,7 +59,7 @@ describe.skipIf(!!noGpuReason)('kernel library on the GPU', () => {
     const g = Tensor.from(dev, f32, [1, D], new Array(D).fill(0.25));
     const out = Tensor.empty(dev, f32, [R, D]);
     launch(a, [R], [x, y, g, out, D, 1560]);
-    const want = vals.map((v) => Math.fround(v + Math.fround(v / 2) * 0.25));
+    const want = vals.map((v) => Math.fround(v + roundTo(bf16, v / 2) * 0.25));
     expect(Array.from(out.toF32())).toEqual(want);
   });
 });
