@@ -12,6 +12,7 @@ import { DslError, dslError, fromTsDiagnostic, spanOf } from './diagnostics.js';
 import {
   fmtType,
   isInt,
+  walk,
   type BinaryOp,
   type ElemType,
   type KernelIR,
@@ -272,13 +273,14 @@ class Lowering {
       else throw dslError(fn.body, 'a kernel body must be a block { ... }');
       return this.b.block;
     });
+    const pruned = eliminateDeadCode(body);
     return {
       name: this.ref.name,
       file: spanOf(call).file,
       span: spanOf(call),
       params: this.params,
-      body: eliminateDeadCode(body),
-      warps,
+      body: pruned,
+      warps: warps ?? autoWarps(pruned),
     };
   }
 
@@ -293,18 +295,20 @@ class Lowering {
     }
   }
 
-  private kernelOptions(node: ts.Expression | undefined): number {
-    if (!node) return 4;
+  /** warps from `kernel(fn, { warps })`, or undefined to choose from the tile sizes */
+  private kernelOptions(node: ts.Expression | undefined): number | undefined {
+    if (!node) return undefined;
     if (!ts.isObjectLiteralExpression(node))
       throw dslError(node, 'kernel options must be an object literal, e.g. { warps: 8 }');
-    let warps = 4;
+    let warps: number | undefined;
     for (const p of node.properties) {
       if (!ts.isPropertyAssignment(p) || !ts.isIdentifier(p.name) || p.name.text !== 'warps') {
         throw dslError(p, 'unknown kernel option (known: warps)');
       }
       const v = this.constValue(p.initializer);
-      if (![1, 2, 4, 8, 16, 32].includes(v))
-        throw dslError(p.initializer, `warps must be a power of two from 1 to 32, got ${v}`);
+      if (!Number.isInteger(v) || v < 1 || v > 32) {
+        throw dslError(p.initializer, `warps must be an integer from 1 to 32, got ${v}`);
+      }
       warps = v;
     }
     return warps;
@@ -998,6 +1002,24 @@ function broadcastAll(a: number[], b: readonly number[]): number[] {
     out.push(x === 1 ? y : x);
   }
   return out;
+}
+
+/**
+ * Warps per program when the kernel does not say: about one 16-byte chunk (8 elements) of the
+ * largest tile per thread, between 1 and 8 warps. Fewer registers per thread means more programs
+ * in flight per SM, which is what memory-bound kernels need.
+ */
+export function autoWarps(body: Stmt[]): number {
+  let largest = 1;
+  walk(body, (s) => {
+    const shapes = s.kind === 'def' ? [s.value.type.shape] : s.kind === 'store' ? [s.offsets.type.shape] : [];
+    for (const sh of shapes)
+      largest = Math.max(
+        largest,
+        sh.reduce((a, b) => a * b, 1),
+      );
+  });
+  return Math.min(8, Math.max(1, Math.ceil(largest / 256)));
 }
 
 /** Removes value definitions nobody uses (loads included: they have no side effects). */

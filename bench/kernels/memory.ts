@@ -39,7 +39,9 @@ function timeMs(dev: CudaDevice, fn: () => void, reps = 20): number[] {
 }
 
 export function benchMemory(dev: CudaDevice) {
-  const lib = compileLibrary();
+  // static dims specialised for the model's width, as `sfc build` does from the model preset
+  const lib = compileLibrary({ BLOCK: D, HEADS: H });
+  const fills = compileLibrary(); // default BLOCKs, for making inputs
   // the copy ceiling
   const copyBytes = 1 << 30;
   const src = Tensor.empty(dev, bf16, [copyBytes / 2]);
@@ -60,10 +62,10 @@ export function benchMemory(dev: CudaDevice) {
 
   {
     const R = 45 * TOKENS_PER_FRAME; // 70200 rows: 431 MB of f32 input
-    const x = randomTensor(dev, lib, f32, [R, D], 1);
+    const x = randomTensor(dev, fills, f32, [R, D], 1);
     const frames = R / TOKENS_PER_FRAME;
-    const shift = randomTensor(dev, lib, f32, [frames, D], 2);
-    const scale = randomTensor(dev, lib, f32, [frames, D], 3);
+    const shift = randomTensor(dev, fills, f32, [frames, D], 2);
+    const scale = randomTensor(dev, fills, f32, [frames, D], 3);
     const y = Tensor.empty(dev, bf16, [R, D]);
     bench(
       'LayerNorm + modulate (f32 in, bf16 out)',
@@ -76,8 +78,8 @@ export function benchMemory(dev: CudaDevice) {
   }
   {
     const R = 90000; // 276 MB of bf16 input
-    const x = randomTensor(dev, lib, bf16, [R, D], 4);
-    const w = randomTensor(dev, lib, bf16, [D], 5);
+    const x = randomTensor(dev, fills, bf16, [R, D], 4);
+    const w = randomTensor(dev, fills, bf16, [D], 5);
     const y = Tensor.empty(dev, bf16, [R, D]);
     bench('RMSNorm (bf16)', 'rmsNorm', [R], [x, w, y, D, 1e-6], R * D * 4 + D * 2);
     const q = Tensor.empty(dev, e4m3, [R, D]);
@@ -87,9 +89,9 @@ export function benchMemory(dev: CudaDevice) {
   }
   {
     const L = 90000; // tokens: 276 MB of bf16 q
-    const x = randomTensor(dev, lib, bf16, [L, H, 128], 6);
-    const cos = randomTensor(dev, lib, f32, [1024, 64], 7);
-    const sin = randomTensor(dev, lib, f32, [1024, 64], 8);
+    const x = randomTensor(dev, fills, bf16, [L, H, 128], 6);
+    const cos = randomTensor(dev, fills, f32, [1024, 64], 7);
+    const sin = randomTensor(dev, fills, f32, [1024, 64], 8);
     const y = Tensor.empty(dev, bf16, [L, H, 128]);
     bench('3-D RoPE (bf16, 12 heads x 128)', 'rope3d', [L], [x, cos, sin, y, H, 30, 52, 0], L * H * 128 * 4);
     [x, cos, sin, y].forEach((t) => t.dispose());

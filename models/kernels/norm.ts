@@ -64,6 +64,8 @@ export const layerNormAffine = kernel(
 /**
  * The DiT block's modulated LayerNorm on the float32 residual stream:
  * y = LN(x) * (1 + scale[f]) + shift[f], f = row / tokensPerFrame, output bf16 for the next GEMM.
+ * Each program normalises ROWS consecutive rows of R, reusing the modulation rows while the frame
+ * stays the same (1560 tokens share one), so they are read once per program instead of per token.
  */
 export const modulatedLayerNorm = kernel(
   (
@@ -71,20 +73,32 @@ export const modulatedLayerNorm = kernel(
     shift: Ptr<f32>,
     scale: Ptr<f32>,
     y: Ptr<bf16>,
+    R: i32,
     D: i32,
     tokensPerFrame: i32,
     eps: f32,
     BLOCK: Const<2048>,
+    ROWS: Const<4>,
   ) => {
-    const row = programId(0);
-    const frame = idiv(row, tokensPerFrame);
+    const first = programId(0) * ROWS;
     const cols = arange(0, BLOCK);
     const mask = cols < D;
-    // the modulation rows are loaded first: their latency overlaps the row statistics
-    const sc = load(scale, frame * D + cols, mask, 0);
-    const sh = load(shift, frame * D + cols, mask, 0);
-    const v = load(x, row * D + cols, mask, 0);
-    const [mean, rstd] = rowStats(v, mask, D, eps);
-    store(y, row * D + cols, (v - mean) * rstd * (1 + sc) + sh, mask);
+    let frame = idiv(first, tokensPerFrame);
+    let sc = load(scale, frame * D + cols, mask, 0);
+    let sh = load(shift, frame * D + cols, mask, 0);
+    for (let r = 0; r < ROWS; r++) {
+      const row = first + r;
+      if (row < R) {
+        const f = idiv(row, tokensPerFrame);
+        if (f !== frame) {
+          frame = f;
+          sc = load(scale, f * D + cols, mask, 0);
+          sh = load(shift, f * D + cols, mask, 0);
+        }
+        const v = load(x, row * D + cols, mask, 0);
+        const [mean, rstd] = rowStats(v, mask, D, eps);
+        store(y, row * D + cols, (v - mean) * rstd * (1 + sc) + sh, mask);
+      }
+    }
   },
 );

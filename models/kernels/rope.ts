@@ -1,9 +1,10 @@
-// Wan's 3-D rotary embedding. Each head's 64 complex pairs are split between the latent frame (the
-// first `framePairs`, 22 at head dim 128), the height (`heightPairs`, 21) and the width (the rest);
-// the frame index is offset by the chunk's start frame. cos/sin come from tables [maxPos, PAIRS]
-// (float64 angles rounded once, as the reference computes them), indexed by each pair's position.
-// One program per token, all heads at once as one flat tile of HEADS * PAIRS pairs (so every value
-// has one shape and nothing crosses threads): x is [tokens, H, 2*PAIRS], rotated into y.
+// Wan's 3-D rotary embedding. Each head's 64 complex pairs (128 values) are split between the latent
+// frame (the first `framePairs`, 22 at head dim 128), the height (`heightPairs`, 21) and the width
+// (the rest); the frame index is offset by the chunk's start frame. cos/sin come from tables
+// [maxPos, PAIRS] (float64 angles rounded once, as the reference computes them), indexed by each
+// pair's position. One program per token over all heads, as one contiguous tile of the token's
+// values: element e pairs with e ^ 1 (its partner, read again from L1), so loads and stores of x and
+// y are whole 16-byte chunks. x is [tokens, H, 2*PAIRS], rotated into y.
 import {
   arange,
   cast,
@@ -40,16 +41,17 @@ export const rope3d = kernel(
     const f = idiv(tok, perFrame) + frameOffset;
     const hh = idiv(inFrame, gridW);
     const ww = inFrame - hh * gridW;
-    const p = arange(0, HEADS * PAIRS); // pair index over all heads
-    const j = p % PAIRS;
-    const m = p < H * PAIRS;
+    const e = arange(0, HEADS * 2 * PAIRS); // every value of the token, all heads
+    const m = e < H * 2 * PAIRS;
+    const j = (e >> 1) % PAIRS; // the pair within the head
     const pos = j < framePairs ? f : j < framePairs + heightPairs ? hh : ww;
     const c = load(cosT, pos * PAIRS + j, m, 0);
     const s = load(sinT, pos * PAIRS + j, m, 0);
-    const base = tok * H * 2 * PAIRS + 2 * p;
-    const xe = cast(load(x, base, m, 0), f32);
-    const xo = cast(load(x, base + 1, m, 0), f32);
-    store(y, base, xe * c - xo * s, m);
-    store(y, base + 1, xe * s + xo * c, m);
+    const base = tok * H * 2 * PAIRS;
+    const v = cast(load(x, base + e, m, 0), f32);
+    const partner = cast(load(x, base + (e ^ 1), m, 0), f32);
+    // even e: re' = re*c - im*s; odd e: im' = re*s + im*c (partner is re)
+    const odd = (e & 1) === 1;
+    store(y, base + e, v * c + (odd ? partner : -partner) * s, m);
   },
 );

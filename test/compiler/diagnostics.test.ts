@@ -64,8 +64,8 @@ const cases: [string, string, string][] = [
   ],
   [
     'bad warps',
-    'export const t = kernel((x: Ptr<f32>) => { store(x, 0, 1); }, { warps: 3 });\n',
-    'case.ts:6:72: warps must be a power of two from 1 to 32, got 3',
+    'export const t = kernel((x: Ptr<f32>) => { store(x, 0, 1); }, { warps: 33 });\n',
+    'case.ts:6:72: warps must be an integer from 1 to 32, got 33',
   ],
   [
     'recursion',

@@ -132,7 +132,7 @@ describe('kernel language (JS backend)', () => {
 
   it('prints its IR', () => {
     expect(get('bf16Math').ir).toMatchInlineSnapshot(`
-      "kernel bf16Math(x: ptr<bf16>, y: ptr<bf16>, n: i32) warps=4
+      "kernel bf16Math(x: ptr<bf16>, y: ptr<bf16>, n: i32) warps=1
         %3 = arange 0 : i32[32]
         %4 = lt %3, n : bool[32]
         %7 = load x[%3, %4, 0:bf16] : bf16[32]

@@ -114,9 +114,9 @@ function normCase(
         rmsNorm: [x, w, y, D, eps],
         layerNorm: [x, y, D, eps],
         layerNormAffine: [x, w, b, y, D, eps],
-        modulatedLayerNorm: [x, sh, sc, y, D, tokensPerFrame, eps],
+        modulatedLayerNorm: [x, sh, sc, y, R, D, tokensPerFrame, eps],
       };
-      run(dev, kernel, [R], args[kernel]!);
+      run(dev, kernel, [kernel === 'modulatedLayerNorm' ? Math.ceil(R / 4) : R], args[kernel]!);
       const out = new Float64Array(R * D);
       for (let r = 0; r < R; r++) {
         const f = Math.floor(r / tokensPerFrame);
