@@ -70,8 +70,8 @@ export function benchMemory(dev: CudaDevice) {
     bench(
       'LayerNorm + modulate (f32 in, bf16 out)',
       'modulatedLayerNorm',
-      [R],
-      [x, shift, scale, y, D, TOKENS_PER_FRAME, 1e-6],
+      [Math.ceil(R / 4)],
+      [x, shift, scale, y, R, D, TOKENS_PER_FRAME, 1e-6],
       R * D * (4 + 2) + 2 * frames * D * 4,
     );
     [x, shift, scale, y].forEach((t) => t.dispose());
