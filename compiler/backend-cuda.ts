@@ -165,6 +165,8 @@ class CudaEmitter {
   private readonly lazy = new Set<number>();
   private smemBytes = 0;
   private readonly storedParams = new Set<number>();
+  /** shapes whose values go through swapPairs (their chunks must hold both elements of a pair) */
+  private readonly pairShapes = new Set<string>();
 
   constructor(
     private readonly k: KernelIR,
@@ -224,6 +226,7 @@ class CudaEmitter {
       if (s.kind === 'def') {
         note(s.value);
         addShape(s.value.type.shape);
+        if (s.value.op === 'swapPairs') this.pairShapes.add(s.value.type.shape.join(','));
         if (s.value.op === 'load') {
           const key = s.value.type.shape.join(',');
           memBytes.set(key, Math.min(memBytes.get(key) ?? 16, elemBytes[s.value.type.dtype]));
@@ -250,6 +253,7 @@ class CudaEmitter {
       const last = shape[shape.length - 1]!;
       let v = Math.min(8, 16 / (memBytes.get(key) ?? 4));
       while (v > 1 && (last % v !== 0 || n < v)) v /= 2;
+      if (v < 2 && this.pairShapes.has(key)) v = 2; // swapPairs reads the neighbouring register
       const chunks = Math.ceil(n / (this.T * v));
       this.layouts.set(key, { shape, n, v, regs: chunks * v, full: n % (this.T * v) === 0 });
     }
@@ -274,7 +278,7 @@ class CudaEmitter {
       const argsOk = v.args.every(
         (a) => !a.type.shape.length || this.lazy.has(a.id) || (v.op !== 'reshape' && this.sameShape(a, v)),
       );
-      const cheap = !isFloat(v.type.dtype) || (this.uses.get(v.id) ?? 0) <= 1;
+      const cheap = !isFloat(v.type.dtype) || (this.uses.get(v.id) ?? 0) <= 1 || v.op === 'swapPairs';
       if (pure && argsOk && cheap && v.op !== 'reshape') this.lazy.add(v.id);
     });
   }
@@ -336,6 +340,18 @@ class CudaEmitter {
     switch (v.op) {
       case 'arange':
         return `(${v.start} + ${idx[0]})`;
+      case 'swapPairs': {
+        // the partner element e ^ 1: the neighbouring register when x is held in this layout
+        const x = v.args[0]!;
+        if (!this.lazy.has(x.id)) {
+          const exch = this.exchange.get(x.id);
+          if (exch !== undefined) return `((${cType[x.type.dtype]}*)(sfc_smem + ${exch}))[${flatIndex(vs, idx)} ^ 1]`;
+          if (!sub.reg) throw new Error(`internal: swapPairs of %${x.id} outside its layout`);
+          return `v${x.id}[(${sub.reg}) ^ 1]`;
+        }
+        const e2 = `(${flatIndex(vs, idx)} ^ 1)`;
+        return this.at(x, { shape: vs, idx: dimIndices(vs, e2), e: e2, reg: sub.reg ? `((${sub.reg}) ^ 1)` : null });
+      }
       case 'full':
         return a(0);
       case 'broadcast':

@@ -256,6 +256,8 @@ class JsEmitter {
         return this.line(`const v${v.id} = x${v.varId};`);
       case 'broadcast':
         return this.define(v, (i) => a(0, i), false);
+      case 'swapPairs':
+        return this.define(v, (i) => a(0, `(${i} ^ 1)`), false);
       case 'expandDims':
       case 'reshape':
         return this.line(

@@ -317,6 +317,15 @@ export class Builder {
     return this.make({ op: 'reshape' }, { dtype: x.type.dtype, shape }, [x], span);
   }
 
+  /** y[..., 2k] = x[..., 2k+1] and y[..., 2k+1] = x[..., 2k]: the partner of each complex pair */
+  swapPairs(x: Value, span: Span): Value {
+    const s = x.type.shape;
+    if (!s.length || s[s.length - 1]! % 2 !== 0) {
+      throw new RuleError(`swapPairs() needs a tile whose last dim is even, got ${fmtType(x.type)}`);
+    }
+    return this.make({ op: 'swapPairs' }, { ...x.type, shape: [...s] }, [x], span);
+  }
+
   load(param: number, dtype: ElemType, offsets: Value, mask: Value | null, other: Value | null, span: Span): Value {
     if (!isInt(offsets.type.dtype)) throw new RuleError(`load offsets must be integers, got ${fmtType(offsets.type)}`);
     let shape = offsets.type.shape;

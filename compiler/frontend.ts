@@ -878,6 +878,9 @@ class Lowering {
         this.b.block.push({ kind: 'store', fn: name, param: p.param, offsets: off, value, mask, span });
         return undefined;
       }
+      case 'swapPairs':
+        this.arity(call, name, 1);
+        return this.b.swapPairs(arg(0), span);
       case 'maximum':
       case 'minimum':
       case 'idiv':

@@ -81,6 +81,7 @@ export type ValueOp =
   | { op: 'broadcast' }
   | { op: 'expandDims'; axis: number }
   | { op: 'reshape' }
+  | { op: 'swapPairs' }
   | { op: 'rand'; normal: boolean }
   | { op: 'var.get'; varId: number };
 

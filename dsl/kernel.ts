@@ -76,6 +76,10 @@ export function expandDims(_x: number, _axis: number): number {
 export function broadcastTo(_x: number, _shape: readonly number[]): number {
   return dslOnly('broadcastTo');
 }
+/** Swaps neighbours along the last dim (x[2k] <-> x[2k+1]): the partner of each complex pair (RoPE). */
+export function swapPairs(_x: number): number {
+  return dslOnly('swapPairs');
+}
 /** Reshapes a tile (same number of elements). */
 export function reshape(_x: number, _shape: readonly number[]): number {
   return dslOnly('reshape');

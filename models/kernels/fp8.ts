@@ -48,7 +48,7 @@ export const quantizeE4m3PerRow = kernel((x: Ptr<bf16>, y: Ptr<e4m3>, scale: Ptr
   const v = cast(load(x, row * D + cols, m, 0), f32);
   const s = maximum(absmax(v) / E4M3_MAX, MIN_SCALE);
   store(scale, row, s);
-  store(y, row * D + cols, v / s, m);
+  store(y, row * D + cols, v * (1 / s), m); // one division per row, not per element
 });
 
 /** y[row] = x[row] * scale[row] (scale per row; pass a 1-element scale with rowScale = 0 for per-tensor). */

@@ -3,8 +3,8 @@
 // (the rest); the frame index is offset by the chunk's start frame. cos/sin come from tables
 // [maxPos, PAIRS] (float64 angles rounded once, as the reference computes them), indexed by each
 // pair's position. One program per token over all heads, as one contiguous tile of the token's
-// values: element e pairs with e ^ 1 (its partner, read again from L1), so loads and stores of x and
-// y are whole 16-byte chunks. x is [tokens, H, 2*PAIRS], rotated into y.
+// values, so loads and stores of x and y are whole 16-byte chunks; each element's partner in its
+// complex pair comes from swapPairs (a neighbouring register). x is [tokens, H, 2*PAIRS] -> y.
 import {
   arange,
   cast,
@@ -14,6 +14,7 @@ import {
   load,
   programId,
   store,
+  swapPairs,
   type bf16,
   type Const,
   type i32,
@@ -49,7 +50,7 @@ export const rope3d = kernel(
     const s = load(sinT, pos * PAIRS + j, m, 0);
     const base = tok * H * 2 * PAIRS;
     const v = cast(load(x, base + e, m, 0), f32);
-    const partner = cast(load(x, base + (e ^ 1), m, 0), f32);
+    const partner = swapPairs(v);
     // even e: re' = re*c - im*s; odd e: im' = re*s + im*c (partner is re)
     const odd = (e & 1) === 1;
     store(y, base + e, v * c + (odd ? partner : -partner) * s, m);

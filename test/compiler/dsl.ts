@@ -10,7 +10,7 @@ export const virtualDir = join(packageRoot(import.meta.url), 'test', 'compiler',
 
 export const header = `import {
   kernel, programId, arange, load, store, cast, sum, max, min, absmax, where, exp, rsqrt, tanh, sqrt,
-  expandDims, reshape, full, broadcastTo, idiv, maximum, atomicAdd, randn, f32, bf16, i32,
+  expandDims, reshape, full, broadcastTo, idiv, maximum, atomicAdd, randn, swapPairs, f32, bf16, i32,
   type Ptr, type Const,
 } from '../../../dsl/kernel.js';
 `;

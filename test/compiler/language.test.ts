@@ -62,6 +62,13 @@ export const tiles2d = kernel((a: Ptr<f32>, b: Ptr<f32>, outer: Ptr<f32>, rows: 
   store(cols, c, max(o, 0));
 });
 
+/** complex rotation of interleaved pairs with swapPairs */
+export const rotate = kernel((x: Ptr<f32>, y: Ptr<f32>) => {
+  const e = arange(0, 64);
+  const v = load(x, e);
+  store(y, e, (e & 1) === 1 ? swapPairs(v) : -swapPairs(v));
+});
+
 /** bf16 arithmetic rounds like the GPU: weak literals keep the tile's dtype */
 export const bf16Math = kernel((x: Ptr<bf16>, y: Ptr<bf16>, n: i32) => {
   const i = arange(0, 32);
@@ -119,6 +126,18 @@ describe('kernel language (JS backend)', () => {
     const bsum = bvals.reduce((p, q) => p + q, 0);
     expect(Array.from(rows.toF32())).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((v) => v * bsum));
     expect(Array.from(cols.toF32())).toEqual(bvals.map((v) => Math.max(v, 8 * v)));
+  });
+
+  it('swapPairs exchanges neighbours', () => {
+    const x = Tensor.from(
+      dev,
+      f32,
+      [64],
+      Array.from({ length: 64 }, (_, i) => i),
+    );
+    const y = Tensor.empty(dev, f32, [64]);
+    launch(get('rotate'), [1], [x, y]);
+    expect(Array.from(y.toF32()).slice(0, 6)).toEqual([-1, 0, -3, 2, -5, 4]);
   });
 
   it('rounds bf16 arithmetic after each op', () => {
