@@ -53,8 +53,8 @@ export function benchMemory(dev: CudaDevice) {
   dst.dispose();
 
   const results: Record<string, unknown>[] = [];
-  const bench = (name: string, kernel: string, grid: number[], args: KernelArg[], bytes: number) => {
-    const a = lib.get(kernel)!;
+  const bench = (name: string, kernel: string, grid: number[], args: KernelArg[], bytes: number, from = lib) => {
+    const a = from.get(kernel)!;
     const ms = median(timeMs(dev, () => launch(a, grid, args)));
     const gbs = bytes / (ms * 1e6);
     results.push({ name, kernel, bytes, ms, GBs: gbs, fractionOfCopy: gbs / copyGBs });
@@ -74,6 +74,18 @@ export function benchMemory(dev: CudaDevice) {
       [x, shift, scale, y, R, D, TOKENS_PER_FRAME, 1e-6],
       R * D * (4 + 2) + 2 * frames * D * 4,
     );
+    // the same with 1 and 2 rows per program (how much the modulation-row reuse buys)
+    for (const rows of [1, 2]) {
+      const variant = compileLibrary({ BLOCK: D, ROWS: rows });
+      bench(
+        `LayerNorm + modulate, ${rows} row(s) per program`,
+        'modulatedLayerNorm',
+        [Math.ceil(R / rows)],
+        [x, shift, scale, y, R, D, TOKENS_PER_FRAME, 1e-6],
+        R * D * (4 + 2) + 2 * frames * D * 4,
+        variant,
+      );
+    }
     [x, shift, scale, y].forEach((t) => t.dispose());
   }
   {
@@ -82,6 +94,7 @@ export function benchMemory(dev: CudaDevice) {
     const w = randomTensor(dev, fills, bf16, [D], 5);
     const y = Tensor.empty(dev, bf16, [R, D]);
     bench('RMSNorm (bf16)', 'rmsNorm', [R], [x, w, y, D, 1e-6], R * D * 4 + D * 2);
+    bench('LayerNorm, no affine (bf16)', 'layerNorm', [R], [x, y, D, 1e-6], R * D * 4);
     const q = Tensor.empty(dev, e4m3, [R, D]);
     const s = Tensor.empty(dev, f32, [R]);
     bench('cast to FP8 e4m3, per-row scales', 'quantizeE4m3PerRow', [R], [x, q, s, D], R * D * 3 + R * 4);
