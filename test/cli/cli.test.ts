@@ -92,7 +92,7 @@ describe.skipIf(!findNvcc())('sfc build', () => {
       expect(r.out).toContain('kernel rmsNorm(x: ptr<bf16>');
       for (const arch of ['sm_80', 'sm_89', 'sm_90a'])
         expect(r.out).toMatch(new RegExp(`rmsNorm__aligned +${arch} +\\d+`));
-      expect(r.out).toContain('0 of 6 kernels spill');
+      expect(r.out).toMatch(/\b0 of \d+ kernels spill/);
       const cache = new KernelCache(dir);
       const a = compileFiles([join(root, 'models', 'kernels', 'norm.ts')]).find((x) => x.name === 'rmsNorm')!;
       const v = a.cuda[0]!;
