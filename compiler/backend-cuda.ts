@@ -709,8 +709,23 @@ class CudaEmitter {
       this.line(`for (int c = 0; c < ${L.regs / vec}; ++c) {`);
       this.line(`  const int e0 = (c / ${lanes}) * ${this.T * L.v} + tid * ${L.v} + (c % ${lanes}) * ${vec};`);
       const ctx0: ElemCtx = { shape, idx: dimIndices(shape, 'e0'), e: 'e0', reg: null };
+      if (!uniform) {
+        // a chunk whose mask is not all true stores element by element
+        const ek: ElemCtx = { shape, idx: dimIndices(shape, '(e0 + k)'), e: '(e0 + k)', reg: `(c * ${vec} + k)` };
+        const tail = L.full ? '' : `(e0 + k) < ${L.n} && `;
+        this.line(`  bool all = true;`);
+        this.line(`  #pragma unroll`);
+        this.line(`  for (int k = 0; k < ${vec}; ++k) all = all && ${tail}${this.at(s.mask!, ek)};`);
+        this.line(`  if (!all) {`);
+        this.line(`    #pragma unroll`);
+        const store = this.storeOp(s, `p${s.param}[${this.at(s.offsets, ek)}]`, this.at(s.value, ek), p.dtype);
+        this.line(`    for (int k = 0; k < ${vec}; ++k) if (${tail}${this.at(s.mask!, ek)}) ${store}`);
+        this.line(`    continue;`);
+        this.line(`  }`);
+      }
       const ok =
-        [L.full ? '' : `e0 < ${L.n}`, s.mask ? this.at(s.mask, ctx0) : ''].filter(Boolean).join(' && ') || 'true';
+        [L.full ? '' : `e0 < ${L.n}`, s.mask && uniform ? this.at(s.mask, ctx0) : ''].filter(Boolean).join(' && ') ||
+        'true';
       this.line(`  if (${ok}) {`);
       this.line(`    ${vtype} q;`);
       this.line(`    ${st}* s = reinterpret_cast<${st}*>(&q);`);
