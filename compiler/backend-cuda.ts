@@ -15,6 +15,7 @@
 import type { CudaVariant } from '../dsl/artifact.js';
 import { RNG_CUDA } from './rng.js';
 import { CUDA_PRELUDE } from './cuda-prelude.js';
+import { binaryRules, unaryRules } from './ops.js';
 import { isFloat, isInt, numel, walk, type ElemType, type KernelIR, type Stmt, type Value } from './ir.js';
 
 const cType: Record<ElemType, string> = {
@@ -51,56 +52,21 @@ const elemBytes: Record<ElemType, number> = {
   bool: 1,
 };
 
+const halfOrFp8 = new Set<ElemType>(['bf16', 'f16', 'e4m3', 'e5m2']);
+
+/** A stored element (storageType) as the register value (cType). */
 function fromStorage(d: ElemType, x: string): string {
-  switch (d) {
-    case 'bf16':
-      return `sfc_from_bf16(${x})`;
-    case 'f16':
-      return `sfc_from_f16(${x})`;
-    case 'e4m3':
-      return `sfc_from_e4m3(${x})`;
-    case 'e5m2':
-      return `sfc_from_e5m2(${x})`;
-    case 'u8':
-      return `(int)(${x})`;
-    case 'bool':
-      return `(${x} != 0)`;
-    default:
-      return x;
-  }
+  if (halfOrFp8.has(d)) return `sfc_from_${d}(${x})`;
+  return d === 'u8' ? `(int)(${x})` : d === 'bool' ? `(${x} != 0)` : x;
 }
+/** A register value as a stored element. */
 function toStorage(d: ElemType, x: string): string {
-  switch (d) {
-    case 'bf16':
-      return `sfc_to_bf16(${x})`;
-    case 'f16':
-      return `sfc_to_f16(${x})`;
-    case 'e4m3':
-      return `sfc_to_e4m3(${x})`;
-    case 'e5m2':
-      return `sfc_to_e5m2(${x})`;
-    case 'u8':
-      return `(unsigned char)(${x})`;
-    case 'bool':
-      return `(unsigned char)(${x})`;
-    default:
-      return x;
-  }
+  if (halfOrFp8.has(d)) return `sfc_to_${d}(${x})`;
+  return d === 'u8' || d === 'bool' ? `(unsigned char)(${x})` : x;
 }
 /** Rounds a computed float to the precision of dtype d (values of half/FP8 types are kept rounded). */
 function roundTo(d: ElemType, x: string): string {
-  switch (d) {
-    case 'bf16':
-      return `sfc_round_bf16(${x})`;
-    case 'f16':
-      return `sfc_round_f16(${x})`;
-    case 'e4m3':
-      return `sfc_round_e4m3(${x})`;
-    case 'e5m2':
-      return `sfc_round_e5m2(${x})`;
-    default:
-      return x;
-  }
+  return halfOrFp8.has(d) ? `sfc_round_${d}(${x})` : x;
 }
 
 function lit(v: number, d: ElemType): string {
@@ -370,9 +336,9 @@ class CudaEmitter {
       case 'cast':
         return this.castExpr(a(0), v.args[0]!.type.dtype, d);
       case 'binary':
-        return roundTo(d, binaryExpr(v.fn, a(0), a(1), v.args[0]!.type.dtype));
+        return roundTo(d, binaryRules[v.fn].cuda(a(0), a(1), v.args[0]!.type.dtype));
       case 'unary':
-        return roundTo(d, unaryExpr(v.fn, a(0), v.args[0]!.type.dtype));
+        return roundTo(d, unaryRules[v.fn].cuda(a(0), v.args[0]!.type.dtype));
       case 'fma':
         return `fmaf(${a(0)}, ${a(1)}, ${a(2)})`;
       case 'where':
@@ -525,10 +491,10 @@ class CudaEmitter {
           e = this.castExpr(a(0), v.args[0]!.type.dtype, d);
           break;
         case 'binary':
-          e = roundTo(d, binaryExpr(v.fn, a(0), a(1), v.args[0]!.type.dtype));
+          e = roundTo(d, binaryRules[v.fn].cuda(a(0), a(1), v.args[0]!.type.dtype));
           break;
         case 'unary':
-          e = roundTo(d, unaryExpr(v.fn, a(0), v.args[0]!.type.dtype));
+          e = roundTo(d, unaryRules[v.fn].cuda(a(0), v.args[0]!.type.dtype));
           break;
         case 'fma':
           e = `fmaf(${a(0)}, ${a(1)}, ${a(2)})`;
@@ -1008,97 +974,6 @@ function flatIndex(shape: readonly number[], idx: string[]): string {
     stride *= shape[d]!;
   }
   return e || '0';
-}
-
-function binaryExpr(fn: string, a: string, b: string, operand: ElemType): string {
-  const f = isFloat(operand);
-  switch (fn) {
-    case 'add':
-      return `(${a} + ${b})`;
-    case 'sub':
-      return `(${a} - ${b})`;
-    case 'mul':
-      return `(${a} * ${b})`;
-    case 'div':
-      return `(${a} / ${b})`;
-    case 'rem':
-      return f ? `fmodf(${a}, ${b})` : `(${a} % ${b})`;
-    case 'lt':
-      return `(${a} < ${b})`;
-    case 'le':
-      return `(${a} <= ${b})`;
-    case 'gt':
-      return `(${a} > ${b})`;
-    case 'ge':
-      return `(${a} >= ${b})`;
-    case 'eq':
-      return `(${a} == ${b})`;
-    case 'ne':
-      return `(${a} != ${b})`;
-    case 'and':
-      return `(${a} && ${b})`;
-    case 'or':
-      return `(${a} || ${b})`;
-    case 'bitand':
-      return `(${a} & ${b})`;
-    case 'bitor':
-      return `(${a} | ${b})`;
-    case 'bitxor':
-      return `(${a} ^ ${b})`;
-    case 'shl':
-      return `(${a} << ${b})`;
-    case 'shr':
-      return `(${a} >> ${b})`;
-    case 'ushr':
-      return `(int)((unsigned)(${a}) >> ${b})`;
-    case 'maximum':
-      return f ? `fmaxf(${a}, ${b})` : `max(${a}, ${b})`;
-    case 'minimum':
-      return f ? `fminf(${a}, ${b})` : `min(${a}, ${b})`;
-    case 'idiv':
-      return `(${a} / ${b})`;
-  }
-  throw new Error(`unknown binary op ${fn}`);
-}
-
-function unaryExpr(fn: string, a: string, operand: ElemType): string {
-  switch (fn) {
-    case 'neg':
-      return `(-${a})`;
-    case 'not':
-      return `(!${a})`;
-    case 'bitnot':
-      return `(~${a})`;
-    case 'exp':
-      return `expf(${a})`;
-    case 'exp2':
-      return `exp2f(${a})`;
-    case 'log':
-      return `logf(${a})`;
-    case 'log2':
-      return `log2f(${a})`;
-    case 'sqrt':
-      return `sqrtf(${a})`;
-    case 'rsqrt':
-      return `rsqrtf(${a})`;
-    case 'tanh':
-      return `tanhf(${a})`;
-    case 'sigmoid':
-      return `sfc_sigmoid(${a})`;
-    case 'erf':
-      return `erff(${a})`;
-    case 'sin':
-      return `sinf(${a})`;
-    case 'cos':
-      return `cosf(${a})`;
-    case 'abs':
-      return isFloat(operand) ? `fabsf(${a})` : `abs(${a})`;
-    case 'floor':
-      return `floorf(${a})`;
-    case 'ceil':
-      return `ceilf(${a})`;
-  }
-  throw new Error(`unknown unary op ${fn}`);
 }
 
 /** Separates the shared prelude from the kernel in a variant's source. */

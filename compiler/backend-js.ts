@@ -5,6 +5,7 @@
 // the transcendental functions on the rest. Loads and stores are bounds-checked: an out-of-range
 // access is an error naming the kernel line, where CUDA would read garbage.
 import { numel, type ElemType, type KernelIR, type Stmt, type Value } from './ir.js';
+import { binaryRules, unaryRules } from './ops.js';
 
 /** What the generated code expects in its `rt` argument (supplied by runtime/cpu-kernels.ts). */
 export const JS_SUPPORT = [
@@ -272,9 +273,9 @@ class JsEmitter {
         return this.define(v, (i) => a(0, i));
       }
       case 'binary':
-        return this.define(v, (i) => binaryExpr(v.fn, a(0, i), a(1, i), v.args[0]!.type.dtype));
+        return this.define(v, (i) => binaryRules[v.fn].js(a(0, i), a(1, i), v.args[0]!.type.dtype));
       case 'unary':
-        return this.define(v, (i) => unaryExpr(v.fn, a(0, i)));
+        return this.define(v, (i) => unaryRules[v.fn].js(a(0, i)));
       case 'fma':
         return this.define(v, (i) => `(${a(0, i)} * ${a(1, i)} + ${a(2, i)})`);
       case 'where':
@@ -328,97 +329,6 @@ class JsEmitter {
     this.line(`  v${v.id}[o] = ${roundElement('acc', v.type.dtype)};`);
     this.line('}');
   }
-}
-
-function binaryExpr(fn: string, a: string, b: string, operand: ElemType): string {
-  const int = operand === 'i32' || operand === 'u8';
-  switch (fn) {
-    case 'add':
-      return `(${a} + ${b})`;
-    case 'sub':
-      return `(${a} - ${b})`;
-    case 'mul':
-      return int ? `Math.imul(${a}, ${b})` : `(${a} * ${b})`;
-    case 'div':
-      return `(${a} / ${b})`;
-    case 'rem':
-      return `(${a} % ${b})`;
-    case 'lt':
-      return `(${a} < ${b})`;
-    case 'le':
-      return `(${a} <= ${b})`;
-    case 'gt':
-      return `(${a} > ${b})`;
-    case 'ge':
-      return `(${a} >= ${b})`;
-    case 'eq':
-      return `(${a} === ${b})`;
-    case 'ne':
-      return `(${a} !== ${b})`;
-    case 'and':
-      return `(${a} && ${b})`;
-    case 'or':
-      return `(${a} || ${b})`;
-    case 'bitand':
-      return `(${a} & ${b})`;
-    case 'bitor':
-      return `(${a} | ${b})`;
-    case 'bitxor':
-      return `(${a} ^ ${b})`;
-    case 'shl':
-      return `(${a} << ${b})`;
-    case 'shr':
-      return `(${a} >> ${b})`;
-    case 'ushr':
-      return `(${a} >>> ${b})`;
-    case 'maximum':
-      return `rt.fmax(${a}, ${b})`;
-    case 'minimum':
-      return `rt.fmin(${a}, ${b})`;
-    case 'idiv':
-      return `Math.trunc(${a} / ${b})`;
-  }
-  throw new Error(`unknown binary op ${fn}`);
-}
-
-function unaryExpr(fn: string, a: string): string {
-  switch (fn) {
-    case 'neg':
-      return `(-${a})`;
-    case 'not':
-      return `(${a} ? 0 : 1)`;
-    case 'bitnot':
-      return `(~${a})`;
-    case 'exp':
-      return `Math.exp(${a})`;
-    case 'exp2':
-      return `Math.pow(2, ${a})`;
-    case 'log':
-      return `Math.log(${a})`;
-    case 'log2':
-      return `Math.log2(${a})`;
-    case 'sqrt':
-      return `Math.sqrt(${a})`;
-    case 'rsqrt':
-      return `(1 / Math.sqrt(${a}))`;
-    case 'tanh':
-      return `Math.tanh(${a})`;
-    case 'sigmoid':
-      return `(1 / (1 + Math.exp(-${a})))`;
-    case 'erf':
-      return `rt.erf(${a})`;
-    case 'sin':
-      return `Math.sin(${a})`;
-    case 'cos':
-      return `Math.cos(${a})`;
-    case 'abs':
-      return `Math.abs(${a})`;
-    case 'floor':
-      return `Math.floor(${a})`;
-    case 'ceil':
-      return `Math.ceil(${a})`;
-  }
-  throw new Error(`unknown unary op ${fn}`);
 }
 
 /** JS source of a function body: `new Function(src)()` returns `(rt, args, grid) => void`. */

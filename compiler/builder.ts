@@ -11,6 +11,7 @@ import {
   f32ToE5m2Bits,
   e5m2BitsToF32,
 } from '../dsl/numerics.js';
+import { binaryRules, unaryRules } from './ops.js';
 import {
   fmtType,
   isFloat,
@@ -107,55 +108,6 @@ const floatUnary = new Set<UnaryOp>([
   'cos',
 ]);
 
-function foldBinary(fn: BinaryOp, x: number, y: number): number {
-  switch (fn) {
-    case 'add':
-      return x + y;
-    case 'sub':
-      return x - y;
-    case 'mul':
-      return x * y;
-    case 'div':
-      return x / y;
-    case 'rem':
-      return x % y;
-    case 'lt':
-      return +(x < y);
-    case 'le':
-      return +(x <= y);
-    case 'gt':
-      return +(x > y);
-    case 'ge':
-      return +(x >= y);
-    case 'eq':
-      return +(x === y);
-    case 'ne':
-      return +(x !== y);
-    case 'and':
-      return +(!!x && !!y);
-    case 'or':
-      return +(!!x || !!y);
-    case 'bitand':
-      return x & y;
-    case 'bitor':
-      return x | y;
-    case 'bitxor':
-      return x ^ y;
-    case 'shl':
-      return x << y;
-    case 'shr':
-      return x >> y;
-    case 'ushr':
-      return x >>> y;
-    case 'maximum':
-      return Math.max(x, y);
-    case 'minimum':
-      return Math.min(x, y);
-    case 'idiv':
-      return Math.trunc(x / y);
-  }
-}
-
 export class Builder {
   private nextId = 0;
   private nextVar = 0;
@@ -238,7 +190,7 @@ export class Builder {
     const cb = this.cast(b, compute, span);
     if (ca.op === 'const' && cb.op === 'const') {
       const weak = a.op === 'const' && a.weak && b.op === 'const' && b.weak;
-      return this.constant(foldBinary(fn, ca.value, cb.value), result, span, weak);
+      return this.constant(binaryRules[fn].fold(ca.value, cb.value), result, span, weak);
     }
     return this.make({ op: 'binary', fn }, { dtype: result, shape }, [ca, cb], span);
   }
@@ -251,10 +203,8 @@ export class Builder {
       if (!isInt(d)) throw new RuleError(`operator ~ needs an integer operand, got ${fmtType(x.type)}`);
     } else if (d === 'bool') d = 'i32';
     const cx = this.cast(x, d, span);
-    if (cx.op === 'const' && (fn === 'neg' || fn === 'not' || fn === 'bitnot' || fn === 'abs')) {
-      const v = fn === 'neg' ? -cx.value : fn === 'not' ? +!cx.value : fn === 'abs' ? Math.abs(cx.value) : ~cx.value;
-      return this.constant(v, d, span, x.op === 'const' && x.weak);
-    }
+    const fold = unaryRules[fn].fold;
+    if (cx.op === 'const' && fold) return this.constant(fold(cx.value), d, span, x.op === 'const' && x.weak);
     return this.make({ op: 'unary', fn }, { dtype: d, shape: x.type.shape }, [cx], span);
   }
 
