@@ -5,10 +5,10 @@ import { compileFiles } from '../compiler/compile.js';
 import type { KernelArtifact } from '../dsl/artifact.js';
 import { packageRoot } from '../dsl/paths.js';
 
-export function compileLibrary(consts: Record<string, number> = {}): Map<string, KernelArtifact> {
+export function compileLibrary(consts: Record<string, number> = {}, warps?: number): Map<string, KernelArtifact> {
   const dir = join(packageRoot(import.meta.url), 'models', 'kernels');
   const files = readdirSync(dir)
     .filter((f) => f.endsWith('.ts'))
     .map((f) => join(dir, f));
-  return new Map(compileFiles(files, { consts }).map((a) => [a.name, a]));
+  return new Map(compileFiles(files, { consts, warps }).map((a) => [a.name, a]));
 }

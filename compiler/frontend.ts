@@ -32,6 +32,8 @@ export interface KernelSourceRef {
 export interface FrontendOptions {
   /** overrides of Const parameters, by kernel parameter name */
   consts?: Record<string, number>;
+  /** warps per program, overriding the kernel's option and the automatic choice (tuning) */
+  warps?: number;
 }
 
 const compilerOptions: ts.CompilerOptions = {
@@ -280,7 +282,7 @@ class Lowering {
       span: spanOf(call),
       params: this.params,
       body: pruned,
-      warps: warps ?? autoWarps(pruned),
+      warps: this.opts.warps ?? warps ?? autoWarps(pruned),
     };
   }
 

@@ -74,11 +74,20 @@ export function benchMemory(dev: CudaDevice) {
       [x, shift, scale, y, R, D, TOKENS_PER_FRAME, 1e-6],
       R * D * (4 + 2) + 2 * frames * D * 4,
     );
-    // the same with 1 and 2 rows per program (how much the modulation-row reuse buys)
-    for (const rows of [1, 2]) {
-      const variant = compileLibrary({ BLOCK: D, ROWS: rows });
+    // rows per program (how much the modulation-row reuse buys) x warps per program (1 warp: the
+    // row reductions are warp shuffles only, no __syncthreads)
+    for (const [rows, warps] of [
+      [1, undefined],
+      [2, undefined],
+      [1, 1],
+      [2, 1],
+      [4, 1],
+      [1, 2],
+      [4, 2],
+    ] as const) {
+      const variant = compileLibrary({ BLOCK: D, ROWS: rows }, warps);
       bench(
-        `LayerNorm + modulate, ${rows} row(s) per program`,
+        `LayerNorm + modulate, ${rows} row(s), ${warps ?? 'auto'} warp(s)`,
         'modulatedLayerNorm',
         [Math.ceil(R / rows)],
         [x, shift, scale, y, R, D, TOKENS_PER_FRAME, 1e-6],
@@ -93,10 +102,16 @@ export function benchMemory(dev: CudaDevice) {
     const x = randomTensor(dev, fills, bf16, [R, D], 4);
     const w = randomTensor(dev, fills, bf16, [D], 5);
     const y = Tensor.empty(dev, bf16, [R, D]);
-    bench('RMSNorm (bf16)', 'rmsNorm', [R], [x, w, y, D, 1e-6], R * D * 4 + D * 2);
-    bench('LayerNorm, no affine (bf16)', 'layerNorm', [R], [x, y, D, 1e-6], R * D * 4);
     const q = Tensor.empty(dev, e4m3, [R, D]);
     const s = Tensor.empty(dev, f32, [R]);
+    bench('RMSNorm (bf16)', 'rmsNorm', [R], [x, w, y, D, 1e-6], R * D * 4 + D * 2);
+    bench('RMSNorm (bf16), again', 'rmsNorm', [R], [x, w, y, D, 1e-6], R * D * 4 + D * 2);
+    for (const warps of [1, 2, 4]) {
+      const variant = compileLibrary({ BLOCK: D }, warps);
+      bench(`RMSNorm (bf16), ${warps} warp(s)`, 'rmsNorm', [R], [x, w, y, D, 1e-6], R * D * 4 + D * 2, variant);
+      bench(`cast to FP8 e4m3, ${warps} warp(s)`, 'quantizeE4m3PerRow', [R], [x, q, s, D], R * D * 3 + R * 4, variant);
+    }
+    bench('LayerNorm, no affine (bf16)', 'layerNorm', [R], [x, y, D, 1e-6], R * D * 4);
     bench('cast to FP8 e4m3, per-row scales', 'quantizeE4m3PerRow', [R], [x, q, s, D], R * D * 3 + R * 4);
     [x, w, y, q, s].forEach((t) => t.dispose());
   }
@@ -107,6 +122,10 @@ export function benchMemory(dev: CudaDevice) {
     const sin = randomTensor(dev, fills, f32, [1024, 64], 8);
     const y = Tensor.empty(dev, bf16, [L, H, 128]);
     bench('3-D RoPE (bf16, 12 heads x 128)', 'rope3d', [L], [x, cos, sin, y, H, 30, 52, 0], L * H * 128 * 4);
+    for (const warps of [1, 2, 4]) {
+      const variant = compileLibrary({ HEADS: H }, warps);
+      bench(`3-D RoPE, ${warps} warp(s)`, 'rope3d', [L], [x, cos, sin, y, H, 30, 52, 0], L * H * 128 * 4, variant);
+    }
     [x, cos, sin, y].forEach((t) => t.dispose());
   }
   return { copyGBs, copyMs, copyBytes, results };
