@@ -1010,9 +1010,10 @@ function broadcastAll(a: number[], b: readonly number[]): number[] {
 }
 
 /**
- * Warps per program when the kernel does not say: about one 16-byte chunk (8 elements) of the
- * largest tile per thread, between 1 and 8 warps. Fewer registers per thread means more programs
- * in flight per SM, which is what memory-bound kernels need.
+ * Warps per program when the kernel does not say: about three 16-byte chunks (24 elements) of the
+ * largest tile per thread, between 1 and 8 warps. Measured on an H100 for rows of 1536 (commit
+ * fc37c71, bench/kernels/memory): 2 warps was best or near best for LayerNorm+modulate, RoPE and
+ * the FP8 row cast; RMSNorm ran about as fast with 1, 2 or 6.
  */
 export function autoWarps(body: Stmt[]): number {
   let largest = 1;
@@ -1024,7 +1025,7 @@ export function autoWarps(body: Stmt[]): number {
         sh.reduce((a, b) => a * b, 1),
       );
   });
-  return Math.min(8, Math.max(1, Math.ceil(largest / 256)));
+  return Math.min(8, Math.max(1, Math.ceil(largest / 768)));
 }
 
 /** Removes value definitions nobody uses (loads included: they have no side effects). */
