@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerBuild } from './commands/build.js';
 import { registerConfig } from './commands/config.js';
+import { registerConvert } from './commands/convert.js';
 import { registerDoctor } from './commands/doctor.js';
 import { reportError } from './errors.js';
 import { version } from './version.js';
@@ -27,6 +28,7 @@ export function buildProgram(io: Io): Command {
     .exitOverride();
   registerBuild(program, io);
   registerConfig(program, io);
+  registerConvert(program, io);
   registerDoctor(program, io);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
   return program;
