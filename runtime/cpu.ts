@@ -50,6 +50,20 @@ export class CpuDevice implements Device {
     this.bytesOf(storage).set(src, byteOffset);
   }
 
+  writeFrom(
+    storage: Storage,
+    byteOffset: number,
+    bytes: number,
+    fill: (dst: Uint8Array, position: number) => void,
+  ): void {
+    checkRange(storage, byteOffset, bytes, 'writeFrom');
+    const CHUNK = 1 << 30;
+    const all = this.bytesOf(storage);
+    for (let pos = 0; pos < bytes; pos += CHUNK) {
+      fill(all.subarray(byteOffset + pos, byteOffset + Math.min(bytes, pos + CHUNK)), pos);
+    }
+  }
+
   read(storage: Storage, byteOffset: number, dst: Uint8Array): void {
     checkRange(storage, byteOffset, dst.byteLength, 'read');
     dst.set(this.bytesOf(storage).subarray(byteOffset, byteOffset + dst.byteLength));

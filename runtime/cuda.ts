@@ -131,6 +131,36 @@ export class CudaDevice implements Device {
     this.native.copyHtoD(this.own(storage).ptr + byteOffset, src, this.stream);
   }
 
+  /** 16 MiB pinned staging buffers, two so that filling one overlaps the DMA of the other */
+  private staging: { buffers: Uint8Array[]; events: number[] } | undefined;
+
+  writeFrom(
+    storage: Storage,
+    byteOffset: number,
+    bytes: number,
+    fill: (dst: Uint8Array, position: number) => void,
+  ): void {
+    checkRange(storage, byteOffset, bytes, 'writeFrom');
+    this.activate();
+    const CHUNK = 16 << 20;
+    if (!this.staging) {
+      this.staging = {
+        buffers: [0, 1].map(() => new Uint8Array(this.native.mallocHost(CHUNK))),
+        events: [0, 1].map(() => this.native.eventCreate(false)),
+      };
+    }
+    const { buffers, events } = this.staging;
+    const base = this.own(storage).ptr + byteOffset;
+    for (let pos = 0, i = 0; pos < bytes; pos += CHUNK, i++) {
+      const k = i % 2;
+      this.native.eventSynchronize(events[k]!); // the previous copy out of this buffer is done
+      const chunk = buffers[k]!.subarray(0, Math.min(CHUNK, bytes - pos));
+      fill(chunk, pos);
+      this.native.copyHtoD(base + pos, chunk, this.stream); // pinned source: a true async DMA
+      this.native.eventRecord(events[k]!, this.stream);
+    }
+  }
+
   read(storage: Storage, byteOffset: number, dst: Uint8Array): void {
     checkRange(storage, byteOffset, dst.byteLength, 'read');
     this.activate();
@@ -272,6 +302,7 @@ export class CudaDevice implements Device {
     this.modules.length = 0;
     this.kernels.clear();
     if (this.workspace) this.release(this.workspace.storage);
+    if (this.staging) for (const e of this.staging.events) this.native.eventDestroy(e);
     this.allocator.dispose();
     this.native.streamDestroy(this.stream);
   }

@@ -26,6 +26,18 @@ export interface Device {
   write(storage: Storage, byteOffset: number, src: Uint8Array): void;
   /** storage[byteOffset ...] -> host bytes (waits for pending device work) */
   read(storage: Storage, byteOffset: number, dst: Uint8Array): void;
+  /**
+   * Fills storage[byteOffset, byteOffset + bytes) from a producer that writes into the buffers it is
+   * given (`fill(dst, position)` must fill all of dst with the bytes at `position`): the CPU hands
+   * out the storage itself; CUDA hands out pinned staging buffers and overlaps reading with copying.
+   * This is how checkpoints go from disk to a device without an intermediate copy.
+   */
+  writeFrom(
+    storage: Storage,
+    byteOffset: number,
+    bytes: number,
+    fill: (dst: Uint8Array, position: number) => void,
+  ): void;
   copy(dst: Storage, dstOffset: number, src: Storage, srcOffset: number, bytes: number): void;
   fill(storage: Storage, byteOffset: number, bytes: number, byte: number): void;
   synchronize(): void;

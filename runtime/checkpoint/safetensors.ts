@@ -401,10 +401,24 @@ export class SafetensorsFile implements SafetensorsReader {
     return rawArray(dtype, bytes.buffer, 0, bytes.byteLength / dtype.bytes);
   }
 
-  /** The tensor on `device` (contiguous, its sfc dtype). */
+  /**
+   * The tensor on `device` (contiguous, its sfc dtype), read from the file straight into the
+   * device's buffers (the CPU storage itself, or pinned staging buffers for a GPU).
+   */
   toTensor(name: string, device: Device): Tensor {
     const e = this.entry(name);
-    return Tensor.fromRaw(device, sfcDtypeOf(this.path, e), e.shape, this.readRaw(name));
+    const t = Tensor.empty(device, sfcDtypeOf(this.path, e), e.shape);
+    const fd = this.fd;
+    if (fd === undefined) throw new SafetensorsError(`${this.path}: file was closed (reading ${quote(name)})`);
+    try {
+      device.writeFrom(t.storage, 0, e.end - e.begin, (dst, pos) =>
+        readFully(fd, dst, e.begin + pos, this.path, `tensor ${quote(name)}`),
+      );
+    } catch (err) {
+      t.dispose();
+      throw err;
+    }
+    return t;
   }
 
   close(): void {
