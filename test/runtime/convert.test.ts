@@ -2,6 +2,7 @@
 // enumerated, and the nearest-even rounding of random float32 inputs is checked against a search of
 // that table (an implementation independent of the bit tricks in runtime/convert.ts).
 import { describe, expect, it } from 'vitest';
+import { mulberry32 } from '../helpers.js';
 import {
   bf16BitsToF32,
   e4m3BitsToF32,
@@ -30,17 +31,6 @@ const formats: Format[] = [
   { name: 'e5m2', bits: 8, encode: f32ToE5m2Bits, decode: e5m2BitsToF32, saturates: true, nan: 0x7f },
 ];
 
-/** mulberry32: a small seeded PRNG so failures reproduce */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 for (const f of formats) {
   describe(f.name, () => {
     const all = Array.from({ length: 1 << f.bits }, (_, b) => b);
@@ -63,7 +53,7 @@ for (const f of formats) {
     });
 
     it('rounds random float32 values to the nearest value, ties to even', () => {
-      const rand = rng(f.bits * 7919 + f.name.length);
+      const rand = mulberry32(f.bits * 7919 + f.name.length);
       const reference = (x: number): number => {
         const a = Math.abs(Math.fround(x));
         let lo = 0;

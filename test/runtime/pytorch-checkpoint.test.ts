@@ -28,6 +28,7 @@ import {
   type TensorRef,
 } from '../../runtime/checkpoint/pytorch.js';
 import { ZipReader } from '../../runtime/checkpoint/zip.js';
+import { mulberry32 } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sfc-pt-'));
 const enc = new TextEncoder();
@@ -683,17 +684,6 @@ describe.skipIf(!hasPython)('loadPytorchCheckpoint: fixtures from fake_torch_pic
 });
 
 // ---- fuzz ----------------------------------------------------------------------------------------
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Opcodes (and PROTO/FRAME/MEMOIZE...) worth splicing into a pickle. */
 const OPCODES = [...'()}]0125abdeghjlopqrstuNQRJKMXGTUBCI.']

@@ -11,6 +11,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { mulberry32 } from '../helpers.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bf16, e4m3, e5m2, f16, f32, i32, i64, u8 } from '../../dsl/dtypes.js';
 import { CpuDevice } from '../../runtime/cpu.js';
@@ -30,18 +31,6 @@ const dir = mkdtempSync(join(tmpdir(), 'sfc-safetensors-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let fileNo = 0;
 const tmp = (name = 'model.safetensors') => join(dir, `${fileNo++}-${name}`);
-
-/** A seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(rand: () => number, n: number): Uint8Array {
   const b = new Uint8Array(n);
@@ -90,7 +79,7 @@ const entry = (dtype: string, shape: unknown, offsets: unknown) => ({ dtype, sha
 
 describe('safetensors round trip', () => {
   it('writes and reads back every dtype bit for bit, with metadata, zero-size and unicode names', () => {
-    const rand = prng(1);
+    const rand = mulberry32(1);
     const dts: Array<TensorToWrite['dtype']> = [f32, f16, bf16, i64, i32, u8, e4m3, e5m2, 'F64', 'I16', 'I8', 'BOOL'];
     const tensors: (TensorToWrite & { data: Uint8Array })[] = dts.map((dtype, i) => {
       const shape = [i + 1, 3];
@@ -458,7 +447,7 @@ describe('safetensors validation', () => {
 
   it('a truncated data region', () => {
     const p = tmp();
-    const rand = prng(7);
+    const rand = mulberry32(7);
     writeSafetensors(p, [
       { name: 'a', dtype: f32, shape: [8], data: randomBytes(rand, 32) },
       { name: 'b', dtype: f32, shape: [8], data: randomBytes(rand, 32) },
@@ -556,7 +545,7 @@ describe('sharded safetensors', () => {
 describe('safetensors fuzz', () => {
   it('mutated files open and read, or fail with a SafetensorsError', () => {
     // SFC_FUZZ_SEED / SFC_FUZZ_ITERS run other or longer campaigns
-    const rand = prng(Number(process.env.SFC_FUZZ_SEED ?? 20240611));
+    const rand = mulberry32(Number(process.env.SFC_FUZZ_SEED ?? 20240611));
     const int = (n: number) => Math.floor(rand() * n);
     const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
 
