@@ -49,10 +49,11 @@ const floatRank: Partial<Record<ElemType, number>> = { e4m3: 1, e5m2: 1, bf16: 2
 
 /** The dtype two operands compute in. A weak (literal) operand adopts the other's type. */
 export function promote(a: Value, b: Value): ElemType {
-  const da = a.type.dtype;
-  const db = b.type.dtype;
-  const weakA = a.op === 'const' && a.weak;
-  const weakB = b.op === 'const' && b.weak;
+  return promoteTypes(a.type.dtype, a.op === 'const' && a.weak, b.type.dtype, b.op === 'const' && b.weak);
+}
+
+/** promote() on bare dtypes: also used by the layer graph builder. */
+export function promoteTypes(da: ElemType, weakA: boolean, db: ElemType, weakB: boolean): ElemType {
   if (da === db) return da;
   if (weakA && !weakB) return isInt(db) && isFloat(da) ? 'f32' : db === 'bool' ? da : db;
   if (weakB && !weakA) return isInt(da) && isFloat(db) ? 'f32' : da === 'bool' ? db : da;

@@ -108,13 +108,38 @@ export class DslProgram {
 
   /** The name of the dsl/ export an expression refers to, or undefined. */
   dslName(node: ts.Node): string | undefined {
+    const s = this.dslSymbol(node);
+    return s && s.module !== 'layer' ? s.name : undefined;
+  }
+
+  /** The dsl/ module (kernel, dtypes or layer) and export name an expression refers to. */
+  dslSymbol(node: ts.Node): { module: 'kernel' | 'dtypes' | 'layer'; name: string } | undefined {
     let sym = this.checker.getSymbolAtLocation(node);
     if (!sym) return undefined;
     if (sym.flags & ts.SymbolFlags.Alias) sym = this.checker.getAliasedSymbol(sym);
     const decl = sym.declarations?.[0];
     if (!decl) return undefined;
     const f = decl.getSourceFile().fileName.replace(/\\/g, '/');
-    return /\/dsl\/(kernel|dtypes|index)\.(d\.)?ts$/.test(f) ? sym.name : undefined;
+    const m = /\/dsl\/(kernel|dtypes|index|layer)\.(d\.)?ts$/.exec(f);
+    if (!m) return undefined;
+    return { module: m[1] === 'index' ? 'kernel' : (m[1] as 'kernel' | 'dtypes' | 'layer'), name: sym.name };
+  }
+
+  /** The layers a file defines: `const NAME = layer(...)` at its top level. */
+  layers(file: string): KernelSourceRef[] {
+    const errors = this.diagnostics(file);
+    if (errors.length) throw errors[0]!;
+    const out: KernelSourceRef[] = [];
+    for (const st of this.sourceFile(file).statements) {
+      if (!ts.isVariableStatement(st)) continue;
+      for (const d of st.declarationList.declarations) {
+        if (d.initializer && ts.isCallExpression(d.initializer) && ts.isIdentifier(d.name)) {
+          const s = this.dslSymbol(d.initializer.expression);
+          if (s?.module === 'layer' && s.name === 'layer') out.push({ name: d.name.text, file, node: d.initializer });
+        }
+      }
+    }
+    return out;
   }
 
   /** Lowers one kernel to IR. */
@@ -187,6 +212,71 @@ const unaryMath: Record<string, UnaryOp> = {
   floor: 'floor',
   ceil: 'ceil',
 };
+
+/** Evaluates a compile-time numeric constant (literals, const declarations, config objects). */
+export function constValue(p: DslProgram, e: ts.Expression, depth = 0): number {
+  const checker = p.checker;
+  if (depth > 32) throw dslError(e, 'constant definition is too deeply nested (cycle?)');
+  if (ts.isParenthesizedExpression(e) || ts.isAsExpression(e) || ts.isSatisfiesExpression(e))
+    return constValue(p, e.expression, depth + 1);
+  if (ts.isNumericLiteral(e)) return Number(e.text);
+  if (ts.isPrefixUnaryExpression(e) && e.operator === ts.SyntaxKind.MinusToken)
+    return -constValue(p, e.operand, depth + 1);
+  if (ts.isBinaryExpression(e)) {
+    const op = binaryOps[e.operatorToken.kind];
+    const a = constValue(p, e.left, depth + 1);
+    const c = constValue(p, e.right, depth + 1);
+    switch (op) {
+      case 'add':
+        return a + c;
+      case 'sub':
+        return a - c;
+      case 'mul':
+        return a * c;
+      case 'div':
+        return a / c;
+      case 'rem':
+        return a % c;
+      case 'shl':
+        return a << c;
+      case 'shr':
+        return a >> c;
+      default:
+        throw dslError(e, 'unsupported operator in a compile-time constant');
+    }
+  }
+  if (ts.isIdentifier(e) || ts.isPropertyAccessExpression(e)) {
+    const builtin = builtinConstants[e.getText()];
+    if (builtin !== undefined && isLibSymbol(p, e)) return builtin;
+    let sym = checker.getSymbolAtLocation(ts.isPropertyAccessExpression(e) ? e.name : e);
+    if (sym && sym.flags & ts.SymbolFlags.Alias) sym = checker.getAliasedSymbol(sym);
+    const decl = sym?.valueDeclaration;
+    if (
+      decl &&
+      ts.isVariableDeclaration(decl) &&
+      decl.initializer &&
+      (ts.getCombinedNodeFlags(decl) & ts.NodeFlags.Const) !== 0
+    ) {
+      return constValue(p, decl.initializer, depth + 1);
+    }
+    if (decl && ts.isPropertyAssignment(decl)) return constValue(p, decl.initializer, depth + 1);
+    if (decl && ts.isEnumMember(decl)) {
+      const v = checker.getConstantValue(decl);
+      if (typeof v === 'number') return v;
+    }
+    const what = sym
+      ? `'${e.getText()}' is not a compile-time constant or a kernel value`
+      : `cannot find name '${e.getText()}'`;
+    throw dslError(e, what);
+  }
+  throw dslError(e, 'expected a compile-time numeric constant');
+}
+
+function isLibSymbol(p: DslProgram, e: ts.Expression): boolean {
+  const sym = p.checker.getSymbolAtLocation(ts.isPropertyAccessExpression(e) ? e.name : e);
+  const f = sym?.declarations?.[0]?.getSourceFile();
+  return !!f && p.program.isSourceFileDefaultLibrary(f);
+}
 
 /** Global numeric constants a kernel may use (resolved only when they are the standard library's). */
 const builtinConstants: Record<string, number> = {
@@ -699,67 +789,8 @@ class Lowering {
   }
 
   /** Evaluates a compile-time numeric constant (literals, const declarations, config objects). */
-  private constValue(e: ts.Expression, depth = 0): number {
-    if (depth > 32) throw dslError(e, 'constant definition is too deeply nested (cycle?)');
-    if (ts.isParenthesizedExpression(e) || ts.isAsExpression(e) || ts.isSatisfiesExpression(e))
-      return this.constValue(e.expression, depth + 1);
-    if (ts.isNumericLiteral(e)) return Number(e.text);
-    if (ts.isPrefixUnaryExpression(e) && e.operator === ts.SyntaxKind.MinusToken)
-      return -this.constValue(e.operand, depth + 1);
-    if (ts.isBinaryExpression(e)) {
-      const op = binaryOps[e.operatorToken.kind];
-      const a = this.constValue(e.left, depth + 1);
-      const c = this.constValue(e.right, depth + 1);
-      switch (op) {
-        case 'add':
-          return a + c;
-        case 'sub':
-          return a - c;
-        case 'mul':
-          return a * c;
-        case 'div':
-          return a / c;
-        case 'rem':
-          return a % c;
-        case 'shl':
-          return a << c;
-        case 'shr':
-          return a >> c;
-        default:
-          throw dslError(e, 'unsupported operator in a compile-time constant');
-      }
-    }
-    if (ts.isIdentifier(e) || ts.isPropertyAccessExpression(e)) {
-      const builtin = builtinConstants[e.getText()];
-      if (builtin !== undefined && this.isLibSymbol(e)) return builtin;
-      let sym = this.symbolOf(ts.isPropertyAccessExpression(e) ? e.name : e);
-      if (sym && sym.flags & ts.SymbolFlags.Alias) sym = this.checker.getAliasedSymbol(sym);
-      const decl = sym?.valueDeclaration;
-      if (
-        decl &&
-        ts.isVariableDeclaration(decl) &&
-        decl.initializer &&
-        (ts.getCombinedNodeFlags(decl) & ts.NodeFlags.Const) !== 0
-      ) {
-        return this.constValue(decl.initializer, depth + 1);
-      }
-      if (decl && ts.isPropertyAssignment(decl)) return this.constValue(decl.initializer, depth + 1);
-      if (decl && ts.isEnumMember(decl)) {
-        const v = this.checker.getConstantValue(decl);
-        if (typeof v === 'number') return v;
-      }
-      const what = sym
-        ? `'${e.getText()}' is not a compile-time constant or a kernel value`
-        : `cannot find name '${e.getText()}'`;
-      throw dslError(e, what);
-    }
-    throw dslError(e, 'expected a compile-time numeric constant');
-  }
-
-  private isLibSymbol(e: ts.Expression): boolean {
-    const sym = this.symbolOf(ts.isPropertyAccessExpression(e) ? e.name : e);
-    const f = sym?.declarations?.[0]?.getSourceFile();
-    return !!f && this.p.program.isSourceFileDefaultLibrary(f);
+  private constValue(e: ts.Expression): number {
+    return constValue(this.p, e);
   }
 
   private constInt(e: ts.Expression | undefined, call: ts.CallExpression, what: string): number {

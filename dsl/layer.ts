@@ -1,0 +1,127 @@
+// The tensor-level half of the DSL: model layers as TypeScript functions over tensors. A layer is a
+// function wrapped in `layer()`; the compiler builds a dataflow graph from it, decomposes composite
+// ops (LayerNorm, RMSNorm, softmax, GELU, linear) into primitives, fuses chains of element-wise and
+// row-reduction ops into generated kernels, and emits a launch plan. As with kernels, these
+// declarations exist for the editor and tsc; nothing here runs in JavaScript.
+//
+//   export const ffn = layer((x: Tensor<bf16, ['L', 1536]>, w1: Tensor<bf16, [8960, 1536]>, w2: Tensor<bf16, [1536, 8960]>) =>
+//     linear(geluTanh(linear(x, w1)), w2));
+//
+// Shapes are tuples of static sizes (numbers, specialised at build time) and symbolic dims (names
+// such as 'L', bound from the inputs when the plan runs). Tensors are typed as (branded) numbers,
+// so `a * b`, `a + 1` and `x > 0 ? a : b` type-check and broadcast like NumPy.
+import type { DType } from './dtypes.js';
+
+export type { bf16, e4m3, e5m2, f16, f32, i32, i64, u8 } from './dtypes.js';
+
+declare const tensorBrand: unique symbol;
+
+export type Dim = number | string;
+
+/** A tensor of element type D and shape S. */
+export type Tensor<D extends number = number, S extends readonly Dim[] = readonly Dim[]> = number & {
+  readonly [tensorBrand]?: [D, S];
+};
+
+/** A compiled layer: the runtime runs its launch plan. */
+export interface Layer<A extends unknown[] = unknown[], R = unknown> {
+  readonly __layer: true;
+  readonly __args?: A;
+  readonly __result?: R;
+}
+
+function dslOnly(name: string): never {
+  throw new Error(`${name}() is a layer-DSL op: it only has meaning inside layer() source compiled by sfc`);
+}
+
+/** Marks a layer. */
+export function layer<A extends unknown[], R>(fn: (...args: A) => R): Layer<A, R> {
+  void fn;
+  return { __layer: true };
+}
+
+// ---- normalisation and activations (composites, decomposed by the compiler) -----------------
+/** (x - mean) / sqrt(var + eps) over the last dim, statistics in float32; optional affine. */
+export function layerNorm(_x: number, _eps: number, _weight?: number, _bias?: number): number {
+  return dslOnly('layerNorm');
+}
+/** x / sqrt(mean(x^2) + eps) * weight over the last dim, statistics in float32. */
+export function rmsNorm(_x: number, _weight: number, _eps: number): number {
+  return dslOnly('rmsNorm');
+}
+/** exp(x - max) / sum over `axis` (default last). */
+export function softmax(_x: number, _axis?: number): number {
+  return dslOnly('softmax');
+}
+export function silu(_x: number): number {
+  return dslOnly('silu');
+}
+/** GELU, tanh approximation. */
+export function geluTanh(_x: number): number {
+  return dslOnly('geluTanh');
+}
+export function exp(_x: number): number {
+  return dslOnly('exp');
+}
+export function tanh(_x: number): number {
+  return dslOnly('tanh');
+}
+export function sigmoid(_x: number): number {
+  return dslOnly('sigmoid');
+}
+export function sqrt(_x: number): number {
+  return dslOnly('sqrt');
+}
+export function rsqrt(_x: number): number {
+  return dslOnly('rsqrt');
+}
+export function abs(_x: number): number {
+  return dslOnly('abs');
+}
+export function maximum(_a: number, _b: number): number {
+  return dslOnly('maximum');
+}
+export function minimum(_a: number, _b: number): number {
+  return dslOnly('minimum');
+}
+export function where(_cond: boolean, _a: number, _b: number): number {
+  return dslOnly('where');
+}
+export function cast<D extends DType>(_x: number, _dtype: D): number {
+  return dslOnly('cast');
+}
+
+// ---- reductions --------------------------------------------------------------------------------
+export function sum(_x: number, _axis: number, _keepdim?: boolean): number {
+  return dslOnly('sum');
+}
+export function mean(_x: number, _axis: number, _keepdim?: boolean): number {
+  return dslOnly('mean');
+}
+export function max(_x: number, _axis: number, _keepdim?: boolean): number {
+  return dslOnly('max');
+}
+
+// ---- linear algebra ------------------------------------------------------------------------------
+/** x @ w^T (+ b): x [..., K], w [N, K] (PyTorch's Linear layout), b [N]. */
+export function linear(_x: number, _w: number, _b?: number): number {
+  return dslOnly('linear');
+}
+/** a @ b over the last two dims: [..., M, K] x [..., K, N]. */
+export function matmul(_a: number, _b: number): number {
+  return dslOnly('matmul');
+}
+
+// ---- views ---------------------------------------------------------------------------------------
+export function reshape(_x: number, _shape: readonly Dim[]): number {
+  return dslOnly('reshape');
+}
+export function permute(_x: number, _dims: readonly number[]): number {
+  return dslOnly('permute');
+}
+export function transpose(_x: number, _a: number, _b: number): number {
+  return dslOnly('transpose');
+}
+export function unsqueeze(_x: number, _axis: number): number {
+  return dslOnly('unsqueeze');
+}
