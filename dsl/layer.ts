@@ -12,7 +12,7 @@
 // so `a * b`, `a + 1` and `x > 0 ? a : b` type-check and broadcast like NumPy.
 import type { DType } from './dtypes.js';
 
-export type { bf16, e4m3, e5m2, f16, f32, i32, i64, u8 } from './dtypes.js';
+export { bf16, e4m3, e5m2, f16, f32, i32, i64, u8 } from './dtypes.js';
 
 declare const tensorBrand: unique symbol;
 

@@ -1,0 +1,105 @@
+// Layer graph -> launch plan: fuse, generate a kernel artifact per fusion group, turn matmuls into
+// library steps and reshapes into views, give every value a buffer, and let temporaries that are
+// dead reuse the memory of earlier ones of the same dtype and shape.
+import type { LaunchPlan, PlanArg, PlanBuffer, PlanStep } from '../../dsl/plan.js';
+import { artifactOf } from '../compile.js';
+import type { GNode, LayerGraph } from './graph.js';
+import { groupKernel } from './codegen.js';
+import { fuse } from './fuse.js';
+
+export function planLayer(g: LayerGraph): LaunchPlan {
+  const order = fuse(g);
+  const buffers: PlanBuffer[] = [];
+  const bufOf = new Map<number, number>();
+  const outputs = new Set(g.outputs.map((o) => o.id));
+  const newBuffer = (n: GNode, kind: PlanBuffer['kind'], extra: Partial<PlanBuffer> = {}): number => {
+    const id = buffers.length;
+    buffers.push({ id, dtype: n.type.dtype, shape: [...n.type.shape], kind, ...extra });
+    bufOf.set(n.id, id);
+    return id;
+  };
+  for (const i of g.inputs)
+    newBuffer(i, 'input', { of: i.op === 'input' ? i.index : 0, name: i.op === 'input' ? i.name : undefined });
+  const produce = (n: GNode) => bufOf.get(n.id) ?? newBuffer(n, outputs.has(n.id) ? 'output' : 'temp');
+
+  const steps: PlanStep[] = [];
+  let k = 0;
+  for (const item of order) {
+    if (item.kind === 'view') {
+      const src = bufOf.get(item.node.inputs[0]!.id)!;
+      newBuffer(item.node, 'view', { of: src });
+      continue;
+    }
+    if (item.kind === 'matmul') {
+      const n = item.node;
+      const [a, b] = n.inputs as [GNode, GNode];
+      const out = produce(n);
+      const as = a.type.shape;
+      steps.push({
+        kind: 'matmul',
+        a: bufOf.get(a.id)!,
+        b: bufOf.get(b.id)!,
+        out,
+        transB: n.op === 'matmul' && n.transB,
+        m: as.slice(0, -1),
+        k: [as[as.length - 1]!],
+        n: [n.type.shape[n.type.shape.length - 1]!],
+        label: `matmul %${n.id}`,
+      });
+      continue;
+    }
+    const grp = item.group;
+    const name = `${g.name}_f${k++}`;
+    const gk = groupKernel(grp, name, g.file, grp.nodes[0]!.span);
+    for (const o of grp.outputs) produce(o);
+    const args: PlanArg[] = gk.args.map((a) => ('node' in a ? { buffer: bufOf.get(a.node.id)! } : { dims: a.dims }));
+    steps.push({
+      kind: 'kernel',
+      artifact: artifactOf(gk.ir),
+      grid: [gk.grid.length ? gk.grid : [1]],
+      args,
+      label: `${name}: ${grp.nodes.length} ops (${[...new Set(grp.nodes.map((x) => (x.op === 'binary' || x.op === 'unary' ? x.fn : x.op)))].join(', ')})`,
+    });
+  }
+  // graph outputs that are inputs or views still need their own buffer ids in `outputs`
+  const outIds = g.outputs.map((o) => bufOf.get(o.id)!);
+  return {
+    name: g.name,
+    file: g.file,
+    inputs: g.inputs.map((i) => bufOf.get(i.id)!),
+    outputs: outIds,
+    buffers,
+    steps,
+    reuse: planReuse(buffers, steps, outIds),
+  };
+}
+
+/** Temps whose last use has passed lend their memory to later temps of the same dtype and shape. */
+function planReuse(buffers: PlanBuffer[], steps: PlanStep[], outputs: number[]): Record<number, number> {
+  const root = (id: number): number => (buffers[id]!.kind === 'view' ? root(buffers[id]!.of!) : id);
+  const lastUse = new Map<number, number>();
+  const firstDef = new Map<number, number>();
+  steps.forEach((s, i) => {
+    const reads = s.kind === 'kernel' ? s.args.flatMap((a) => ('buffer' in a ? [a.buffer] : [])) : [s.a, s.b, s.out];
+    for (const b of reads) {
+      const r = root(b);
+      lastUse.set(r, i);
+      if (!firstDef.has(r)) firstDef.set(r, i);
+    }
+  });
+  for (const o of outputs) lastUse.set(root(o), Infinity);
+  const reuse: Record<number, number> = {};
+  const free: number[] = [];
+  steps.forEach((_, i) => {
+    for (const b of buffers) {
+      if (b.kind !== 'temp' || firstDef.get(b.id) !== i) continue;
+      const key = `${b.dtype}:${b.shape.join(',')}`;
+      const j = free.findIndex((f) => `${buffers[f]!.dtype}:${buffers[f]!.shape.join(',')}` === key);
+      if (j >= 0) reuse[b.id] = free.splice(j, 1)[0]!;
+    }
+    for (const b of buffers) {
+      if (b.kind === 'temp' && lastUse.get(b.id) === i) free.push(reuse[b.id] ?? b.id);
+    }
+  });
+  return reuse;
+}

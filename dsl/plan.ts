@@ -1,0 +1,46 @@
+// A launch plan: what the compiler emits for a layer and the runtime executes (plain, JSON-able
+// data). Buffers have dtypes and shapes over symbolic dims, bound from the inputs at run time;
+// steps are fused kernels (artifacts), matmuls (library GEMMs: cuBLASLt on CUDA) and views.
+import type { KernelArtifact } from './artifact.js';
+import type { DTypeName } from './dtypes.js';
+
+export type PlanDim = number | string;
+
+export interface PlanBuffer {
+  id: number;
+  dtype: DTypeName | 'bool';
+  shape: PlanDim[];
+  /** inputs are bound by the caller, outputs returned, temps allocated (and reused) by the executor */
+  kind: 'input' | 'output' | 'temp' | 'view';
+  /** for inputs: the argument index; for views: the buffer viewed */
+  of?: number;
+  name?: string;
+}
+
+/** a kernel argument: a buffer, or the run-time value of a symbolic dim (or a product of dims) */
+export type PlanArg = { buffer: number } | { dims: PlanDim[] };
+
+export type PlanStep =
+  | { kind: 'kernel'; artifact: KernelArtifact; grid: PlanDim[][]; args: PlanArg[]; label: string }
+  | {
+      kind: 'matmul';
+      a: number;
+      b: number;
+      out: number;
+      transB: boolean;
+      m: PlanDim[];
+      n: PlanDim[];
+      k: PlanDim[];
+      label: string;
+    };
+
+export interface LaunchPlan {
+  name: string;
+  file: string;
+  inputs: number[];
+  outputs: number[];
+  buffers: PlanBuffer[];
+  steps: PlanStep[];
+  /** temp buffer id -> the earlier temp whose memory it reuses */
+  reuse: Record<number, number>;
+}

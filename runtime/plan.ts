@@ -1,0 +1,145 @@
+// Executes a launch plan (dsl/plan.ts) on the CPU or a CUDA device: binds symbolic dims from the
+// input tensors, allocates outputs and temporaries (temps share memory as the plan's reuse map
+// says), and runs the steps: generated kernels through `launch`, matmuls with cuBLASLt on CUDA and a
+// float32-accumulating loop on the CPU.
+import type { PlanDim, LaunchPlan } from '../dsl/plan.js';
+import { dtypeOf } from '../dsl/dtypes.js';
+import { SfcError } from '../dsl/errors.js';
+import { decode, encodeInto, rawArray } from './convert.js';
+import { CpuDevice } from './cpu.js';
+import { CudaDevice } from './cuda.js';
+import type { Device } from './device.js';
+import { launch } from './kernels.js';
+import { CudaDataType } from './native/api.js';
+import { Tensor, fmtShape } from './tensor.js';
+
+export class PlanRunner {
+  constructor(readonly plan: LaunchPlan) {}
+
+  /** Runs the plan; returns its outputs (new tensors on the inputs' device). */
+  run(inputs: readonly Tensor[]): Tensor[] {
+    const p = this.plan;
+    if (inputs.length !== p.inputs.length)
+      throw new SfcError(`${p.name} takes ${p.inputs.length} tensors, got ${inputs.length}`);
+    const device = inputs[0]!.device;
+    const dims = new Map<string, number>();
+    p.inputs.forEach((bid, i) => {
+      const b = p.buffers[bid]!;
+      const t = inputs[i]!;
+      const name = b.name ?? `input ${i}`;
+      if (t.device !== device)
+        throw new SfcError(`${p.name}: '${name}' is on ${t.device.name}, the others on ${device.name}`);
+      if (t.dtype.name !== b.dtype) throw new SfcError(`${p.name}: '${name}' must be ${b.dtype}, got ${t.dtype.name}`);
+      if (t.shape.length !== b.shape.length) {
+        throw new SfcError(
+          `${p.name}: '${name}' must have shape ${fmtShape(b.shape as number[])}, got ${fmtShape(t.shape)}`,
+        );
+      }
+      b.shape.forEach((d, j) => {
+        const n = t.shape[j]!;
+        if (typeof d === 'number' ? d !== n : dims.has(d) && dims.get(d) !== n) {
+          throw new SfcError(
+            `${p.name}: '${name}' dim ${j} is ${n}, expected ${typeof d === 'number' ? d : `${d} = ${dims.get(d)}`}`,
+          );
+        }
+        if (typeof d === 'string') dims.set(d, n);
+      });
+    });
+    const size = (ds: readonly PlanDim[]) =>
+      ds.reduce<number>((acc, d) => {
+        if (typeof d === 'number') return acc * d;
+        const v = dims.get(d);
+        if (v === undefined) throw new SfcError(`${p.name}: dim '${d}' is not bound by any input`);
+        return acc * v;
+      }, 1);
+    const tensors = new Map<number, Tensor>();
+    p.inputs.forEach((bid, i) => tensors.set(bid, inputs[i]!.contiguous()));
+    const temps: Tensor[] = [];
+    const tensorOf = (bid: number): Tensor => {
+      const have = tensors.get(bid);
+      if (have) return have;
+      const b = p.buffers[bid]!;
+      const shape = b.shape.map((d) => size([d]));
+      let t: Tensor;
+      if (b.kind === 'view') t = tensorOf(b.of!).reshape(shape);
+      else if (b.kind === 'temp' && p.reuse[bid] !== undefined) t = tensorOf(p.reuse[bid]!).reshape(shape);
+      else {
+        t = Tensor.empty(device, dtypeOf(b.dtype === 'bool' ? 'u8' : b.dtype)!, shape);
+        if (b.kind === 'temp') temps.push(t);
+      }
+      tensors.set(bid, t);
+      return t;
+    };
+    for (const s of p.steps) {
+      if (s.kind === 'kernel') {
+        const args = s.args.map((a) => ('buffer' in a ? tensorOf(a.buffer) : size(a.dims)));
+        launch(s.artifact, s.grid.map(size), args);
+      } else {
+        matmul(device, tensorOf(s.a), tensorOf(s.b), tensorOf(s.out), s.transB, size(s.m), size(s.n), size(s.k));
+      }
+    }
+    const outs = p.outputs.map((bid) => tensorOf(bid));
+    for (const t of temps) if (!outs.some((o) => o.storage === t.storage)) t.dispose();
+    return outs;
+  }
+}
+
+const gemmTypes: Record<string, number | undefined> = {
+  bf16: CudaDataType.bf16,
+  f16: CudaDataType.f16,
+  f32: CudaDataType.f32,
+};
+
+/** out[m, n] = a[m, k] @ (transB ? b[n, k]^T : b[k, n]), accumulated in float32. */
+function matmul(
+  device: Device,
+  a: Tensor,
+  b: Tensor,
+  out: Tensor,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+): void {
+  if (device instanceof CudaDevice) {
+    const t = gemmTypes[a.dtype.name];
+    if (t === undefined) throw new SfcError(`matmul of ${a.dtype.name} tensors is not supported on CUDA yet`);
+    device.gemm({
+      m,
+      n,
+      k,
+      a: device.ptrOf(a.storage) + a.byteOffset,
+      b: device.ptrOf(b.storage) + b.byteOffset,
+      c: device.ptrOf(out.storage) + out.byteOffset,
+      d: device.ptrOf(out.storage) + out.byteOffset,
+      typeA: t,
+      typeB: t,
+      typeC: t,
+      typeD: t,
+      lda: k,
+      ldb: transB ? k : n,
+      ldc: n,
+      ldd: n,
+      transA: false,
+      transB,
+      alpha: 1,
+      beta: 0,
+      aScale: 0,
+      bScale: 0,
+    });
+    return;
+  }
+  if (!(device instanceof CpuDevice)) throw new SfcError(`matmul: unsupported device ${device.name}`);
+  const av = decode(a.dtype, a.toRaw()) as Float32Array;
+  const bv = decode(b.dtype, b.toRaw()) as Float32Array;
+  const acc = new Float32Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += av[i * k + p]! * (transB ? bv[j * k + p]! : bv[p * n + j]!);
+      acc[i * n + j] = s;
+    }
+  const raw = rawArray(out.dtype, new ArrayBuffer(m * n * out.dtype.bytes), 0, m * n);
+  encodeInto(out.dtype, acc, raw);
+  device.write(out.storage, out.byteOffset, new Uint8Array(raw.buffer));
+}

@@ -1,0 +1,118 @@
+// Layer plans end to end on the CPU backend: fused kernels (generated through the kernel DSL's IR
+// and JS backend) + matmuls, against the unfused node-by-node execution of the same graph, and
+// the number of kernels each layer needs.
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { f32, bf16 } from '../../dsl/dtypes.js';
+import { programFromText } from '../../compiler/frontend.js';
+import { lowerLayer } from '../../compiler/layer/frontend.js';
+import { runGraph, type HostTensor } from '../../compiler/layer/interp.js';
+import { planLayer } from '../../compiler/layer/plan.js';
+import type { LayerGraph } from '../../compiler/layer/graph.js';
+import { CpuDevice } from '../../runtime/cpu.js';
+import { PlanRunner } from '../../runtime/plan.js';
+import { Tensor } from '../../runtime/tensor.js';
+import { mulberry32 } from '../helpers.js';
+import { virtualDir } from './dsl.js';
+
+const src = `import {
+  layer, layerNorm, rmsNorm, softmax, geluTanh, linear, reshape, bf16, type Tensor, type f32,
+} from '../../../dsl/layer.js';
+
+/** Wan's FFN half-block on the float32 residual stream: modulated LN, Linear-GELU-Linear, gated residual */
+export const ffnBlock = layer(
+  (
+    x: Tensor<f32, ['F', 'T', 64]>,
+    shift: Tensor<f32, ['F', 1, 64]>,
+    scale: Tensor<f32, ['F', 1, 64]>,
+    gate: Tensor<f32, ['F', 1, 64]>,
+    w1: Tensor<bf16, [128, 64]>,
+    b1: Tensor<bf16, [128]>,
+    w2: Tensor<bf16, [64, 128]>,
+    b2: Tensor<bf16, [64]>,
+  ) => {
+    const h = cast(layerNorm(x, 1e-6) * (1 + scale) + shift, bf16);
+    const y = linear(geluTanh(linear(h, w1, b1)), w2, b2);
+    return x + y * gate;
+  },
+);
+
+/** q/k normalisation and a row softmax */
+export const qk = layer((q: Tensor<bf16, ['L', 32]>, w: Tensor<bf16, [32]>) => [rmsNorm(q, w, 1e-6), softmax(q)]);
+
+export const views = layer((x: Tensor<f32, ['L', 2, 16]>) => layerNorm(reshape(x, ['L', 32]), 1e-5) * 2);
+`.replace('import {\n  layer,', 'import {\n  cast, layer,');
+
+const path = join(virtualDir, 'plans.ts');
+const program = programFromText(path, src);
+const graphs = new Map<string, LayerGraph>(program.layers(path).map((r) => [r.name, lowerLayer(program, r)]));
+const dev = new CpuDevice();
+const rand = mulberry32(11);
+
+function inputsFor(g: LayerGraph, dims: Record<string, number>): { host: HostTensor[]; tensors: Tensor[] } {
+  const host: HostTensor[] = [];
+  const tensors: Tensor[] = [];
+  for (const inp of g.inputs) {
+    const shape = inp.type.shape.map((d) => (typeof d === 'number' ? d : dims[d]!));
+    const n = shape.reduce((a, b) => a * b, 1);
+    const values = Array.from({ length: n }, () => rand() * 2 - 1);
+    const t = Tensor.from(dev, inp.type.dtype === 'bf16' ? bf16 : f32, shape, values);
+    tensors.push(t);
+    host.push({ shape, data: Float64Array.from(t.toF32()) });
+  }
+  return { host, tensors };
+}
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+describe('layer plans on the CPU', () => {
+  it.each([
+    ['ffnBlock', { F: 2, T: 3 }, 5e-3],
+    ['qk', { L: 5 }, 1e-2],
+    ['views', { L: 4 }, 1e-6],
+  ] as const)('%s: fused plan agrees with unfused execution', (name, dims, tol) => {
+    const g = graphs.get(name)!;
+    const { host, tensors } = inputsFor(g, dims);
+    const outs = new PlanRunner(planLayer(g)).run(tensors);
+    const unfused = runGraph(g, host);
+    const exact = runGraph(g, host, { exact: true });
+    outs.forEach((o, i) => {
+      expect(o.shape).toEqual(unfused[i]!.shape);
+      const got = o.toF32();
+      expect(got.every(Number.isFinite)).toBe(true);
+      expect(relErr(got, unfused[i]!.data)).toBeLessThan(tol);
+      expect(relErr(got, exact[i]!.data)).toBeLessThan(tol);
+    });
+  });
+
+  it('fuses each layer into few kernels', () => {
+    const count = (n: string) => {
+      const p = planLayer(graphs.get(n)!);
+      return {
+        kernels: p.steps.filter((s) => s.kind === 'kernel').length,
+        matmuls: p.steps.filter((s) => s.kind === 'matmul').length,
+      };
+    };
+    // modulated LN (1 kernel) -> fc1 -> bias + GELU (1) -> fc2 -> bias + gated residual (1)
+    expect(count('ffnBlock')).toEqual({ kernels: 3, matmuls: 2 });
+    expect(count('qk')).toEqual({ kernels: 1, matmuls: 0 });
+    expect(count('views')).toEqual({ kernels: 1, matmuls: 0 });
+  });
+
+  it('checks its inputs', () => {
+    const g = graphs.get('qk')!;
+    const runner = new PlanRunner(planLayer(g));
+    const q = Tensor.zeros(dev, bf16, [5, 31]);
+    const w = Tensor.zeros(dev, bf16, [32]);
+    expect(() => runner.run([q, w])).toThrow("qk: 'q' dim 1 is 31, expected 32");
+    expect(() => runner.run([Tensor.zeros(dev, f32, [5, 32]), w])).toThrow("qk: 'q' must be bf16, got f32");
+  });
+});
