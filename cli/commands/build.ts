@@ -7,6 +7,10 @@ import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { compileFiles } from '../../compiler/compile.js';
+import { DslProgram } from '../../compiler/frontend.js';
+import { lowerLayer } from '../../compiler/layer/frontend.js';
+import { fuse } from '../../compiler/layer/fuse.js';
+import { graphToDot } from '../../compiler/layer/graph.js';
 import {
   BUILD_ARCHS,
   compileCudaAsync,
@@ -33,6 +37,7 @@ export function projectKernelFiles(): string[] {
 }
 
 interface BuildOptions {
+  graph?: string;
   arch: string;
   file: string[];
   kernel: string[];
@@ -55,7 +60,28 @@ async function pool<T>(items: (() => Promise<T>)[], jobs: number, onDone: () => 
   return out;
 }
 
+/** `--graph NAME`: the layer's graph as Graphviz DOT, fused kernels drawn as clusters. */
+export function layerGraphDot(files: string[], name: string): string {
+  const program = new DslProgram(files);
+  const refs = files.flatMap((f) => program.layers(f));
+  const ref = refs.find((r) => r.name === name);
+  if (!ref) throw new SfcError(`no layer named '${name}' (layers: ${refs.map((r) => r.name).join(', ') || 'none'})`);
+  const g = lowerLayer(program, ref);
+  const groups = new Map<number, string>();
+  let k = 0;
+  for (const item of fuse(g)) {
+    if (item.kind !== 'group') continue;
+    const label = `kernel ${k++}`;
+    for (const n of item.group.nodes) groups.set(n.id, label);
+  }
+  return graphToDot(g, groups);
+}
+
 export async function build(opts: BuildOptions, io: Io): Promise<KernelReport[]> {
+  if (opts.graph) {
+    io.stdout(layerGraphDot([...projectKernelFiles(), ...opts.file.map((f) => resolve(f))], opts.graph));
+    return [];
+  }
   const archs = opts.arch.split(',').map((a) => a.trim()) as Arch[];
   for (const a of archs) {
     if (!BUILD_ARCHS.includes(a))
@@ -148,6 +174,7 @@ export function registerBuild(program: Command, io: Io): void {
     .option('--file <path>', 'also compile the kernels of this DSL source file (repeatable)', collect, [])
     .option('--kernel <name>', 'only this kernel (repeatable)', collect, [])
     .option('--dump <stages>', 'print compiler stages: ir, js, cuda (comma-separated)')
+    .option('--graph <layer>', 'print the graph of a layer as Graphviz DOT (fused kernels as clusters) and stop')
     .option('-j, --jobs <n>', 'parallel compiler processes', String(availableParallelism()))
     .option('--no-progress', 'no progress bar')
     .action(async (opts: BuildOptions) => {

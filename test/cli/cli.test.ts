@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compileFiles } from '../../compiler/compile.js';
@@ -111,5 +111,29 @@ describe.skipIf(!findNvcc())('sfc build', () => {
     const r = await sfc('build', '--file', file, '--no-progress');
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/^sfc: error: .*bad\.ts:2:7: TypeScript: Type 'string' is not assignable to type 'number'\./);
+  });
+});
+
+describe('sfc build --graph', () => {
+  it('prints a layer graph as DOT with its fused kernels as clusters', async () => {
+    const dir = mkdtempSync(join(root, 'test', 'compiler', 'virtual-'));
+    const file = join(dir, 'ffn.ts');
+    writeFileSync(
+      file,
+      `import { layer, layerNorm, linear, geluTanh, type Tensor, type bf16 } from '../../../dsl/layer.js';
+export const ffn = layer((x: Tensor<bf16, ['L', 64]>, w1: Tensor<bf16, [128, 64]>, w2: Tensor<bf16, [64, 128]>) =>
+  linear(geluTanh(linear(layerNorm(x, 1e-6), w1)), w2));
+`,
+    );
+    try {
+      const r = await sfc('build', '--file', file, '--graph', 'ffn');
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/^digraph "ffn" \{/);
+      expect(r.out.match(/subgraph cluster_/g)).toHaveLength(2);
+      const bad = await sfc('build', '--file', file, '--graph', 'nope');
+      expect(bad.err).toBe("sfc: error: no layer named 'nope' (layers: ffn)\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

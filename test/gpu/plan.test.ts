@@ -1,0 +1,57 @@
+// A fused layer plan on the GPU (generated CUDA kernels + cuBLASLt matmuls) against the same plan on
+// the CPU backend.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bf16, f32 } from '../../dsl/dtypes.js';
+import { programFromText } from '../../compiler/frontend.js';
+import { lowerLayer } from '../../compiler/layer/frontend.js';
+import { planLayer } from '../../compiler/layer/plan.js';
+import { CpuDevice } from '../../runtime/cpu.js';
+import type { CudaDevice } from '../../runtime/cuda.js';
+import { PlanRunner } from '../../runtime/plan.js';
+import { Tensor } from '../../runtime/tensor.js';
+import { virtualDir } from '../compiler/dsl.js';
+import { mulberry32 } from '../helpers.js';
+import { noGpuReason, openDevice, relErr } from './gpu.js';
+
+const src = `import { cast, layer, layerNorm, geluTanh, linear, bf16, type Tensor, type f32 } from '../../../dsl/layer.js';
+export const ffnBlock = layer(
+  (x: Tensor<f32, ['F', 'T', 1536]>, shift: Tensor<f32, ['F', 1, 1536]>, scale: Tensor<f32, ['F', 1, 1536]>,
+   gate: Tensor<f32, ['F', 1, 1536]>, w1: Tensor<bf16, [8960, 1536]>, b1: Tensor<bf16, [8960]>,
+   w2: Tensor<bf16, [1536, 8960]>, b2: Tensor<bf16, [1536]>) => {
+    const h = cast(layerNorm(x, 1e-6) * (1 + scale) + shift, bf16);
+    return x + linear(geluTanh(linear(h, w1, b1)), w2, b2) * gate;
+  });
+`;
+
+describe.skipIf(!!noGpuReason)('layer plans on the GPU', () => {
+  let dev: CudaDevice;
+  beforeAll(() => {
+    dev = openDevice();
+  });
+  afterAll(() => dev?.dispose());
+
+  it('the Wan FFN half-block at full width agrees with the CPU plan', () => {
+    const path = join(virtualDir, 'gpu-plans.ts');
+    const p = programFromText(path, src);
+    const g = lowerLayer(p, p.layers(path)[0]!);
+    const plan = planLayer(g);
+    const cpu = new CpuDevice();
+    const rand = mulberry32(3);
+    const [F, T] = [2, 5];
+    const ins = g.inputs.map((inp) => {
+      const shape = inp.type.shape.map((d) => (d === 'F' ? F : d === 'T' ? T : (d as number)));
+      const n = shape.reduce((a, b) => a * b, 1);
+      const scaleBy = inp.op === 'input' && inp.name.startsWith('w') ? 0.03 : 1;
+      return Tensor.from(
+        cpu,
+        inp.type.dtype === 'bf16' ? bf16 : f32,
+        shape,
+        Array.from({ length: n }, () => (rand() * 2 - 1) * scaleBy),
+      );
+    });
+    const [want] = new PlanRunner(plan).run(ins);
+    const [got] = new PlanRunner(plan).run(ins.map((t) => t.to(dev)));
+    expect(relErr(got!.toF32(), want!.toF32())).toBeLessThan(1e-2);
+  });
+});
