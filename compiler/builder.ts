@@ -130,8 +130,9 @@ export class Builder {
     return this.make({ op: 'const', value: roundToDtype(value, dtype), weak }, { dtype, shape: [] }, [], span);
   }
 
-  literal(value: number, span: Span): Value {
-    const isIntLit = Number.isInteger(value) && Math.abs(value) < 2 ** 31;
+  /** a numeric literal: weak i32 when written as an integer (`3`), weak f32 otherwise (`3.0`, `1e-6`) */
+  literal(value: number, span: Span, written?: string): Value {
+    const isIntLit = Number.isInteger(value) && Math.abs(value) < 2 ** 31 && !(written && /[.eE]/.test(written));
     return this.constant(value, isIntLit ? 'i32' : 'f32', span, true);
   }
 

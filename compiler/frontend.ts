@@ -722,7 +722,7 @@ class Lowering {
     ) {
       return this.expr(e.expression);
     }
-    if (ts.isNumericLiteral(e)) return this.b.literal(Number(e.text), span);
+    if (ts.isNumericLiteral(e)) return this.b.literal(Number(e.text), span, e.getText());
     if (e.kind === ts.SyntaxKind.TrueKeyword) return this.b.constant(1, 'bool', span);
     if (e.kind === ts.SyntaxKind.FalseKeyword) return this.b.constant(0, 'bool', span);
     if (ts.isIdentifier(e) || ts.isPropertyAccessExpression(e)) return this.name(e);

@@ -69,11 +69,11 @@ export function full(_shape: readonly number[], _value: number, _dtype?: DType):
   return dslOnly('full');
 }
 /** Inserts a size-1 dim at `axis` (x[:, None] is expandDims(x, 1)). */
-export function expandDims(_x: number, _axis: number): number {
+export function expandDims<T extends number | boolean>(_x: T, _axis: number): T {
   return dslOnly('expandDims');
 }
 /** Broadcasts a tile to `shape`. */
-export function broadcastTo(_x: number, _shape: readonly number[]): number {
+export function broadcastTo<T extends number | boolean>(_x: T, _shape: readonly number[]): T {
   return dslOnly('broadcastTo');
 }
 /** Swaps neighbours along the last dim (x[2k] <-> x[2k+1]): the partner of each complex pair (RoPE). */
@@ -81,7 +81,7 @@ export function swapPairs(_x: number): number {
   return dslOnly('swapPairs');
 }
 /** Reshapes a tile (same number of elements). */
-export function reshape(_x: number, _shape: readonly number[]): number {
+export function reshape<T extends number | boolean>(_x: T, _shape: readonly number[]): T {
   return dslOnly('reshape');
 }
 

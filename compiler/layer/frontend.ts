@@ -69,8 +69,9 @@ export class GraphBuilder {
     return this.make({ op: 'const', value: roundToDtype(value, dtype), weak }, { dtype, shape: [] }, [], span);
   }
 
-  literal(value: number, span: Span): GNode {
-    return this.constant(value, Number.isInteger(value) && Math.abs(value) < 2 ** 31 ? 'i32' : 'f32', span, true);
+  literal(value: number, span: Span, written?: string): GNode {
+    const int = Number.isInteger(value) && Math.abs(value) < 2 ** 31 && !(written && /[.eE]/.test(written));
+    return this.constant(value, int ? 'i32' : 'f32', span, true);
   }
 
   /** the size of a dim as a scalar (a constant for static dims) */
@@ -313,7 +314,7 @@ class LayerLowering {
     const t = (n: GNode): Binding => ({ kind: 'tensor', node: n });
     if (ts.isParenthesizedExpression(e) || ts.isAsExpression(e) || ts.isNonNullExpression(e))
       return this.value(e.expression);
-    if (ts.isNumericLiteral(e)) return t(this.g.literal(Number(e.text), span));
+    if (ts.isNumericLiteral(e)) return t(this.g.literal(Number(e.text), span, e.getText()));
     if (ts.isArrayLiteralExpression(e)) return { kind: 'tuple', nodes: e.elements.map((x) => this.tensor(x)) };
     if (ts.isIdentifier(e) || ts.isPropertyAccessExpression(e)) {
       const b = this.lookup(ts.isPropertyAccessExpression(e) ? e.name : e);

@@ -337,6 +337,44 @@ export const cases: Case[] = [
   },
 ];
 
+cases.push({
+  kernel: 'attentionFwd',
+  run: (dev, seed) => {
+    const g = rng(seed);
+    const [Lq, Lk, H, DH, kvLen] = [5, 150, 3, 128, 130]; // keys past kvLen are masked; not a multiple of 64
+    const scale = 1 / Math.sqrt(DH);
+    const [q, qr] = inputs(dev, bf16, [Lq, H, DH], g.normal);
+    const [k, kr] = inputs(dev, bf16, [Lk, H, DH], g.normal);
+    const [v, vr] = inputs(dev, bf16, [Lk, H, DH], g.normal);
+    const o = poisoned(dev, bf16, [Lq, H, DH]);
+    const lse = poisoned(dev, f32, [Lq, H]);
+    run(dev, 'attentionFwd', [Lq, H], [q, k, v, o, lse, H, kvLen, scale]);
+    const oref = new Float64Array(Lq * H * DH);
+    const lref = new Float64Array(Lq * H);
+    for (let i = 0; i < Lq; i++)
+      for (let h = 0; h < H; h++) {
+        const s = Array.from({ length: kvLen }, (_, j) => {
+          let dot = 0;
+          for (let d = 0; d < DH; d++) dot += qr[(i * H + h) * DH + d]! * kr[(j * H + h) * DH + d]!;
+          return dot * scale;
+        });
+        const m = Math.max(...s);
+        const e = s.map((x) => Math.exp(x - m));
+        const z = e.reduce((a, b) => a + b, 0);
+        lref[i * H + h] = m + Math.log(z);
+        for (let d = 0; d < DH; d++) {
+          let acc = 0;
+          for (let j = 0; j < kvLen; j++) acc += e[j]! * vr[(j * H + h) * DH + d]!;
+          oref[(i * H + h) * DH + d] = acc / z;
+        }
+      }
+    return [
+      { name: 'o', got: o, ref: oref, tol: 1e-2 },
+      { name: 'lse', got: lse, ref: lref, tol: 1e-5 },
+    ];
+  },
+});
+
 function dequant(dev: Device, y: Tensor, s: Tensor, R: number, D: number, rowScale: number): Tensor {
   const out = poisoned(dev, bf16, [R, D]);
   run(dev, 'dequantizeE4m3', [R], [y, s, out, D, rowScale]);
