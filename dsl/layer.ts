@@ -112,6 +112,14 @@ export function matmul(_a: number, _b: number): number {
   return dslOnly('matmul');
 }
 
+/**
+ * softmax(q k^T * scale) v per head: q [Lq, H, D], k and v [Lk, H, D] -> [Lq, H, D]. `scale`
+ * defaults to 1/sqrt(D).
+ */
+export function attention(_q: number, _k: number, _v: number, _scale?: number): number {
+  return dslOnly('attention');
+}
+
 // ---- views ---------------------------------------------------------------------------------------
 export function reshape(_x: number, _shape: readonly Dim[]): number {
   return dslOnly('reshape');

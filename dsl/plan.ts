@@ -18,7 +18,7 @@ export interface PlanBuffer {
 }
 
 /** a kernel argument: a buffer, or the run-time value of a symbolic dim (or a product of dims) */
-export type PlanArg = { buffer: number } | { dims: PlanDim[] };
+export type PlanArg = { buffer: number } | { dims: PlanDim[] } | { value: number };
 
 export type PlanStep =
   | { kind: 'kernel'; artifact: KernelArtifact; grid: PlanDim[][]; args: PlanArg[]; label: string }

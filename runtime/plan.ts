@@ -72,7 +72,7 @@ export class PlanRunner {
     };
     for (const s of p.steps) {
       if (s.kind === 'kernel') {
-        const args = s.args.map((a) => ('buffer' in a ? tensorOf(a.buffer) : size(a.dims)));
+        const args = s.args.map((a) => ('buffer' in a ? tensorOf(a.buffer) : 'dims' in a ? size(a.dims) : a.value));
         launch(s.artifact, s.grid.map(size), args);
       } else {
         matmul(device, tensorOf(s.a), tensorOf(s.b), tensorOf(s.out), s.transB, size(s.m), size(s.n), size(s.k));

@@ -148,6 +148,28 @@ export class GraphBuilder {
     return this.make({ op: 'matmul', transB }, { dtype: a.type.dtype, shape: [...as.slice(0, -1), n] }, [a, b], span);
   }
 
+  attention(q: GNode, k: GNode, v: GNode, scale: number | undefined, span: Span): GNode {
+    const [qs, ks, vs] = [q.type.shape, k.type.shape, v.type.shape];
+    if (qs.length !== 3 || ks.length !== 3 || vs.length !== 3) {
+      throw new ShapeRuleError(
+        `attention takes q [Lq, H, D], k and v [Lk, H, D]; got ${fmtShape(qs)}, ${fmtShape(ks)}, ${fmtShape(vs)}`,
+      );
+    }
+    if (qs[1] !== ks[1] || qs[2] !== ks[2] || ks.join() !== vs.join()) {
+      throw new ShapeRuleError(
+        `attention heads and head dims differ: q ${fmtShape(qs)}, k ${fmtShape(ks)}, v ${fmtShape(vs)}`,
+      );
+    }
+    if (typeof qs[2] !== 'number') throw new ShapeRuleError(`attention needs a static head dim, got '${qs[2]}'`);
+    if (q.type.dtype !== 'bf16' || k.type.dtype !== 'bf16' || v.type.dtype !== 'bf16') {
+      throw new ShapeRuleError(
+        `attention takes bf16 q, k and v (cast them), got ${q.type.dtype}, ${k.type.dtype}, ${v.type.dtype}`,
+      );
+    }
+    const s = scale ?? 1 / Math.sqrt(qs[2]);
+    return this.make({ op: 'attention', scale: s }, { dtype: 'bf16', shape: [...qs] }, [q, k, v], span);
+  }
+
   reshape(x: GNode, shape: Dim[], span: Span): GNode {
     const prod = (s: readonly Dim[]) => {
       let n = 1;
@@ -442,6 +464,16 @@ class LayerLowering {
       }
       case 'matmul':
         return t(g.matmul(x(), this.tensor(a[1]!), false, span));
+      case 'attention':
+        return t(
+          g.attention(
+            x(),
+            this.tensor(a[1]!),
+            this.tensor(a[2]!),
+            a[3] ? this.constArg(a[3], call, 'scale') : undefined,
+            span,
+          ),
+        );
       case 'reshape':
         return t(g.reshape(x(), this.dimsArg(a[1], call), span));
       case 'permute':

@@ -21,6 +21,7 @@ export type GraphOp =
   | { op: 'where' }
   | { op: 'reduce'; fn: 'sum' | 'max'; axis: number; keepdim: boolean }
   | { op: 'matmul'; transB: boolean }
+  | { op: 'attention'; scale: number }
   | { op: 'reshape' }
   | { op: 'permute'; perm: number[] };
 
@@ -65,6 +66,8 @@ function describe(n: GNode): string {
       return `reduce.${n.fn} ${a} axis=${n.axis}${n.keepdim ? ' keepdim' : ''}`;
     case 'matmul':
       return `matmul${n.transB ? '.t' : ''} ${a}`;
+    case 'attention':
+      return `attention ${a} scale=${n.scale}`;
     case 'permute':
       return `permute ${a} [${n.perm.join(', ')}]`;
     default:
@@ -101,7 +104,7 @@ export function graphToDot(g: LayerGraph, groups: ReadonlyMap<number, string> = 
   }
   for (const n of g.nodes) {
     if (n.op === 'const' || n.op === 'dim' || groups.has(n.id)) continue;
-    const shape = n.op === 'input' ? 'ellipse' : n.op === 'matmul' ? 'box3d' : 'box';
+    const shape = n.op === 'input' ? 'ellipse' : n.op === 'matmul' || n.op === 'attention' ? 'box3d' : 'box';
     lines.push(`  n${n.id} [label=${q(label(n))}, shape=${shape}];`);
   }
   for (const n of g.nodes) {

@@ -151,6 +151,30 @@ export function runGraph(g: LayerGraph, inputs: readonly HostTensor[], opts: { e
           }
         break;
       }
+      case 'attention': {
+        const [q, k, v] = [arg(0), arg(1), arg(2)];
+        const [Lq, H, D] = q.shape as [number, number, number];
+        const Lk = k.shape[0]!;
+        for (let i = 0; i < Lq; i++)
+          for (let h = 0; h < H; h++) {
+            const s = new Float64Array(Lk);
+            let mx = -Infinity;
+            for (let j = 0; j < Lk; j++) {
+              let dot = 0;
+              for (let d = 0; d < D; d++) dot += q.data[(i * H + h) * D + d]! * k.data[(j * H + h) * D + d]!;
+              s[j] = dot * n.scale;
+              mx = Math.max(mx, s[j]!);
+            }
+            let z = 0;
+            for (let j = 0; j < Lk; j++) z += s[j] = Math.exp(s[j]! - mx);
+            for (let d = 0; d < D; d++) {
+              let acc = 0;
+              for (let j = 0; j < Lk; j++) acc += s[j]! * v.data[(j * H + h) * D + d]!;
+              out[(i * H + h) * D + d] = round(acc / z, n);
+            }
+          }
+        break;
+      }
       case 'reshape':
         out.set(arg(0).data);
         break;

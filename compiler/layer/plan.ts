@@ -3,7 +3,11 @@
 // dead reuse the memory of earlier ones of the same dtype and shape.
 import type { LaunchPlan, PlanArg, PlanBuffer, PlanStep } from '../../dsl/plan.js';
 import { artifactOf } from '../compile.js';
-import type { GNode, LayerGraph } from './graph.js';
+import { join } from 'node:path';
+import { packageRoot } from '../../dsl/paths.js';
+import type { KernelArtifact } from '../../dsl/artifact.js';
+import { compileFiles } from '../compile.js';
+import type { Dim, GNode, LayerGraph } from './graph.js';
 import { groupKernel } from './codegen.js';
 import { fuse } from './fuse.js';
 
@@ -45,6 +49,31 @@ export function planLayer(g: LayerGraph): LaunchPlan {
         k: [as[as.length - 1]!],
         n: [n.type.shape[n.type.shape.length - 1]!],
         label: `matmul %${n.id}`,
+      });
+      continue;
+    }
+    if (item.kind === 'attention') {
+      const n = item.node;
+      const [q, kk, v] = n.inputs as [GNode, GNode, GNode];
+      const out = produce(n);
+      const lse = buffers.length;
+      buffers.push({ id: lse, dtype: 'f32', shape: q.type.shape.slice(0, 2), kind: 'temp' });
+      const [Lq, H, D] = q.type.shape as [Dim, Dim, number];
+      steps.push({
+        kind: 'kernel',
+        artifact: attentionArtifact(D),
+        grid: [[Lq], [H]],
+        args: [
+          { buffer: bufOf.get(q.id)! },
+          { buffer: bufOf.get(kk.id)! },
+          { buffer: bufOf.get(v.id)! },
+          { buffer: out },
+          { buffer: lse },
+          { dims: [H] },
+          { dims: [kk.type.shape[0]!] },
+          { value: n.op === 'attention' ? n.scale : 1 },
+        ],
+        label: `attention %${n.id}`,
       });
       continue;
     }
@@ -102,4 +131,15 @@ function planReuse(buffers: PlanBuffer[], steps: PlanStep[], outputs: number[]):
     }
   });
   return reuse;
+}
+
+/**
+ * The attention kernel of the project's kernel library (models/kernels/attention.ts), specialised
+ * for the head dim. The compiler reads it as DSL source, as `sfc build` does.
+ */
+function attentionArtifact(headDim: number): KernelArtifact {
+  const file = join(packageRoot(import.meta.url), 'models', 'kernels', 'attention.ts');
+  const a = compileFiles([file], { consts: { DH: headDim } }).find((x) => x.name === 'attentionFwd');
+  if (!a) throw new Error('attentionFwd is missing from models/kernels/attention.ts');
+  return a;
 }

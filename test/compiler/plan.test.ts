@@ -16,7 +16,7 @@ import { mulberry32 } from '../helpers.js';
 import { virtualDir } from './dsl.js';
 
 const src = `import {
-  layer, layerNorm, rmsNorm, softmax, geluTanh, linear, reshape, bf16, type Tensor, type f32,
+  layer, layerNorm, rmsNorm, softmax, geluTanh, linear, reshape, attention, bf16, type Tensor, type f32,
 } from '../../../dsl/layer.js';
 
 /** Wan's FFN half-block on the float32 residual stream: modulated LN, Linear-GELU-Linear, gated residual */
@@ -39,6 +39,27 @@ export const ffnBlock = layer(
 
 /** q/k normalisation and a row softmax */
 export const qk = layer((q: Tensor<bf16, ['L', 32]>, w: Tensor<bf16, [32]>) => [rmsNorm(q, w, 1e-6), softmax(q)]);
+
+/** Wan's self-attention half-block (one frame, no KV cache yet): modulated LN, q/k/v with RMSNorm on q and k, attention, gated residual */
+export const selfAttn = layer(
+  (
+    x: Tensor<f32, ['L', 64]>,
+    shift: Tensor<f32, [1, 64]>,
+    scale: Tensor<f32, [1, 64]>,
+    gate: Tensor<f32, [1, 64]>,
+    wq: Tensor<bf16, [64, 64]>, bq: Tensor<bf16, [64]>, nq: Tensor<bf16, [64]>,
+    wk: Tensor<bf16, [64, 64]>, bk: Tensor<bf16, [64]>, nk: Tensor<bf16, [64]>,
+    wv: Tensor<bf16, [64, 64]>, bv: Tensor<bf16, [64]>,
+    wo: Tensor<bf16, [64, 64]>, bo: Tensor<bf16, [64]>,
+  ) => {
+    const h = cast(layerNorm(x, 1e-6) * (1 + scale) + shift, bf16);
+    const q = reshape(rmsNorm(linear(h, wq, bq), nq, 1e-6), ['L', 2, 32]);
+    const k = reshape(rmsNorm(linear(h, wk, bk), nk, 1e-6), ['L', 2, 32]);
+    const v = reshape(linear(h, wv, bv), ['L', 2, 32]);
+    const o = reshape(attention(q, k, v), ['L', 64]);
+    return x + linear(o, wo, bo) * gate;
+  },
+);
 
 export const views = layer((x: Tensor<f32, ['L', 2, 16]>) => layerNorm(reshape(x, ['L', 32]), 1e-5) * 2);
 `.replace('import {\n  layer,', 'import {\n  cast, layer,');
@@ -78,6 +99,7 @@ describe('layer plans on the CPU', () => {
     ['ffnBlock', { F: 2, T: 3 }, 5e-3],
     ['qk', { L: 5 }, 1e-2],
     ['views', { L: 4 }, 1e-6],
+    ['selfAttn', { L: 37 }, 2e-2],
   ] as const)('%s: fused plan agrees with unfused execution', (name, dims, tol) => {
     const g = graphs.get(name)!;
     const { host, tensors } = inputsFor(g, dims);
@@ -105,6 +127,8 @@ describe('layer plans on the CPU', () => {
     expect(count('ffnBlock')).toEqual({ kernels: 3, matmuls: 2 });
     expect(count('qk')).toEqual({ kernels: 1, matmuls: 0 });
     expect(count('views')).toEqual({ kernels: 1, matmuls: 0 });
+    // modulated LN; q bias+RMSNorm; k bias+RMSNorm; v bias; attention; o bias + gated residual
+    expect(count('selfAttn')).toEqual({ kernels: 6, matmuls: 4 });
   });
 
   it('checks its inputs', () => {

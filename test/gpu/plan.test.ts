@@ -14,7 +14,18 @@ import { virtualDir } from '../compiler/dsl.js';
 import { mulberry32 } from '../helpers.js';
 import { noGpuReason, openDevice, relErr } from './gpu.js';
 
-const src = `import { cast, layer, layerNorm, geluTanh, linear, bf16, type Tensor, type f32 } from '../../../dsl/layer.js';
+const src = `import { attention, cast, layer, layerNorm, geluTanh, linear, reshape, rmsNorm, bf16, type Tensor, type f32 } from '../../../dsl/layer.js';
+export const selfAttn = layer(
+  (x: Tensor<f32, ['L', 1536]>, shift: Tensor<f32, [1, 1536]>, scale: Tensor<f32, [1, 1536]>, gate: Tensor<f32, [1, 1536]>,
+   wq: Tensor<bf16, [1536, 1536]>, bq: Tensor<bf16, [1536]>, nq: Tensor<bf16, [1536]>,
+   wk: Tensor<bf16, [1536, 1536]>, bk: Tensor<bf16, [1536]>, nk: Tensor<bf16, [1536]>,
+   wv: Tensor<bf16, [1536, 1536]>, bv: Tensor<bf16, [1536]>, wo: Tensor<bf16, [1536, 1536]>, bo: Tensor<bf16, [1536]>) => {
+    const h = cast(layerNorm(x, 1e-6) * (1 + scale) + shift, bf16);
+    const q = reshape(rmsNorm(linear(h, wq, bq), nq, 1e-6), ['L', 12, 128]);
+    const k = reshape(rmsNorm(linear(h, wk, bk), nk, 1e-6), ['L', 12, 128]);
+    const v = reshape(linear(h, wv, bv), ['L', 12, 128]);
+    return x + linear(reshape(attention(q, k, v), ['L', 1536]), wo, bo) * gate;
+  });
 export const ffnBlock = layer(
   (x: Tensor<f32, ['F', 'T', 1536]>, shift: Tensor<f32, ['F', 1, 1536]>, scale: Tensor<f32, ['F', 1, 1536]>,
    gate: Tensor<f32, ['F', 1, 1536]>, w1: Tensor<bf16, [8960, 1536]>, b1: Tensor<bf16, [8960]>,
@@ -34,7 +45,10 @@ describe.skipIf(!!noGpuReason)('layer plans on the GPU', () => {
   it('the Wan FFN half-block at full width agrees with the CPU plan', () => {
     const path = join(virtualDir, 'gpu-plans.ts');
     const p = programFromText(path, src);
-    const g = lowerLayer(p, p.layers(path)[0]!);
+    const g = lowerLayer(
+      p,
+      p.layers(path).find((r) => r.name === 'ffnBlock')!,
+    );
     const plan = planLayer(g);
     const cpu = new CpuDevice();
     const rand = mulberry32(3);
@@ -48,6 +62,34 @@ describe.skipIf(!!noGpuReason)('layer plans on the GPU', () => {
         inp.type.dtype === 'bf16' ? bf16 : f32,
         shape,
         Array.from({ length: n }, () => (rand() * 2 - 1) * scaleBy),
+      );
+    });
+    const [want] = new PlanRunner(plan).run(ins);
+    const [got] = new PlanRunner(plan).run(ins.map((t) => t.to(dev)));
+    expect(relErr(got!.toF32(), want!.toF32())).toBeLessThan(1e-2);
+  });
+
+  it('the Wan self-attention half-block (12 heads x 128) agrees with the CPU plan', () => {
+    const path = join(virtualDir, 'gpu-plans.ts');
+    const p = programFromText(path, src);
+    const g = lowerLayer(
+      p,
+      p.layers(path).find((r) => r.name === 'selfAttn')!,
+    );
+    const plan = planLayer(g);
+    const cpu = new CpuDevice();
+    const rand = mulberry32(5);
+    const L = 70;
+    const ins = g.inputs.map((inp) => {
+      const shape = inp.type.shape.map((d) => (d === 'L' ? L : (d as number)));
+      const n = shape.reduce((a, b) => a * b, 1);
+      const name = inp.op === 'input' ? inp.name : '';
+      const scaleBy = name.startsWith('w') ? 0.03 : name.startsWith('n') ? 0 : 1;
+      return Tensor.from(
+        cpu,
+        inp.type.dtype === 'bf16' ? bf16 : f32,
+        shape,
+        Array.from({ length: n }, () => (name.startsWith('n') ? 1 : (rand() * 2 - 1) * scaleBy)),
       );
     });
     const [want] = new PlanRunner(plan).run(ins);
