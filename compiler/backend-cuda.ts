@@ -267,16 +267,22 @@ class CudaEmitter {
   }
 
   /** `for r` over a layout's registers, with `e` (flat element index) and the per-dim indices. */
-  private regLoop(L: Layout, body: (ctx: ElemCtx) => string[], guard = true): void {
+  /**
+   * `for r` over a layout's registers. Registers past the end of a tile (when its size is not a
+   * multiple of the block's chunks) are skipped: their element index is out of range, so evaluating
+   * anything there could read shared or global memory out of bounds. Their contents stay undefined
+   * and nothing reads them (stores, reductions and exchanges are guarded the same way).
+   */
+  private regLoop(L: Layout, body: (ctx: ElemCtx) => string[]): void {
     const T = this.T;
     this.line(`#pragma unroll`);
     this.line(`for (int r = 0; r < ${L.regs}; ++r) {`);
     this.line(`  const int e = (r / ${L.v}) * ${T * L.v} + tid * ${L.v} + (r % ${L.v});`);
     const ctx: ElemCtx = { shape: L.shape, idx: dimIndices(L.shape, 'e'), e: 'e', reg: 'r' };
     const inner = body(ctx);
-    if (!L.full && guard) this.line(`  if (e < ${L.n}) {`);
-    for (const l of inner) this.line(`  ${!L.full && guard ? '  ' : ''}${l}`);
-    if (!L.full && guard) this.line('  }');
+    if (!L.full) this.line(`  if (e < ${L.n}) {`);
+    for (const l of inner) this.line(`  ${!L.full ? '  ' : ''}${l}`);
+    if (!L.full) this.line('  }');
     this.line('}');
   }
 
@@ -431,7 +437,7 @@ class CudaEmitter {
         const L = this.layout(s.type.shape);
         this.prepare(this.exchangesFor([s.init], s.type.shape));
         this.line(`${t} x${s.varId}[${L.regs}];`);
-        this.regLoop(L, (c) => [`x${s.varId}[r] = ${this.at(s.init, c)};`], false);
+        this.regLoop(L, (c) => [`x${s.varId}[r] = ${this.at(s.init, c)};`]);
         return;
       }
       case 'assign': {
@@ -442,7 +448,7 @@ class CudaEmitter {
         const tmp = `t${s.value.id}`;
         // through a temporary: the new value may read the variable's old elements
         this.line(`${cType[s.value.type.dtype]} ${tmp}[${L.regs}];`);
-        this.regLoop(L, (c) => [`${tmp}[r] = ${this.at(s.value, c)};`], false);
+        this.regLoop(L, (c) => [`${tmp}[r] = ${this.at(s.value, c)};`]);
         this.line(`#pragma unroll`);
         this.line(`for (int r = 0; r < ${L.regs}; ++r) x${s.varId}[r] = ${tmp}[r];`);
         return;
@@ -538,44 +544,32 @@ class CudaEmitter {
       this.prepare([v.args[0]!].filter((x) => !this.lazy.has(x.id)));
       this.line(`${t} v${v.id}[${L.regs}];`);
       const src = v.args[0]!;
-      this.regLoop(
-        L,
-        (c) => {
-          if (this.lazy.has(src.id)) {
-            const idx = dimIndices(src.type.shape, c.e!);
-            return [`v${v.id}[r] = ${this.at(src, { shape: src.type.shape, idx, e: c.e, reg: null })};`];
-          }
-          return [`v${v.id}[r] = ((${t}*)(sfc_smem + ${this.exchange.get(src.id)}))[${c.e}];`];
-        },
-        false,
-      );
+      this.regLoop(L, (c) => {
+        if (this.lazy.has(src.id)) {
+          const idx = dimIndices(src.type.shape, c.e!);
+          return [`v${v.id}[r] = ${this.at(src, { shape: src.type.shape, idx, e: c.e, reg: null })};`];
+        }
+        return [`v${v.id}[r] = ((${t}*)(sfc_smem + ${this.exchange.get(src.id)}))[${c.e}];`];
+      });
       return;
     }
     // a materialised element-wise value: compute its elements in its own layout
     this.prepare(this.exchangesFor(v.args, v.type.shape));
     this.line(`${t} v${v.id}[${L.regs}];`);
     if (v.op === 'rand') {
-      this.regLoop(
-        L,
-        (c) => [
-          `v${v.id}[r] = sfc_${v.normal ? 'randn' : 'rand'}((unsigned)${this.at(v.args[0]!, c)}, (unsigned)${this.at(v.args[1]!, c)});`,
-        ],
-        false,
-      );
+      this.regLoop(L, (c) => [
+        `v${v.id}[r] = sfc_${v.normal ? 'randn' : 'rand'}((unsigned)${this.at(v.args[0]!, c)}, (unsigned)${this.at(v.args[1]!, c)});`,
+      ]);
       return;
     }
     // evaluate v's own expression (as if lazy) at each element
     this.lazy.add(v.id);
     const exprs: string[] = [];
-    this.regLoop(
-      L,
-      (c) => {
-        const x = this.at(v, c);
-        exprs.push(x);
-        return [`v${v.id}[r] = ${x};`];
-      },
-      false,
-    );
+    this.regLoop(L, (c) => {
+      const x = this.at(v, c);
+      exprs.push(x);
+      return [`v${v.id}[r] = ${x};`];
+    });
     this.lazy.delete(v.id);
   }
 
@@ -636,17 +630,13 @@ class CudaEmitter {
       this.line('}');
       return;
     }
-    this.regLoop(
-      L,
-      (c) => {
-        const read = fromStorage(p.dtype, `p${v.param}[${this.at(offs!, c)}]`);
-        const o = other ? this.at(other, c) : lit(0, v.type.dtype);
-        // registers past the end of a tile (when N is not a multiple of the block) read nothing
-        const cond = [L.full ? '' : `e < ${L.n}`, mask ? this.at(mask, c) : ''].filter(Boolean).join(' && ');
-        return [cond ? `v${v.id}[r] = (${cond}) ? ${read} : ${o};` : `v${v.id}[r] = ${read};`];
-      },
-      false,
-    );
+    this.regLoop(L, (c) => {
+      const read = fromStorage(p.dtype, `p${v.param}[${this.at(offs!, c)}]`);
+      const o = other ? this.at(other, c) : lit(0, v.type.dtype);
+      // registers past the end of a tile (when N is not a multiple of the block) read nothing
+      const cond = [L.full ? '' : `e < ${L.n}`, mask ? this.at(mask, c) : ''].filter(Boolean).join(' && ');
+      return [cond ? `v${v.id}[r] = (${cond}) ? ${read} : ${o};` : `v${v.id}[r] = ${read};`];
+    });
   }
 
   private store(s: Stmt & { kind: 'store' }): void {
@@ -925,16 +915,12 @@ class CudaEmitter {
     const len = xs[axis]!;
     const inner = numel(xs.slice(axis + 1));
     this.line(`${t} v${v.id}[${L.regs}];`);
-    this.regLoop(
-      L,
-      (c) => [
-        `const int base = (${c.e} / ${inner}) * ${len * inner} + (${c.e} % ${inner});`,
-        `${t} acc = ${init};`,
-        `for (int k = 0; k < ${len}; ++k) { const ${t} y = ((${t}*)(sfc_smem + ${off}))[base + k * ${inner}]; acc = ${op}<${t}>::f(acc, ${v.fn === 'absmax' ? 'fabsf(y)' : 'y'}); }`,
-        `v${v.id}[r] = acc;`,
-      ],
-      false,
-    );
+    this.regLoop(L, (c) => [
+      `const int base = (${c.e} / ${inner}) * ${len * inner} + (${c.e} % ${inner});`,
+      `${t} acc = ${init};`,
+      `for (int k = 0; k < ${len}; ++k) { const ${t} y = ((${t}*)(sfc_smem + ${off}))[base + k * ${inner}]; acc = ${op}<${t}>::f(acc, ${v.fn === 'absmax' ? 'fabsf(y)' : 'y'}); }`,
+      `v${v.id}[r] = acc;`,
+    ]);
   }
 }
 
