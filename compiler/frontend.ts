@@ -1056,7 +1056,14 @@ export function autoWarps(body: Stmt[]): number {
         sh.reduce((a, b) => a * b, 1),
       );
   });
-  return Math.min(8, Math.max(1, Math.ceil(largest / 768)));
+  // prefer a block that covers the tile exactly (no tail registers to guard), about 3 chunks each
+  let best: number | undefined;
+  for (let w = 1; w <= 8; w++) {
+    const chunks = largest / (w * 32 * 8);
+    if (!Number.isInteger(chunks)) continue;
+    if (best === undefined || Math.abs(chunks - 3) < Math.abs(largest / (best * 256) - 3)) best = w;
+  }
+  return best ?? Math.min(8, Math.max(1, Math.ceil(largest / 768)));
 }
 
 /** Removes value definitions nobody uses (loads included: they have no side effects). */

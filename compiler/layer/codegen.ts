@@ -7,7 +7,7 @@
 import { Builder } from '../builder.js';
 import type { KernelIR, KernelParam, Span, Value } from '../ir.js';
 import { cse } from '../passes.js';
-import { eliminateDeadCode } from '../frontend.js';
+import { autoWarps, eliminateDeadCode } from '../frontend.js';
 import type { Dim, GNode } from './graph.js';
 import type { FusionGroup } from './fuse.js';
 
@@ -142,7 +142,7 @@ export function groupKernel(grp: FusionGroup, name: string, file: string, span: 
       span,
     });
   }
-  const ir: KernelIR = { name, file, span, params, body: eliminateDeadCode(b.block), warps: 0 };
-  ir.warps = Math.min(8, Math.max(1, Math.ceil(N / 768)));
+  const body = eliminateDeadCode(b.block);
+  const ir: KernelIR = { name, file, span, params, body, warps: autoWarps(body) };
   return { ir: cse(ir), args, grid: grp.rows };
 }
