@@ -91,6 +91,20 @@ export function cast<D extends DType>(_x: number, _dtype: D): number {
   return dslOnly('cast');
 }
 
+/** Swaps neighbours along the last dim (x[..., 2k] <-> x[..., 2k+1]). */
+export function swapPairs(_x: number): number {
+  return dslOnly('swapPairs');
+}
+/**
+ * Rotary embedding of interleaved pairs: y = x * cos + swapPairs(x) * sin, computed in float32 and
+ * returned in x's dtype. `cos` and `sin` broadcast against x with one value per element (each pair's
+ * cosine twice; its sine as (-sin, +sin)): for Wan's 3-D RoPE they are the per-token tables of the
+ * chunk (frame, height and width positions), built once per chunk.
+ */
+export function rope(_x: number, _cos: number, _sin: number): number {
+  return dslOnly('rope');
+}
+
 // ---- reductions --------------------------------------------------------------------------------
 export function sum(_x: number, _axis: number, _keepdim?: boolean): number {
   return dslOnly('sum');

@@ -113,6 +113,10 @@ export function groupKernel(grp: FusionGroup, name: string, file: string, span: 
       case 'where':
         v = b.where(a[0]!, a[1]!, a[2]!, span);
         break;
+      case 'swapPairs':
+        if (!a[0]!.type.shape.length) throw new Error(`${name}: swapPairs of a per-row value`);
+        v = b.swapPairs(a[0]!, span);
+        break;
       case 'reduce': {
         // columns past a row's end (BLOCK = cols, so none today) would need masking: keep the
         // reduction over the whole tile, which is exactly the row

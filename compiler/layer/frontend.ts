@@ -118,6 +118,15 @@ export class GraphBuilder {
     );
   }
 
+  swapPairs(x: GNode, span: Span): GNode {
+    const s = x.type.shape;
+    const last = s[s.length - 1];
+    if (typeof last !== 'number' || last % 2 !== 0) {
+      throw new ShapeRuleError(`swapPairs needs a static, even last dim, got ${fmtTType(x.type)}`);
+    }
+    return this.make({ op: 'swapPairs' }, { ...x.type, shape: [...s] }, [x], span);
+  }
+
   reduce(fn: 'sum' | 'max', x: GNode, axis: number, keepdim: boolean, span: Span): GNode {
     const r = x.type.shape.length;
     const a = axis < 0 ? axis + r : axis;
@@ -426,6 +435,21 @@ class LayerLowering {
           g.binary('add', c(1), g.unary('tanh', inner, span), span),
           span,
         );
+        return t(g.cast(y, v.type.dtype, span));
+      }
+      case 'swapPairs':
+        return t(g.swapPairs(x(), span));
+      case 'rope': {
+        const v = x();
+        const f = g.cast(v, 'f32', span);
+        const c = g.cast(this.tensor(a[1]!), 'f32', span);
+        const sn = g.cast(this.tensor(a[2]!), 'f32', span);
+        const y = g.binary('add', g.binary('mul', f, c, span), g.binary('mul', g.swapPairs(f, span), sn, span), span);
+        if (y.type.shape.join() !== v.type.shape.join()) {
+          throw new ShapeRuleError(
+            `rope tables ${fmtShape(c.type.shape)} must broadcast to x ${fmtShape(v.type.shape)}, not widen it`,
+          );
+        }
         return t(g.cast(y, v.type.dtype, span));
       }
       case 'maximum':

@@ -19,6 +19,7 @@ export type GraphOp =
   | { op: 'unary'; fn: UnaryOp }
   | { op: 'cast' }
   | { op: 'where' }
+  | { op: 'swapPairs' }
   | { op: 'reduce'; fn: 'sum' | 'max'; axis: number; keepdim: boolean }
   | { op: 'matmul'; transB: boolean }
   | { op: 'attention'; scale: number }
@@ -47,7 +48,7 @@ export const fmtShape = (s: readonly Dim[]): string => `[${s.map(fmtDim).join(',
 export const fmtTType = (t: TType): string => (t.shape.length ? `${t.dtype}${fmtShape(t.shape)}` : t.dtype);
 
 export const isElementwise = (n: GNode): boolean =>
-  n.op === 'binary' || n.op === 'unary' || n.op === 'cast' || n.op === 'where';
+  n.op === 'binary' || n.op === 'unary' || n.op === 'cast' || n.op === 'where' || n.op === 'swapPairs';
 
 function ref(n: GNode): string {
   if (n.op === 'const') return `${n.value}:${n.type.dtype}`;

@@ -175,6 +175,11 @@ export function runGraph(g: LayerGraph, inputs: readonly HostTensor[], opts: { e
           }
         break;
       }
+      case 'swapPairs': {
+        const x = arg(0);
+        for (let i = 0; i < size; i++) out[i] = x.data[i ^ 1]!;
+        break;
+      }
       case 'reshape':
         out.set(arg(0).data);
         break;

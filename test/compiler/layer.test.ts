@@ -11,7 +11,7 @@ import { virtualDir } from './dsl.js';
 
 const header = `import {
   layer, layerNorm, rmsNorm, softmax, silu, geluTanh, linear, matmul, sum, mean, max, cast, reshape, permute,
-  transpose, unsqueeze, exp, rsqrt, where, type Tensor, type bf16, type f32,
+  transpose, unsqueeze, exp, rsqrt, where, rope, type Tensor, type bf16, type f32,
 } from '../../../dsl/layer.js';
 `;
 
@@ -64,6 +64,8 @@ export const views = layer((x: Tensor<f32, ['L', 2, 3]>) => [
   max(x, 0),
   unsqueeze(x, 0),
 ]);
+
+export const rot = layer((x: Tensor<f32, ['L', 2, 8]>, cos: Tensor<f32, ['L', 1, 8]>, sin: Tensor<f32, ['L', 1, 8]>) => rope(x, cos, sin));
 
 export const bf = layer((x: Tensor<bf16, ['L', 4]>) => x * 3 + 1);
 `;
@@ -208,6 +210,30 @@ describe('layer graphs (float64 against independent references)', () => {
       [...Array(6).keys()].map((q) => Math.max(...[0, 1, 2, 3].map((l) => at(l, Math.floor(q / 3), q % 3)))),
     );
     expect(u!.shape).toEqual([1, 4, 2, 3]);
+  });
+
+  it('rope rotates interleaved pairs by per-token angles', () => {
+    const L = 3;
+    const x = tensor([L, 2, 8]);
+    const angles = Array.from({ length: L * 4 }, () => rand() * 6);
+    const cos: HostTensor = {
+      shape: [L, 1, 8],
+      data: Float64Array.from({ length: L * 8 }, (_, i) => Math.cos(angles[i >> 1]!)),
+    };
+    const sin: HostTensor = {
+      shape: [L, 1, 8],
+      data: Float64Array.from({ length: L * 8 }, (_, i) => (i & 1 ? 1 : -1) * Math.sin(angles[i >> 1]!)),
+    };
+    const [y] = runGraph(g.get('rot')!, [x, cos, sin], { exact: true });
+    const want: number[] = [];
+    for (let l = 0; l < L; l++)
+      for (let h = 0; h < 2; h++)
+        for (let p = 0; p < 4; p++) {
+          const a = angles[l * 4 + p]!;
+          const [re, im] = [x.data[(l * 2 + h) * 8 + 2 * p]!, x.data[(l * 2 + h) * 8 + 2 * p + 1]!];
+          want.push(re * Math.cos(a) - im * Math.sin(a), re * Math.sin(a) + im * Math.cos(a));
+        }
+    close(y!, want);
   });
 
   it('rounds like the kernels when not exact (bf16 after each op)', () => {

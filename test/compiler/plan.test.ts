@@ -16,7 +16,7 @@ import { mulberry32 } from '../helpers.js';
 import { virtualDir } from './dsl.js';
 
 const src = `import {
-  layer, layerNorm, rmsNorm, softmax, geluTanh, linear, reshape, attention, bf16, type Tensor, type f32,
+  layer, layerNorm, rmsNorm, softmax, geluTanh, linear, reshape, attention, rope, bf16, type Tensor, type f32,
 } from '../../../dsl/layer.js';
 
 /** Wan's FFN half-block on the float32 residual stream: modulated LN, Linear-GELU-Linear, gated residual */
@@ -61,6 +61,9 @@ export const selfAttn = layer(
   },
 );
 
+export const rotQ = layer((q: Tensor<bf16, ['L', 4, 32]>, w: Tensor<bf16, [128]>, cos: Tensor<f32, ['L', 1, 32]>, sin: Tensor<f32, ['L', 1, 32]>) =>
+  rope(reshape(rmsNorm(reshape(q, ['L', 128]), w, 1e-6), ['L', 4, 32]), cos, sin));
+
 export const views = layer((x: Tensor<f32, ['L', 2, 16]>) => layerNorm(reshape(x, ['L', 32]), 1e-5) * 2);
 `.replace('import {\n  layer,', 'import {\n  cast, layer,');
 
@@ -100,6 +103,7 @@ describe('layer plans on the CPU', () => {
     ['qk', { L: 5 }, 1e-2],
     ['views', { L: 4 }, 1e-6],
     ['selfAttn', { L: 37 }, 2e-2],
+    ['rotQ', { L: 6 }, 1e-2],
   ] as const)('%s: fused plan agrees with unfused execution', (name, dims, tol) => {
     const g = graphs.get(name)!;
     const { host, tensors } = inputsFor(g, dims);

@@ -14,7 +14,9 @@ import { virtualDir } from '../compiler/dsl.js';
 import { mulberry32 } from '../helpers.js';
 import { noGpuReason, openDevice, relErr } from './gpu.js';
 
-const src = `import { attention, cast, layer, layerNorm, geluTanh, linear, reshape, rmsNorm, bf16, type Tensor, type f32 } from '../../../dsl/layer.js';
+const src = `import { attention, cast, layer, layerNorm, geluTanh, linear, reshape, rmsNorm, rope, bf16, type Tensor, type f32 } from '../../../dsl/layer.js';
+export const rotQ = layer((q: Tensor<bf16, ['L', 1536]>, w: Tensor<bf16, [1536]>, cos: Tensor<f32, ['L', 1, 128]>, sin: Tensor<f32, ['L', 1, 128]>) =>
+  rope(reshape(rmsNorm(q, w, 1e-6), ['L', 12, 128]), cos, sin));
 export const selfAttn = layer(
   (x: Tensor<f32, ['L', 1536]>, shift: Tensor<f32, [1, 1536]>, scale: Tensor<f32, [1, 1536]>, gate: Tensor<f32, [1, 1536]>,
    wq: Tensor<bf16, [1536, 1536]>, bq: Tensor<bf16, [1536]>, nq: Tensor<bf16, [1536]>,
@@ -62,6 +64,32 @@ describe.skipIf(!!noGpuReason)('layer plans on the GPU', () => {
         inp.type.dtype === 'bf16' ? bf16 : f32,
         shape,
         Array.from({ length: n }, () => (rand() * 2 - 1) * scaleBy),
+      );
+    });
+    const [want] = new PlanRunner(plan).run(ins);
+    const [got] = new PlanRunner(plan).run(ins.map((t) => t.to(dev)));
+    expect(relErr(got!.toF32(), want!.toF32())).toBeLessThan(1e-2);
+  });
+
+  it('q RMSNorm + 3-D RoPE tables (12 heads x 128) agree with the CPU plan', () => {
+    const path = join(virtualDir, 'gpu-plans.ts');
+    const p = programFromText(path, src);
+    const g = lowerLayer(
+      p,
+      p.layers(path).find((r) => r.name === 'rotQ')!,
+    );
+    const plan = planLayer(g);
+    const cpu = new CpuDevice();
+    const rand = mulberry32(9);
+    const L = 99;
+    const ins = g.inputs.map((inp) => {
+      const shape = inp.type.shape.map((d) => (d === 'L' ? L : (d as number)));
+      const n = shape.reduce((a, b) => a * b, 1);
+      return Tensor.from(
+        cpu,
+        inp.type.dtype === 'bf16' ? bf16 : f32,
+        shape,
+        Array.from({ length: n }, () => rand() * 2 - 1),
       );
     });
     const [want] = new PlanRunner(plan).run(ins);
