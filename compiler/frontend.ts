@@ -159,7 +159,8 @@ type Binding =
   | { kind: 'ptr'; param: number; dtype: ElemType }
   | { kind: 'object'; props: Map<string, Binding> };
 
-const binaryOps: Partial<Record<ts.SyntaxKind, BinaryOp>> = {
+/** TypeScript operators -> IR binary ops (shared by the kernel and layer front ends). */
+export const binaryOps: Partial<Record<ts.SyntaxKind, BinaryOp>> = {
   [ts.SyntaxKind.PlusToken]: 'add',
   [ts.SyntaxKind.MinusToken]: 'sub',
   [ts.SyntaxKind.AsteriskToken]: 'mul',

@@ -7,25 +7,12 @@ import ts from 'typescript';
 import { dtypeOf } from '../../dsl/dtypes.js';
 import { promoteTypes, roundToDtype } from '../builder.js';
 import { DslError, dslError, spanOf } from '../diagnostics.js';
-import { constValue, type DslProgram, type KernelSourceRef } from '../frontend.js';
+import { binaryOps, constValue, type DslProgram, type KernelSourceRef } from '../frontend.js';
 import { isFloat, type BinaryOp, type ElemType, type Span, type UnaryOp } from '../ir.js';
 import { binaryRules } from '../ops.js';
 import { fmtShape, fmtTType, type Dim, type GNode, type GraphOp, type LayerGraph, type TType } from './graph.js';
 
 class ShapeRuleError extends Error {}
-
-const binaryTokens: Partial<Record<ts.SyntaxKind, BinaryOp>> = {
-  [ts.SyntaxKind.PlusToken]: 'add',
-  [ts.SyntaxKind.MinusToken]: 'sub',
-  [ts.SyntaxKind.AsteriskToken]: 'mul',
-  [ts.SyntaxKind.SlashToken]: 'div',
-  [ts.SyntaxKind.LessThanToken]: 'lt',
-  [ts.SyntaxKind.LessThanEqualsToken]: 'le',
-  [ts.SyntaxKind.GreaterThanToken]: 'gt',
-  [ts.SyntaxKind.GreaterThanEqualsToken]: 'ge',
-  [ts.SyntaxKind.EqualsEqualsEqualsToken]: 'eq',
-  [ts.SyntaxKind.ExclamationEqualsEqualsToken]: 'ne',
-};
 
 const unaryOps: Record<string, UnaryOp> = {
   exp: 'exp',
@@ -357,7 +344,7 @@ class LayerLowering {
       return t(x.op === 'const' ? this.g.constant(-x.value, x.type.dtype, span, x.weak) : this.g.unary('neg', x, span));
     }
     if (ts.isBinaryExpression(e)) {
-      const fn = binaryTokens[e.operatorToken.kind];
+      const fn = binaryOps[e.operatorToken.kind];
       if (!fn) throw dslError(e.operatorToken, `operator ${e.operatorToken.getText()} is not supported in layers`);
       return t(this.g.binary(fn, this.tensor(e.left), this.tensor(e.right), span));
     }
