@@ -35,3 +35,62 @@ export interface KernelArtifact {
   /** CUDA backend variants; the runtime picks the most specialised one whose assumptions hold */
   cuda: CudaVariant[];
 }
+
+// ---- templates ---------------------------------------------------------------------------------
+// GEMM: C[M, N] = epilogue(A[M, K] . B[N, K]^T), see compiler/templates/gemm.ts.
+
+/** Input (A and B) dtype of a GEMM template instantiation. */
+export type GemmInput = 'bf16' | 'f16' | 'e4m3';
+export type GemmOutput = 'bf16' | 'f16' | 'f32' | 'e4m3';
+
+/** What happens to each accumulator y = sum_k A[row, k] * B[col, k] before it is stored, in order. */
+export interface GemmEpilogue {
+  /** y *= alpha (a scalar argument; FP8: the product of the per-tensor scales of A and B) */
+  alpha?: boolean;
+  /** y *= rowScale[row] (f32 [M]; FP8 per-token scales of A) */
+  rowScale?: boolean;
+  /** y *= colScale[col] (f32 [N]; FP8 per-output-channel scales of B) */
+  colScale?: boolean;
+  /** y += bias[col] */
+  bias?: 'f32' | 'bf16' | 'f16';
+  /** y = act(y) */
+  activation?: 'gelu_tanh' | 'silu' | 'relu';
+  /**
+   * y = residual[row, col] + gate[row / gateRows, col] * y: the gated residual of a DiT block, with
+   * one gate row per latent frame (gateRows tokens); gate is f32 [*, N] with row pitch ldg.
+   */
+  gatedResidual?: { residual: 'f32' | 'bf16' | 'f16' };
+  /** y = residual[row, col] + y (no gate) */
+  residual?: 'f32' | 'bf16' | 'f16';
+  /** y *= outScale before the cast (FP8 outputs: the reciprocal of the output's scale) */
+  outScale?: boolean;
+}
+
+export interface GemmSpec {
+  input: GemmInput;
+  output: GemmOutput;
+  /** output tile columns: a multiple of 32 in [64, 256] */
+  bn: number;
+  /** shared-memory pipeline depth (buffers of A and B K-slices) */
+  stages: number;
+  epilogue?: GemmEpilogue;
+}
+
+/** The C ABI of the kernel's parameters, in order, as runtime/launch.ts packs them. */
+export type GemmArgType = 'tmap' | 'ptr' | 'i32' | 'f32';
+
+export interface GemmArtifact {
+  kind: 'gemm';
+  name: string;
+  arch: 'sm_90a';
+  spec: Required<Omit<GemmSpec, 'epilogue'>> & { epilogue: GemmEpilogue };
+  bm: number;
+  /** K elements per pipeline stage (128 bytes of each row) */
+  bk: number;
+  threads: number;
+  sharedBytes: number;
+  source: string;
+  entry: string;
+  /** parameter names and C types, in order */
+  params: { name: string; type: GemmArgType }[];
+}

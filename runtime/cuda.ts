@@ -231,7 +231,7 @@ export class CudaDevice implements Device {
     return kernel;
   }
 
-  launch(kernel: CudaKernel, cfg: LaunchConfig, args: readonly (number | bigint)[]): void {
+  launch(kernel: CudaKernel, cfg: LaunchConfig, args: readonly (number | bigint | Uint8Array)[]): void {
     const params = packArgs(kernel.params, args, kernel.name);
     const shared = cfg.sharedBytes ?? 0;
     if (shared > 48 * 1024) {
@@ -244,6 +244,37 @@ export class CudaDevice implements Device {
     }
     this.activate();
     this.native.launch(kernel.fn, dim3(cfg.grid), dim3(cfg.block), shared, cfg.stream ?? this.stream, params);
+  }
+
+  /**
+   * A TMA tensor map over a row-major 2-D view: `rows` x `cols` elements of `elementBytes` with a row
+   * pitch of `pitchBytes`, copied in `boxRows` x `boxCols` tiles with the given shared-memory swizzle.
+   */
+  tensorMap2d(m: {
+    address: number;
+    elementBytes: 1 | 2 | 4;
+    rows: number;
+    cols: number;
+    pitchBytes: number;
+    boxRows: number;
+    boxCols: number;
+    swizzle: 'none' | '32B' | '64B' | '128B';
+  }): Uint8Array {
+    if (m.address % 16 !== 0) throw new RangeError(`TMA needs a 16-byte-aligned address, got ${m.address}`);
+    if (m.pitchBytes % 16 !== 0)
+      throw new RangeError(`TMA needs a row pitch that is a multiple of 16 bytes, got ${m.pitchBytes}`);
+    const dataType = { 1: 0, 2: 1, 4: 2 }[m.elementBytes]; // CU_TENSOR_MAP_DATA_TYPE_UINT8/16/32
+    const swizzle = { none: 0, '32B': 1, '64B': 2, '128B': 3 }[m.swizzle];
+    this.activate();
+    return this.native.tensorMapEncodeTiled(
+      dataType,
+      m.address,
+      [m.cols, m.rows],
+      [m.pitchBytes],
+      [m.boxCols, m.boxRows],
+      swizzle,
+      2, // L2 promotion 128B
+    );
   }
 
   // ---- events and graphs ---------------------------------------------------------------------

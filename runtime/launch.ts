@@ -1,9 +1,11 @@
 // Packing kernel arguments into the C ABI parameter block cuLaunchKernel reads (each parameter at
 // its natural alignment, no trailing padding), from a typed signature the compiler emits.
 
-export type ArgType = 'ptr' | 'i32' | 'u32' | 'i64' | 'f32' | 'f64';
+// 'tmap' is a TMA tensor map (CUtensorMap: 128 bytes, 64-byte aligned) passed by value.
+export type ArgType = 'ptr' | 'i32' | 'u32' | 'i64' | 'f32' | 'f64' | 'tmap';
 
-const sizeOf: Record<ArgType, number> = { ptr: 8, i32: 4, u32: 4, i64: 8, f32: 4, f64: 8 };
+const sizeOf: Record<ArgType, number> = { ptr: 8, i32: 4, u32: 4, i64: 8, f32: 4, f64: 8, tmap: 128 };
+const alignOf: Record<ArgType, number> = { ptr: 8, i32: 4, u32: 4, i64: 8, f32: 4, f64: 8, tmap: 64 };
 
 export interface PackedLayout {
   offsets: number[];
@@ -14,10 +16,10 @@ export function layoutOf(types: readonly ArgType[]): PackedLayout {
   const offsets: number[] = [];
   let off = 0;
   for (const t of types) {
-    const s = sizeOf[t];
-    off = Math.ceil(off / s) * s;
+    const a = alignOf[t];
+    off = Math.ceil(off / a) * a;
     offsets.push(off);
-    off += s;
+    off += sizeOf[t];
   }
   return { offsets, bytes: off };
 }
@@ -25,7 +27,7 @@ export function layoutOf(types: readonly ArgType[]): PackedLayout {
 /** Packs `values` by `types`; throws on a wrong count or a value that does not fit. */
 export function packArgs(
   types: readonly ArgType[],
-  values: readonly (number | bigint)[],
+  values: readonly (number | bigint | Uint8Array)[],
   kernel = 'kernel',
 ): Uint8Array {
   if (values.length !== types.length) {
@@ -37,6 +39,13 @@ export function packArgs(
   types.forEach((t, i) => {
     const v = values[i]!;
     const off = offsets[i]!;
+    if (t === 'tmap') {
+      if (!(v instanceof Uint8Array) || v.length !== 128)
+        throw new RangeError(`${kernel} argument ${i} (tmap): must be a 128-byte tensor map`);
+      buf.set(v, off);
+      return;
+    }
+    if (v instanceof Uint8Array) throw new RangeError(`${kernel} argument ${i} (${t}): got bytes, expected a number`);
     const n = typeof v === 'bigint' ? Number(v) : v;
     const bad = (why: string) => new RangeError(`${kernel} argument ${i} (${t}): ${why}, got ${String(v)}`);
     switch (t) {

@@ -152,4 +152,18 @@ export interface NativeAddon {
   nvrtcCompile(source: string, name: string, options: string[], wantCubin: boolean): NvrtcResult;
 
   gemm(args: GemmArgs): void;
+
+  /**
+   * cuTensorMapEncodeTiled: the 128-byte TMA descriptor of a `dims` tensor (innermost first) with
+   * `strides` in bytes (rank - 1 entries), copied in `box` tiles; out-of-bounds elements read as zero.
+   */
+  tensorMapEncodeTiled(
+    dataType: number,
+    address: number,
+    dims: number[],
+    strides: number[],
+    box: number[],
+    swizzle: number,
+    l2Promotion: number,
+  ): Uint8Array;
 }

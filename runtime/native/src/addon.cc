@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 #include <map>
 #include <string>
@@ -736,6 +737,48 @@ Napi::Value guarded(const Napi::CallbackInfo& info) {
   }
 }
 
+// ---- TMA tensor maps ----------------------------------------------------------------------------
+// cuTensorMapEncodeTiled: a 128-byte descriptor a kernel takes by value (__grid_constant__) for
+// cp.async.bulk.tensor. Arguments: (dataType, address, dims[], strides in bytes[] (rank - 1),
+// box[], swizzle, l2Promotion); element strides are 1, interleave none, out-of-bounds fill zeros.
+std::vector<uint64_t> u64ListArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsArray()) typeError(info.Env(), std::string(what) + " must be an array");
+  auto a = info[i].As<Napi::Array>();
+  std::vector<uint64_t> out;
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    Napi::Value v = a.Get(k);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0) || d > 9007199254740991.0 || std::floor(d) != d)
+      rangeError(info.Env(), std::string(what) + "[" + std::to_string(k) + "] must be a non-negative integer");
+    out.push_back(static_cast<uint64_t>(d));
+  }
+  return out;
+}
+
+Napi::Value TensorMapEncodeTiled(const Napi::CallbackInfo& info) {
+  requireInit(info.Env());
+  int dataType = static_cast<int>(u64Arg(info, 0, "dataType"));
+  uint64_t address = u64Arg(info, 1, "address");
+  auto dims = u64ListArg(info, 2, "dims");
+  auto strides = u64ListArg(info, 3, "strides");
+  auto box64 = u64ListArg(info, 4, "box");
+  int swizzle = static_cast<int>(u64Arg(info, 5, "swizzle"));
+  int l2 = static_cast<int>(u64Arg(info, 6, "l2Promotion"));
+  const size_t rank = dims.size();
+  if (rank < 1 || rank > 5) rangeError(info.Env(), "a tensor map has 1 to 5 dimensions");
+  if (strides.size() != rank - 1) rangeError(info.Env(), "tensor map strides need rank - 1 entries");
+  if (box64.size() != rank) rangeError(info.Env(), "tensor map box needs one entry per dimension");
+  std::vector<unsigned> box(box64.begin(), box64.end()), elementStrides(rank, 1);
+  auto out = Napi::Uint8Array::New(info.Env(), 128);
+  alignas(64) uint8_t map[128] = {};
+  checkCu("cuTensorMapEncodeTiled",
+          driver().cuTensorMapEncodeTiled(map, dataType, static_cast<unsigned>(rank), reinterpret_cast<void*>(address),
+                                          dims.data(), strides.data(), box.data(), elementStrides.data(), 0, swizzle,
+                                          l2, 0));
+  std::memcpy(out.Data(), map, 128);
+  return out;
+}
+
 #define SFC_FN(name, impl, R) exports.Set(name, Napi::Function::New(env, guarded<R, impl>, name))
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
@@ -776,6 +819,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   SFC_FN("graphDestroy", GraphDestroy, void);
   SFC_FN("nvrtcCompile", NvrtcCompile, Napi::Value);
   SFC_FN("gemm", Gemm, void);
+  SFC_FN("tensorMapEncodeTiled", TensorMapEncodeTiled, Napi::Value);
   return exports;
 }
 

@@ -99,7 +99,9 @@ struct DriverApi {
   X(cuGraphInstantiateWithFlags, CUresult (*)(CUgraphExec*, CUgraph, unsigned long long))      \
   X(cuGraphLaunch, CUresult (*)(CUgraphExec, CUstream))                                        \
   X(cuGraphExecDestroy, CUresult (*)(CUgraphExec))                                             \
-  X(cuGraphDestroy, CUresult (*)(CUgraph))
+  X(cuGraphDestroy, CUresult (*)(CUgraph))                                                     \
+  X(cuTensorMapEncodeTiled, CUresult (*)(void*, int, unsigned, void*, const uint64_t*, const uint64_t*, \
+                                         const unsigned*, const unsigned*, int, int, int, int))
 #define SFC_DECLARE(name, type) Fn<type> name = nullptr;
   SFC_DRIVER_FNS(SFC_DECLARE)
   // optional (CUDA >= 12.4): parameter layout of a kernel, for launch validation

@@ -1,0 +1,284 @@
+// The GEMM template: C[M, N] = epilogue(A[M, K] . B[N, K]^T), A and B row-major with K contiguous
+// (activations times a PyTorch Linear weight), f32 accumulation, inputs bf16 / f16 / FP8 e4m3.
+//
+// sm_90a instantiation (one CTA per BM x BN output tile, 3 warpgroups):
+//   warpgroup 0, producer: one thread streams K-slices of A (BM x BK) and B (BN x BK) into a ring of
+//     `stages` shared-memory buffers with TMA (128-byte swizzle), each completing on a `full` mbarrier;
+//     the warpgroup gives registers back (setmaxnreg.dec).
+//   warpgroups 1 and 2, consumers: each owns 64 rows of the tile; per K-slice it waits on `full`,
+//     issues BK/k wgmma.m64nBNk{16,32} from shared memory, keeps one wgmma group in flight and frees
+//     the previous buffer through its `empty` mbarrier.
+//   epilogue: both consumers stage their f32 accumulators in shared memory (padded rows, no bank
+//     conflicts), then every thread takes 4 consecutive columns of a row: epilogue math (below, with
+//     coalesced reads of bias / scales / residual), conversion and one vector store.
+// The epilogue is data (GemmEpilogue), turned into C++ here; the layer compiler fuses the matching
+// elementwise ops of a graph into it.
+import type { GemmArgType, GemmArtifact, GemmEpilogue, GemmInput, GemmOutput, GemmSpec } from '../../dsl/artifact.js';
+import type { DTypeName } from '../../dsl/dtypes.js';
+import { CUDA_PRELUDE } from '../cuda-prelude.js';
+import { SM90_PRELUDE, wgmmaCall, wgmmaK } from './sm90.js';
+
+export type { GemmArgType, GemmArtifact, GemmEpilogue, GemmInput, GemmOutput, GemmSpec } from '../../dsl/artifact.js';
+
+const BM = 128;
+const CONSUMERS = 2;
+const THREADS = 128 * (1 + CONSUMERS);
+/** The largest dynamic shared memory a Hopper block may opt into. */
+export const SM90_MAX_SHARED = 232448;
+
+const ctype: Record<string, string> = { f32: 'float', bf16: 'sfc_bf16', f16: 'sfc_f16', e4m3: 'sfc_e4m3' };
+const load = (dtype: string, expr: string): string =>
+  dtype === 'f32' ? expr : dtype === 'bf16' ? `sfc_from_bf16(${expr})` : `sfc_from_f16(${expr})`;
+const elementBytes = (t: GemmInput | GemmOutput): number => (t === 'f32' ? 4 : t === 'e4m3' ? 1 : 2);
+
+function tag(e: GemmEpilogue): string {
+  const parts: string[] = [];
+  if (e.alpha) parts.push('a');
+  if (e.rowScale) parts.push('rs');
+  if (e.colScale) parts.push('cs');
+  if (e.bias) parts.push(`b${e.bias}`);
+  if (e.activation) parts.push(e.activation);
+  if (e.gatedResidual) parts.push(`gr${e.gatedResidual.residual}`);
+  if (e.residual) parts.push(`r${e.residual}`);
+  if (e.outScale) parts.push('os');
+  return parts.length ? `_${parts.join('_')}` : '';
+}
+
+/** Shared memory of one instantiation: the pipeline ring, or the epilogue staging if larger, plus barriers. */
+export function gemmSharedBytes(spec: Pick<GemmSpec, 'bn' | 'stages'>): number {
+  const ring = spec.stages * (BM + spec.bn) * 128;
+  const staging = BM * (spec.bn + 8) * 4;
+  return 1024 /* alignment slack */ + Math.max(ring, staging) + spec.stages * 16;
+}
+
+/** The deepest pipeline that fits in shared memory for this tile width. */
+export function maxStages(bn: number): number {
+  let s = 2;
+  while (s < 8 && gemmSharedBytes({ bn, stages: s + 1 }) <= SM90_MAX_SHARED) s++;
+  return s;
+}
+
+export function validateGemmSpec(spec: GemmSpec): void {
+  if (!Number.isInteger(spec.bn) || spec.bn % 32 !== 0 || spec.bn < 64 || spec.bn > 256)
+    throw new RangeError(`GEMM tile width bn must be a multiple of 32 in [64, 256], got ${spec.bn}`);
+  if (!Number.isInteger(spec.stages) || spec.stages < 2)
+    throw new RangeError(`GEMM pipeline needs at least 2 stages, got ${spec.stages}`);
+  if (gemmSharedBytes(spec) > SM90_MAX_SHARED)
+    throw new RangeError(
+      `GEMM bn=${spec.bn} with ${spec.stages} stages needs ${gemmSharedBytes(spec)} bytes of shared memory (max ${SM90_MAX_SHARED})`,
+    );
+  const e = spec.epilogue ?? {};
+  if (e.gatedResidual && e.residual) throw new RangeError('a GEMM epilogue has one residual, gated or not');
+  if (spec.output === 'e4m3' && spec.input !== 'e4m3' && !e.outScale)
+    throw new RangeError('an FP8 output needs outScale (the reciprocal of its scale)');
+}
+
+function epilogueParams(e: GemmEpilogue): { name: string; type: GemmArgType; decl: string }[] {
+  const p: { name: string; type: GemmArgType; decl: string }[] = [];
+  if (e.alpha) p.push({ name: 'alpha', type: 'f32', decl: 'const float alpha' });
+  if (e.rowScale) p.push({ name: 'rowScale', type: 'ptr', decl: 'const float* __restrict__ rowScale' });
+  if (e.colScale) p.push({ name: 'colScale', type: 'ptr', decl: 'const float* __restrict__ colScale' });
+  if (e.bias) p.push({ name: 'bias', type: 'ptr', decl: `const ${ctype[e.bias]}* __restrict__ bias` });
+  if (e.gatedResidual) {
+    const r = e.gatedResidual.residual;
+    p.push({ name: 'residual', type: 'ptr', decl: `const ${ctype[r]}* __restrict__ residual` });
+    p.push({ name: 'ldr', type: 'i32', decl: 'const int ldr' });
+    p.push({ name: 'gate', type: 'ptr', decl: 'const float* __restrict__ gate' });
+    p.push({ name: 'ldg', type: 'i32', decl: 'const int ldg' });
+    p.push({ name: 'gateRows', type: 'i32', decl: 'const int gateRows' });
+  }
+  if (e.residual) {
+    p.push({ name: 'residual', type: 'ptr', decl: `const ${ctype[e.residual]}* __restrict__ residual` });
+    p.push({ name: 'ldr', type: 'i32', decl: 'const int ldr' });
+  }
+  if (e.outScale) p.push({ name: 'outScale', type: 'f32', decl: 'const float outScale' });
+  return p;
+}
+
+/** The per-element epilogue: statements that turn `y` (f32) at (row, col) into the stored value. */
+function epilogueBody(e: GemmEpilogue): string {
+  const s: string[] = [];
+  if (e.alpha) s.push('y *= alpha;');
+  if (e.rowScale) s.push('y *= rowScale[row];');
+  if (e.colScale) s.push('y *= colScale[col];');
+  if (e.bias) s.push(`y += ${load(e.bias, 'bias[col]')};`);
+  if (e.activation === 'gelu_tanh')
+    s.push('y = 0.5f * y * (1.0f + tanhf(0.7978845608028654f * (y + 0.044715f * y * y * y)));');
+  if (e.activation === 'silu') s.push('y = y / (1.0f + expf(-y));');
+  if (e.activation === 'relu') s.push('y = fmaxf(y, 0.0f);');
+  if (e.gatedResidual) {
+    const r = e.gatedResidual.residual;
+    s.push(
+      `y = ${load(r, 'residual[(long long)row * ldr + col]')} + gate[(long long)(row / gateRows) * ldg + col] * y;`,
+    );
+  }
+  if (e.residual) s.push(`y = ${load(e.residual, 'residual[(long long)row * ldr + col]')} + y;`);
+  if (e.outScale) s.push('y *= outScale;');
+  return s.join('\n    ');
+}
+
+/** Stores 4 consecutive outputs from v[0..3] at C + offset (vectorised when aligned). */
+function storeVec4(out: GemmOutput): string {
+  switch (out) {
+    case 'f32':
+      return `*reinterpret_cast<float4*>(C + off) = make_float4(v[0], v[1], v[2], v[3]);`;
+    case 'bf16':
+    case 'f16': {
+      const cv = out === 'bf16' ? 'sfc_to_bf16' : 'sfc_to_f16';
+      return `uint2 w;
+      w.x = (sfc_u32)${cv}(v[0]) | ((sfc_u32)${cv}(v[1]) << 16);
+      w.y = (sfc_u32)${cv}(v[2]) | ((sfc_u32)${cv}(v[3]) << 16);
+      *reinterpret_cast<uint2*>(C + off) = w;`;
+    }
+    case 'e4m3':
+      return `*reinterpret_cast<sfc_u32*>(C + off) = (sfc_u32)sfc_to_e4m3(v[0]) | ((sfc_u32)sfc_to_e4m3(v[1]) << 8) |
+          ((sfc_u32)sfc_to_e4m3(v[2]) << 16) | ((sfc_u32)sfc_to_e4m3(v[3]) << 24);`;
+  }
+}
+
+function storeScalar(out: GemmOutput): string {
+  const cv: Record<GemmOutput, string> = {
+    f32: 'v[i]',
+    bf16: 'sfc_to_bf16(v[i])',
+    f16: 'sfc_to_f16(v[i])',
+    e4m3: 'sfc_to_e4m3(v[i])',
+  };
+  return `C[off + i] = ${cv[out]};`;
+}
+
+/** Instantiates the sm_90a GEMM template. */
+export function gemmSm90(specIn: GemmSpec): GemmArtifact {
+  validateGemmSpec(specIn);
+  const epilogue = specIn.epilogue ?? {};
+  const spec = { input: specIn.input, output: specIn.output, bn: specIn.bn, stages: specIn.stages, epilogue };
+  const { bn, stages, input, output } = spec;
+  const bk = 128 / elementBytes(input); // 128-byte rows: the 128-byte swizzle span
+  const kStep = wgmmaK(input);
+  const entry = `sfc_gemm_sm90_${input}_${output}_128x${bn}x${bk}_s${stages}${tag(epilogue)}`;
+  const extra = epilogueParams(epilogue);
+  const params: GemmArtifact['params'] = [
+    { name: 'tmA', type: 'tmap' },
+    { name: 'tmB', type: 'tmap' },
+    { name: 'C', type: 'ptr' },
+    { name: 'M', type: 'i32' },
+    { name: 'N', type: 'i32' },
+    { name: 'K', type: 'i32' },
+    { name: 'ldc', type: 'i32' },
+    ...extra.map(({ name, type }) => ({ name, type })),
+  ];
+  const aBytes = BM * 128;
+  const bBytes = bn * 128;
+  const pitch = bn + 8; // f32 staging row pitch: == 8 (mod 32) words, conflict-free float2 writes
+  const regs = bn / 2;
+  const source = `${CUDA_PRELUDE}
+${SM90_PRELUDE}
+${wgmmaCall('sfc_mma', bn, input)}
+__device__ __forceinline__ float sfc_epilogue(float y, const int row, const int col${extra.map((p) => `, ${p.decl}`).join('')}) {
+    ${epilogueBody(epilogue)}
+    return y;
+}
+
+extern "C" __global__ void __launch_bounds__(${THREADS}, 1)
+${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTensorMap tmB,
+    ${ctype[output]}* __restrict__ C, const int M, const int N, const int K, const int ldc${extra.map((p) => `,\n    ${p.decl}`).join('')}) {
+  extern __shared__ unsigned char sfc_smem_raw[];
+  unsigned char* smem = (unsigned char*)(((sfc_u64)sfc_smem_raw + 1023) & ~(sfc_u64)1023);
+  unsigned char* ringA = smem;                          // [stages][${BM} rows][128 bytes]
+  unsigned char* ringB = smem + ${stages * aBytes};     // [stages][${bn} rows][128 bytes]
+  sfc_u64* bars = (sfc_u64*)(smem + ${Math.max(stages * (aBytes + bBytes), BM * pitch * 4)});
+  // full[s] = bars[s], empty[s] = bars[${stages} + s]
+  const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+  const int m0 = blockIdx.x * ${BM}, n0 = blockIdx.y * ${bn};
+  const int kTiles = (K + ${bk - 1}) / ${bk};
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < ${stages}; ++s) {
+      sfc_mbar_init(sfc_smem(&bars[s]), 1);
+      sfc_mbar_init(sfc_smem(&bars[${stages} + s]), ${CONSUMERS});
+    }
+    sfc_mbar_fence_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    sfc_setmaxnreg_dec<40>();
+    if (tid == 0) {
+      sfc_tma_prefetch_map(&tmA);
+      sfc_tma_prefetch_map(&tmB);
+      for (int kt = 0; kt < kTiles; ++kt) {
+        const int s = kt % ${stages};
+        sfc_mbar_wait(sfc_smem(&bars[${stages} + s]), ((kt / ${stages}) & 1) ^ 1);
+        const sfc_u32 full = sfc_smem(&bars[s]);
+        sfc_mbar_expect_tx(full, ${aBytes + bBytes});
+        sfc_tma_load_2d(sfc_smem(ringA + s * ${aBytes}), &tmA, kt * ${bk}, m0, full);
+        sfc_tma_load_2d(sfc_smem(ringB + s * ${bBytes}), &tmB, kt * ${bk}, n0, full);
+      }
+    }
+  } else {
+    sfc_setmaxnreg_inc<232>();
+    float acc[${regs}];
+#pragma unroll
+    for (int i = 0; i < ${regs}; ++i) acc[i] = 0.0f;
+    const int c = wg - 1;
+    for (int kt = 0; kt < kTiles; ++kt) {
+      const int s = kt % ${stages};
+      sfc_mbar_wait(sfc_smem(&bars[s]), (kt / ${stages}) & 1);
+      const sfc_u64 da = sfc_wgmma_desc_sw128(sfc_smem(ringA + s * ${aBytes} + c * ${64 * 128}));
+      const sfc_u64 db = sfc_wgmma_desc_sw128(sfc_smem(ringB + s * ${bBytes}));
+      sfc_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < ${bk / kStep}; ++kk) sfc_mma(acc, da + 2 * kk, db + 2 * kk);
+      sfc_wgmma_commit();
+      sfc_wgmma_wait<1>();
+      if (kt > 0 && tid == 0) sfc_mbar_arrive(sfc_smem(&bars[${stages} + (kt - 1) % ${stages}]));
+    }
+    sfc_wgmma_wait<0>();
+    // both consumers are done reading the ring: reuse it to stage the f32 tile
+    sfc_bar_sync(1, ${128 * CONSUMERS});
+    float* stage = reinterpret_cast<float*>(smem) + c * ${64 * pitch};
+    const int warp = tid / 32, lane = tid % 32;
+    const int r0 = warp * 16 + lane / 4, c0 = 2 * (lane % 4);
+#pragma unroll
+    for (int j = 0; j < ${bn / 8}; ++j) {
+      *reinterpret_cast<float2*>(&stage[r0 * ${pitch} + 8 * j + c0]) = make_float2(acc[4 * j], acc[4 * j + 1]);
+      *reinterpret_cast<float2*>(&stage[(r0 + 8) * ${pitch} + 8 * j + c0]) = make_float2(acc[4 * j + 2], acc[4 * j + 3]);
+    }
+    sfc_bar_sync(2 + c, 128);
+    const bool vec = (N % 4 == 0) && (ldc % 4 == 0);
+    for (int i = tid; i < ${(64 * bn) / 4}; i += 128) {
+      const int lr = i / ${bn / 4}, lc = 4 * (i % ${bn / 4});
+      const int row = m0 + c * 64 + lr, col = n0 + lc;
+      if (row >= M || col >= N) continue;
+      const float4 a = *reinterpret_cast<const float4*>(&stage[lr * ${pitch} + lc]);
+      float v[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (col + e < N) v[e] = sfc_epilogue(v[e], row, col + e${extra.map((p) => `, ${p.name}`).join('')});
+      const long long off = (long long)row * ldc + col;
+      if (vec) {
+        ${storeVec4(output)}
+      } else {
+        for (int i = 0; i < 4 && col + i < N; ++i) ${storeScalar(output)}
+      }
+    }
+  }
+}
+`;
+  return {
+    kind: 'gemm',
+    name: entry,
+    arch: 'sm_90a',
+    spec,
+    bm: BM,
+    bk,
+    threads: THREADS,
+    sharedBytes: gemmSharedBytes(spec),
+    source,
+    entry,
+    params,
+  };
+}
+
+/** The dtype names of a spec's operands, for checking tensors at launch. */
+export function gemmDtypes(spec: Pick<GemmSpec, 'input' | 'output'>): { a: DTypeName; b: DTypeName; c: DTypeName } {
+  return { a: spec.input, b: spec.input, c: spec.output };
+}

@@ -1,0 +1,285 @@
+// Running GEMM template instantiations (compiler/templates/gemm.ts): operand checks, TMA tensor
+// maps, grid and launch on CUDA; the JS twin on the CPU device (float64 accumulation, the epilogue
+// in float32 as the kernel does it, one rounding to the output dtype); and a tile autotuner whose
+// choice persists per (arch, shape, dtypes, epilogue) in the kernel cache directory.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { GemmArtifact, GemmEpilogue } from '../dsl/artifact.js';
+import { SfcError } from '../dsl/errors.js';
+import { decode, encodeInto, rawArray } from './convert.js';
+import { CpuDevice } from './cpu.js';
+import { CudaDevice } from './cuda.js';
+import { atomicWrite, defaultCacheDir } from './kernel-cache.js';
+import { ShapeError, Tensor } from './tensor.js';
+
+/** The tensors and scalars of one GEMM call; which extras are needed follows the artifact's epilogue. */
+export interface GemmOperands {
+  /** [M, K], K contiguous */
+  a: Tensor;
+  /** [N, K], K contiguous (a PyTorch Linear weight) */
+  b: Tensor;
+  /** [M, N] output; rows may be padded (row stride >= N) */
+  c: Tensor;
+  alpha?: number;
+  rowScale?: Tensor;
+  colScale?: Tensor;
+  bias?: Tensor;
+  residual?: Tensor;
+  gate?: Tensor;
+  gateRows?: number;
+  outScale?: number;
+}
+
+interface Checked {
+  M: number;
+  N: number;
+  K: number;
+}
+
+function check(art: GemmArtifact, op: GemmOperands): Checked {
+  const e = art.spec.epilogue;
+  const name = art.name;
+  const mat = (t: Tensor | undefined, what: string, dtype: string): Tensor => {
+    if (!(t instanceof Tensor)) throw new SfcError(`${name}: '${what}' must be a tensor`);
+    if (t.rank !== 2) throw new ShapeError(`${name}: '${what}' must be 2-D, got shape [${t.shape.join(', ')}]`);
+    if (t.dtype.name !== dtype) throw new SfcError(`${name}: '${what}' must be ${dtype}, got ${t.dtype.name}`);
+    if (t.strides[1] !== 1) throw new ShapeError(`${name}: '${what}' needs contiguous rows (stride 1 in its last dim)`);
+    return t;
+  };
+  const a = mat(op.a, 'a', art.spec.input);
+  const b = mat(op.b, 'b', art.spec.input);
+  const c = mat(op.c, 'c', art.spec.output);
+  const [M, K] = a.shape as [number, number];
+  const N = b.shape[0]!;
+  if (b.shape[1] !== K)
+    throw new ShapeError(`${name}: a is [${M}, ${K}] but b is [${b.shape.join(', ')}] (want [N, ${K}])`);
+  if (c.shape[0] !== M || c.shape[1] !== N)
+    throw new ShapeError(`${name}: c must be [${M}, ${N}], got [${c.shape.join(', ')}]`);
+  const vec = (t: Tensor | undefined, what: string, n: number, dtype: string): void => {
+    if (!(t instanceof Tensor)) throw new SfcError(`${name}: this epilogue needs '${what}'`);
+    if (t.dtype.name !== dtype) throw new SfcError(`${name}: '${what}' must be ${dtype}, got ${t.dtype.name}`);
+    if (t.numel !== n || !t.isContiguous())
+      throw new ShapeError(`${name}: '${what}' must be a contiguous [${n}] tensor, got [${t.shape.join(', ')}]`);
+  };
+  const num = (v: number | undefined, what: string): void => {
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new SfcError(`${name}: this epilogue needs a finite '${what}'`);
+  };
+  if (e.alpha) num(op.alpha, 'alpha');
+  if (e.outScale) num(op.outScale, 'outScale');
+  if (e.rowScale) vec(op.rowScale, 'rowScale', M, 'f32');
+  if (e.colScale) vec(op.colScale, 'colScale', N, 'f32');
+  if (e.bias) vec(op.bias, 'bias', N, e.bias);
+  const resDtype = e.gatedResidual?.residual ?? e.residual;
+  if (resDtype) mat(op.residual, 'residual', resDtype);
+  if (resDtype && (op.residual!.shape[0] !== M || op.residual!.shape[1] !== N))
+    throw new ShapeError(`${name}: residual must be [${M}, ${N}], got [${op.residual!.shape.join(', ')}]`);
+  if (e.gatedResidual) {
+    const g = mat(op.gate, 'gate', 'f32');
+    const gr = op.gateRows;
+    if (typeof gr !== 'number' || !Number.isInteger(gr) || gr < 1)
+      throw new SfcError(`${name}: gateRows must be a positive integer (tokens per gate row)`);
+    if (g.shape[1] !== N || g.shape[0] < Math.ceil(M / gr))
+      throw new ShapeError(`${name}: gate must be [>= ${Math.ceil(M / gr)}, ${N}], got [${g.shape.join(', ')}]`);
+  }
+  for (const [t, what] of [
+    [a, 'a'],
+    [b, 'b'],
+    [c, 'c'],
+  ] as const)
+    if (t.device !== a.device)
+      throw new SfcError(`${name}: '${what}' is on ${t.device.name}, a is on ${a.device.name}`);
+  return { M, N, K };
+}
+
+const addressOf = (dev: CudaDevice, t: Tensor): number => dev.ptrOf(t.storage) + t.byteOffset;
+
+/** Runs one GEMM instantiation on the tensors' device. */
+export function runGemm(art: GemmArtifact, op: GemmOperands): void {
+  const { M, N, K } = check(art, op);
+  const dev = op.a.device;
+  if (dev instanceof CudaDevice) return runCuda(dev, art, op, M, N, K);
+  if (dev instanceof CpuDevice) return gemmCpu(art.spec.epilogue, op, M, N, K);
+  throw new SfcError(`${art.name}: unsupported device ${dev.name}`);
+}
+
+function runCuda(dev: CudaDevice, art: GemmArtifact, op: GemmOperands, M: number, N: number, K: number): void {
+  if (dev.arch !== art.arch)
+    throw new SfcError(`${art.name} is built for ${art.arch}; ${dev.name} is ${dev.arch}`, {
+      hint: 'instantiate the GEMM for this GPU',
+    });
+  const eb = op.a.dtype.bytes as 1 | 2;
+  if ((K * eb) % 16 !== 0)
+    throw new ShapeError(`${art.name}: K * ${eb} bytes must be a multiple of 16 for TMA, K = ${K}`);
+  const map = (t: Tensor, rows: number, boxRows: number) =>
+    dev.tensorMap2d({
+      address: addressOf(dev, t),
+      elementBytes: eb,
+      rows,
+      cols: K,
+      pitchBytes: t.strides[0]! * eb,
+      boxRows,
+      boxCols: art.bk,
+      swizzle: '128B',
+    });
+  const values: Record<string, number | Uint8Array> = {
+    tmA: map(op.a, M, art.bm),
+    tmB: map(op.b, N, art.spec.bn),
+    C: addressOf(dev, op.c),
+    M,
+    N,
+    K,
+    ldc: op.c.strides[0]!,
+  };
+  if (op.alpha !== undefined) values.alpha = op.alpha;
+  if (op.outScale !== undefined) values.outScale = op.outScale;
+  if (op.rowScale) values.rowScale = addressOf(dev, op.rowScale);
+  if (op.colScale) values.colScale = addressOf(dev, op.colScale);
+  if (op.bias) values.bias = addressOf(dev, op.bias);
+  if (op.residual) {
+    values.residual = addressOf(dev, op.residual);
+    values.ldr = op.residual.strides[0]!;
+  }
+  if (op.gate) {
+    values.gate = addressOf(dev, op.gate);
+    values.ldg = op.gate.strides[0]!;
+    values.gateRows = op.gateRows!;
+  }
+  const kernel = dev.kernel({
+    source: art.source,
+    entry: art.entry,
+    params: art.params.map((p) => p.type),
+    label: art.name,
+  });
+  const args = art.params.map((p) => {
+    const v = values[p.name];
+    if (v === undefined) throw new SfcError(`${art.name}: no value for parameter '${p.name}'`);
+    return v;
+  });
+  dev.launch(
+    kernel,
+    {
+      grid: [Math.ceil(M / art.bm), Math.ceil(N / art.spec.bn), 1],
+      block: [art.threads, 1, 1],
+      sharedBytes: art.sharedBytes,
+    },
+    args,
+  );
+}
+
+const gelu = (y: number) => 0.5 * y * (1 + Math.tanh(0.7978845608028654 * (y + 0.044715 * y * y * y)));
+
+/** The JS twin: float64 dot products, then the epilogue in float32 steps, then the output rounding. */
+export function gemmCpu(e: GemmEpilogue, op: GemmOperands, M: number, N: number, K: number): void {
+  const rows = (t: Tensor): Float64Array => {
+    const v = decode(t.dtype, t.contiguous().toRaw());
+    return Float64Array.from(v as ArrayLike<number>);
+  };
+  const f = Math.fround;
+  const a = rows(op.a);
+  const b = rows(op.b);
+  const vecOf = (t: Tensor | undefined) => (t ? rows(t) : undefined);
+  // only what the epilogue uses: extra operands passed along are ignored, as on the GPU
+  const rowScale = e.rowScale ? vecOf(op.rowScale) : undefined;
+  const colScale = e.colScale ? vecOf(op.colScale) : undefined;
+  const bias = e.bias ? vecOf(op.bias) : undefined;
+  const residual = e.residual || e.gatedResidual ? vecOf(op.residual) : undefined;
+  const gate = e.gatedResidual ? vecOf(op.gate) : undefined;
+  const gateN = op.gate?.shape[1] ?? 0;
+  const out = new Float32Array(M * N);
+  for (let i = 0; i < M; i++)
+    for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[i * K + k]! * b[j * K + k]!;
+      let y = f(s);
+      if (e.alpha) y = f(y * f(op.alpha!));
+      if (rowScale) y = f(y * rowScale[i]!);
+      if (colScale) y = f(y * colScale[j]!);
+      if (bias) y = f(y + bias[j]!);
+      if (e.activation === 'gelu_tanh') y = f(gelu(y));
+      if (e.activation === 'silu') y = f(y / (1 + Math.exp(-y)));
+      if (e.activation === 'relu') y = Math.max(y, 0);
+      if (e.gatedResidual) y = f(residual![i * N + j]! + f(gate![Math.floor(i / op.gateRows!) * gateN + j]! * y));
+      if (e.residual) y = f(residual![i * N + j]! + y);
+      if (e.outScale) y = f(y * f(op.outScale!));
+      out[i * N + j] = y;
+    }
+  const c = op.c;
+  const raw = rawArray(c.dtype, new ArrayBuffer(M * N * c.dtype.bytes), 0, M * N);
+  encodeInto(c.dtype, out, raw);
+  if (c.isContiguous()) {
+    c.device.write(c.storage, c.byteOffset, new Uint8Array(raw.buffer));
+    return;
+  }
+  const rowBytes = N * c.dtype.bytes;
+  for (let i = 0; i < M; i++)
+    c.device.write(
+      c.storage,
+      c.byteOffset + i * c.strides[0]! * c.dtype.bytes,
+      new Uint8Array(raw.buffer, i * rowBytes, rowBytes),
+    );
+}
+
+// ---- autotuning -----------------------------------------------------------------------------------
+
+/** The key a tuned choice is stored under. */
+export function gemmTuneKey(
+  arch: string,
+  M: number,
+  N: number,
+  K: number,
+  candidates: readonly GemmArtifact[],
+): string {
+  const s = candidates[0]!.spec;
+  const epi = JSON.stringify(s.epilogue);
+  return `${arch}|${s.input}->${s.output}|${M}x${N}x${K}|${epi}`;
+}
+
+export interface TuneResult {
+  chosen: GemmArtifact;
+  /** median milliseconds per candidate name (empty when the choice came from the file) */
+  timings: Record<string, number>;
+  fromCache: boolean;
+}
+
+/**
+ * Picks the fastest of `candidates` (same input/output/epilogue, different tiles) for these
+ * operands, timing each with CUDA events (median of `reps` after warm-up), and remembers the choice
+ * in `<cacheDir>/gemm-tuning.json`. The output is overwritten while timing.
+ */
+export function tuneGemm(
+  dev: CudaDevice,
+  candidates: readonly GemmArtifact[],
+  op: GemmOperands,
+  options: { reps?: number; cacheDir?: string; retune?: boolean } = {},
+): TuneResult {
+  if (candidates.length === 0) throw new SfcError('tuneGemm needs at least one candidate');
+  const { M, N, K } = check(candidates[0]!, op);
+  const dir = options.cacheDir ?? defaultCacheDir();
+  const file = join(dir, 'gemm-tuning.json');
+  const key = gemmTuneKey(dev.arch, M, N, K, candidates);
+  let table: Record<string, string> = {};
+  if (existsSync(file)) {
+    try {
+      table = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+    } catch {
+      table = {}; // a corrupt tuning file is rebuilt, never trusted
+    }
+  }
+  const known = options.retune ? undefined : candidates.find((c) => c.name === table[key]);
+  if (known) return { chosen: known, timings: {}, fromCache: true };
+  const reps = options.reps ?? 20;
+  const timings: Record<string, number> = {};
+  for (const c of candidates) {
+    for (let i = 0; i < 3; i++) runGemm(c, op);
+    const ts: number[] = [];
+    for (let i = 0; i < reps; i++) ts.push(dev.time(() => runGemm(c, op)));
+    ts.sort((x, y) => x - y);
+    timings[c.name] = ts[Math.floor(ts.length / 2)]!;
+  }
+  const chosen = candidates.reduce((best, c) => (timings[c.name]! < timings[best.name]! ? c : best));
+  table[key] = chosen.name;
+  mkdirSync(dir, { recursive: true });
+  atomicWrite(file, JSON.stringify(table, null, 1));
+  return { chosen, timings, fromCache: false };
+}

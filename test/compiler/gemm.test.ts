@@ -1,0 +1,177 @@
+// The GEMM template: instantiations compile with nvcc for sm_90a without spills or serialised wgmma,
+// bad specs are rejected, the tensor-map argument packs at its ABI offset, and the JS twin matches a
+// float64 reference for every epilogue.
+import { describe, expect, it } from 'vitest';
+import type { GemmEpilogue, GemmSpec } from '../../dsl/artifact.js';
+import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
+import { gemmSharedBytes, gemmSm90, maxStages, SM90_MAX_SHARED } from '../../compiler/templates/gemm.js';
+import { wgmmaCall } from '../../compiler/templates/sm90.js';
+import { compileCudaAsync, findNvcc } from '../../compiler/nvcc.js';
+import { CpuDevice } from '../../runtime/cpu.js';
+import { runGemm } from '../../runtime/gemm.js';
+import { layoutOf, packArgs } from '../../runtime/launch.js';
+import { Tensor } from '../../runtime/tensor.js';
+import { mulberry32 } from '../helpers.js';
+
+const nvcc = findNvcc();
+
+describe('GEMM template (sm_90a)', () => {
+  const specs: GemmSpec[] = [
+    { input: 'bf16', output: 'bf16', bn: 256, stages: maxStages(256) },
+    {
+      input: 'f16',
+      output: 'f32',
+      bn: 128,
+      stages: maxStages(128),
+      epilogue: { bias: 'f16', activation: 'gelu_tanh' },
+    },
+    { input: 'bf16', output: 'f32', bn: 192, stages: maxStages(192), epilogue: { gatedResidual: { residual: 'f32' } } },
+    { input: 'e4m3', output: 'bf16', bn: 256, stages: maxStages(256), epilogue: { alpha: true, colScale: true } },
+    {
+      input: 'e4m3',
+      output: 'e4m3',
+      bn: 128,
+      stages: 4,
+      epilogue: { rowScale: true, residual: 'bf16', outScale: true },
+    },
+    { input: 'bf16', output: 'bf16', bn: 64, stages: maxStages(64), epilogue: { activation: 'silu' } },
+  ];
+  it.skipIf(!nvcc)(
+    'compiles for sm_90a with no spills, no stack and no serialised wgmma',
+    async () => {
+      const results = await Promise.all(
+        specs.map((s) => {
+          const art = gemmSm90(s);
+          return compileCudaAsync({ source: art.source, arch: 'sm_90a', name: `${art.entry}.cu` }).then((r) => ({
+            art,
+            r,
+          }));
+        }),
+      );
+      for (const { art, r } of results) {
+        expect(r.reports).toHaveLength(1);
+        const rep = r.reports[0]!;
+        expect(rep.name).toBe(art.entry);
+        expect(rep.spillStoreBytes + rep.spillLoadBytes, art.entry).toBe(0);
+        expect(rep.stackBytes, art.entry).toBe(0);
+        // launch_bounds(384, 1): at most 168 registers at entry; setmaxnreg moves them between warpgroups
+        expect(rep.registers).toBeLessThanOrEqual(168);
+        expect(r.log).not.toMatch(/serializ|C7508|C7510/i);
+        expect(art.sharedBytes).toBeLessThanOrEqual(SM90_MAX_SHARED);
+      }
+    },
+    240_000,
+  );
+
+  it('emits the wgmma for the tile width and input type', () => {
+    expect(wgmmaCall('f', 256, 'bf16')).toContain('wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16');
+    expect(wgmmaCall('f', 128, 'e4m3')).toContain('m64n128k32.f32.e4m3.e4m3');
+    expect(wgmmaCall('f', 64, 'e4m3')).toContain('p, 1, 1;'); // 8-bit inputs take no transpose flags
+    expect(() => wgmmaCall('f', 260, 'bf16')).toThrow(/multiple of 8/);
+    const art = gemmSm90({ input: 'e4m3', output: 'bf16', bn: 128, stages: 4 });
+    expect(art.bk).toBe(128);
+    expect(gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 4 }).bk).toBe(64);
+  });
+
+  it('rejects specs it cannot instantiate', () => {
+    expect(() => gemmSm90({ input: 'bf16', output: 'bf16', bn: 100, stages: 4 })).toThrow(/multiple of 32/);
+    expect(() => gemmSm90({ input: 'bf16', output: 'bf16', bn: 256, stages: 6 })).toThrow(/shared memory/);
+    expect(() => gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 1 })).toThrow(/at least 2/);
+    expect(() => gemmSm90({ input: 'bf16', output: 'e4m3', bn: 128, stages: 4 })).toThrow(/outScale/);
+    expect(() =>
+      gemmSm90({
+        input: 'bf16',
+        output: 'f32',
+        bn: 128,
+        stages: 4,
+        epilogue: { residual: 'f32', gatedResidual: { residual: 'f32' } },
+      }),
+    ).toThrow(/one residual/);
+    expect(maxStages(256)).toBe(4);
+    expect(gemmSharedBytes({ bn: 256, stages: 4 })).toBeLessThanOrEqual(SM90_MAX_SHARED);
+  });
+
+  it('packs tensor maps at 64-byte-aligned offsets', () => {
+    expect(layoutOf(['tmap', 'tmap', 'ptr', 'i32', 'i32']).offsets).toEqual([0, 128, 256, 264, 268]);
+    expect(layoutOf(['i32', 'tmap']).offsets).toEqual([0, 64]);
+    const map = new Uint8Array(128).fill(7);
+    const buf = packArgs(['i32', 'tmap', 'f32'], [3, map, 1.5]);
+    expect(buf.length).toBe(196);
+    expect(buf[64]).toBe(7);
+    expect(() => packArgs(['tmap'], [5])).toThrow(/128-byte tensor map/);
+    expect(() => packArgs(['i32'], [map])).toThrow(/expected a number/);
+  });
+});
+
+describe('GEMM JS twin', () => {
+  const cpu = new CpuDevice();
+  const rnd = mulberry32(5);
+  const randn = (n: number, s = 1) =>
+    Float64Array.from({ length: n }, () => s * Math.sqrt(-2 * Math.log(rnd() + 1e-12)) * Math.cos(2 * Math.PI * rnd()));
+  const [M, N, K] = [13, 11, 24];
+  const epilogues: GemmEpilogue[] = [
+    {},
+    { alpha: true, colScale: true, rowScale: true },
+    { bias: 'bf16', activation: 'gelu_tanh' },
+    { bias: 'f32', activation: 'silu', outScale: true },
+    { gatedResidual: { residual: 'f32' } },
+    { residual: 'bf16', activation: 'relu' },
+  ];
+  for (const e of epilogues)
+    it(`matches float64 for epilogue ${JSON.stringify(e)}`, () => {
+      const a = Tensor.from(cpu, bf16, [M, K], randn(M * K));
+      const b = Tensor.from(cpu, bf16, [N, K], randn(N * K, 0.2));
+      const c = Tensor.empty(cpu, f32, [M, N]);
+      const rowScale = Tensor.from(cpu, f32, [M], randn(M));
+      const colScale = Tensor.from(cpu, f32, [N], randn(N));
+      const bias = Tensor.from(cpu, e.bias === 'bf16' ? bf16 : f32, [N], randn(N));
+      const residual = Tensor.from(cpu, e.residual === 'bf16' ? bf16 : f32, [M, N], randn(M * N));
+      const gate = Tensor.from(cpu, f32, [3, N], randn(3 * N));
+      const art = gemmSm90({ input: 'bf16', output: 'f32', bn: 64, stages: 2, epilogue: e });
+      runGemm(art, { a, b, c, alpha: 0.5, outScale: 3, rowScale, colScale, bias, residual, gate, gateRows: 5 });
+      const A = a.toArray(),
+        B = b.toArray(),
+        rs = rowScale.toArray(),
+        cs = colScale.toArray(),
+        bi = bias.toArray(),
+        re = residual.toArray(),
+        g = gate.toArray();
+      const got = c.toArray();
+      for (let i = 0; i < M; i++)
+        for (let j = 0; j < N; j++) {
+          let y = 0;
+          for (let k = 0; k < K; k++) y += Number(A[i * K + k]) * Number(B[j * K + k]);
+          if (e.alpha) y *= 0.5;
+          if (e.rowScale) y *= Number(rs[i]);
+          if (e.colScale) y *= Number(cs[j]);
+          if (e.bias) y += Number(bi[j]);
+          if (e.activation === 'gelu_tanh')
+            y = 0.5 * y * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (y + 0.044715 * y ** 3)));
+          if (e.activation === 'silu') y /= 1 + Math.exp(-y);
+          if (e.activation === 'relu') y = Math.max(0, y);
+          if (e.gatedResidual) y = Number(re[i * N + j]) + Number(g[Math.floor(i / 5) * N + j]) * y;
+          if (e.residual) y += Number(re[i * N + j]);
+          if (e.outScale) y *= 3;
+          expect(Number(got[i * N + j])).toBeCloseTo(y, 4);
+        }
+    });
+
+  it('writes bf16 and e4m3 outputs rounded once, into padded rows', () => {
+    const a = Tensor.from(cpu, e4m3, [4, 16], randn(64));
+    const b = Tensor.from(cpu, e4m3, [3, 16], randn(48, 0.5));
+    const wide = Tensor.zeros(cpu, bf16, [4, 8]);
+    const c = wide.narrow(1, 0, 3);
+    runGemm(gemmSm90({ input: 'e4m3', output: 'bf16', bn: 64, stages: 2 }), { a, b, c });
+    const A = a.toArray(),
+      B = b.toArray(),
+      got = wide.toArray();
+    for (let i = 0; i < 4; i++) {
+      for (let j = 0; j < 3; j++) {
+        let y = 0;
+        for (let k = 0; k < 16; k++) y += Number(A[i * 16 + k]) * Number(B[j * 16 + k]);
+        expect(Math.abs(Number(got[i * 8 + j]) - y)).toBeLessThanOrEqual(Math.abs(y) / 256 + 1e-30);
+      }
+      for (let j = 3; j < 8; j++) expect(Number(got[i * 8 + j])).toBe(0); // padding untouched
+    }
+  });
+});

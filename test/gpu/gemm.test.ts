@@ -1,0 +1,226 @@
+// The sm_90a GEMM template on the GPU against a float64 reference on random inputs (odd sizes: tails
+// in M, N and K), every epilogue, outputs poisoned with NaN first; and at the model's shape against
+// cuBLASLt.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GemmEpilogue, GemmInput, GemmOutput } from '../../dsl/artifact.js';
+import { bf16, dtypeOf, e4m3, f16, f32 } from '../../dsl/dtypes.js';
+import { gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
+import { CudaDataType } from '../../runtime/native/api.js';
+import type { CudaDevice } from '../../runtime/cuda.js';
+import { runGemm, tuneGemm, type GemmOperands } from '../../runtime/gemm.js';
+import { Tensor } from '../../runtime/tensor.js';
+import { noGpuReason, openDevice, randn, relErr } from './gpu.js';
+
+/** float64 reference of the epilogue chain, on the dtype-rounded inputs */
+function reference(
+  e: GemmEpilogue,
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  M: number,
+  N: number,
+  K: number,
+  x: {
+    alpha?: number;
+    rowScale?: ArrayLike<number>;
+    colScale?: ArrayLike<number>;
+    bias?: ArrayLike<number>;
+    residual?: ArrayLike<number>;
+    gate?: ArrayLike<number>;
+    gateRows?: number;
+    outScale?: number;
+  },
+): Float64Array {
+  const out = new Float64Array(M * N);
+  for (let i = 0; i < M; i++)
+    for (let j = 0; j < N; j++) {
+      let y = 0;
+      for (let k = 0; k < K; k++) y += a[i * K + k]! * b[j * K + k]!;
+      if (e.alpha) y *= x.alpha!;
+      if (e.rowScale) y *= x.rowScale![i]!;
+      if (e.colScale) y *= x.colScale![j]!;
+      if (e.bias) y += x.bias![j]!;
+      if (e.activation === 'gelu_tanh') y = 0.5 * y * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (y + 0.044715 * y ** 3)));
+      if (e.activation === 'silu') y = y / (1 + Math.exp(-y));
+      if (e.gatedResidual) y = x.residual![i * N + j]! + x.gate![Math.floor(i / x.gateRows!) * N + j]! * y;
+      if (e.residual) y = x.residual![i * N + j]! + y;
+      if (e.outScale) y *= x.outScale!;
+      out[i * N + j] = y;
+    }
+  return out;
+}
+
+const tolerance: Record<GemmOutput, number> = { f32: 1e-5, bf16: 8e-3, f16: 2e-3, e4m3: 7e-2 };
+
+describe.skipIf(!!noGpuReason)('GEMM template (sm_90a) on the GPU', () => {
+  let dev: CudaDevice;
+  beforeAll(() => {
+    dev = openDevice();
+  });
+  afterAll(() => dev?.dispose());
+
+  const cases: {
+    input: GemmInput;
+    output: GemmOutput;
+    bn: number;
+    M: number;
+    N: number;
+    K: number;
+    e: GemmEpilogue;
+  }[] = [
+    { input: 'bf16', output: 'bf16', bn: 256, M: 300, N: 264, K: 200, e: {} },
+    { input: 'bf16', output: 'f32', bn: 128, M: 129, N: 136, K: 1032, e: { bias: 'bf16', activation: 'gelu_tanh' } },
+    { input: 'f16', output: 'f16', bn: 64, M: 77, N: 198, K: 64, e: { bias: 'f32', activation: 'silu' } },
+    { input: 'bf16', output: 'f32', bn: 192, M: 333, N: 200, K: 136, e: { gatedResidual: { residual: 'f32' } } },
+    { input: 'bf16', output: 'bf16', bn: 96, M: 256, N: 97, K: 72, e: { residual: 'bf16' } },
+    { input: 'e4m3', output: 'bf16', bn: 256, M: 260, N: 272, K: 208, e: { alpha: true, colScale: true } },
+    {
+      input: 'e4m3',
+      output: 'f32',
+      bn: 128,
+      M: 190,
+      N: 128,
+      K: 512,
+      e: { rowScale: true, colScale: true, bias: 'bf16' },
+    },
+    { input: 'bf16', output: 'e4m3', bn: 128, M: 128, N: 128, K: 128, e: { outScale: true } },
+  ];
+  for (const c of cases) {
+    const label = `${c.input} -> ${c.output}, bn ${c.bn}, ${c.M}x${c.N}x${c.K}, epilogue ${JSON.stringify(c.e)}`;
+    it(label, () => {
+      const art = gemmSm90({ input: c.input, output: c.output, bn: c.bn, stages: maxStages(c.bn), epilogue: c.e });
+      const inT = dtypeOf(c.input)!;
+      const seed = c.M * 7 + c.N;
+      const a = Tensor.from(dev, inT, [c.M, c.K], randn(c.M * c.K, seed));
+      const b = Tensor.from(
+        dev,
+        inT,
+        [c.N, c.K],
+        randn(c.N * c.K, seed + 1).map((v) => v / Math.sqrt(c.K)),
+      );
+      const out = Tensor.empty(dev, dtypeOf(c.output)!, [c.M, c.N]);
+      dev.fill(out.storage, 0, out.nbytes, 0xff); // NaN in every float format
+      const x: Parameters<typeof reference>[6] = {};
+      const op: GemmOperands = { a, b, c: out };
+      if (c.e.alpha) op.alpha = x.alpha = 0.75;
+      if (c.e.outScale) op.outScale = x.outScale = 4;
+      if (c.e.rowScale) {
+        op.rowScale = Tensor.from(
+          dev,
+          f32,
+          [c.M],
+          randn(c.M, seed + 2).map((v) => 1 + 0.2 * v),
+        );
+        x.rowScale = op.rowScale.toArray() as Float32Array;
+      }
+      if (c.e.colScale) {
+        op.colScale = Tensor.from(
+          dev,
+          f32,
+          [c.N],
+          randn(c.N, seed + 3).map((v) => 1 + 0.2 * v),
+        );
+        x.colScale = op.colScale.toArray() as Float32Array;
+      }
+      if (c.e.bias) {
+        op.bias = Tensor.from(dev, dtypeOf(c.e.bias)!, [c.N], randn(c.N, seed + 4));
+        x.bias = op.bias.toArray() as Float32Array;
+      }
+      const res = c.e.gatedResidual?.residual ?? c.e.residual;
+      if (res) {
+        op.residual = Tensor.from(dev, dtypeOf(res)!, [c.M, c.N], randn(c.M * c.N, seed + 5));
+        x.residual = op.residual.toArray() as Float32Array;
+      }
+      if (c.e.gatedResidual) {
+        op.gateRows = x.gateRows = 100;
+        const rows = Math.ceil(c.M / 100);
+        op.gate = Tensor.from(dev, f32, [rows, c.N], randn(rows * c.N, seed + 6));
+        x.gate = op.gate.toArray() as Float32Array;
+      }
+      runGemm(art, op);
+      const got = out.toArray() as Float32Array;
+      const want = reference(c.e, a.toArray() as Float32Array, b.toArray() as Float32Array, c.M, c.N, c.K, x);
+      expect(got.every(Number.isFinite), 'every output written, none NaN').toBe(true);
+      const err = relErr(got, want);
+      expect(err, label).toBeLessThan(tolerance[c.output]);
+      for (const t of [a, b, out, op.rowScale, op.colScale, op.bias, op.residual, op.gate]) t?.dispose();
+    });
+  }
+
+  it('matches cuBLASLt at the model shape (4680 x 1536 x 1536, bf16) and the tuner picks a tile', () => {
+    const [M, N, K] = [4680, 1536, 1536];
+    const a = Tensor.from(dev, bf16, [M, K], randn(M * K, 11));
+    const b = Tensor.from(
+      dev,
+      bf16,
+      [N, K],
+      randn(N * K, 12).map((v) => v / Math.sqrt(K)),
+    );
+    const ours = Tensor.empty(dev, bf16, [M, N]);
+    const theirs = Tensor.empty(dev, bf16, [M, N]);
+    dev.fill(ours.storage, 0, ours.nbytes, 0xff);
+    const candidates = [128, 192, 256].map((bn) =>
+      gemmSm90({ input: 'bf16', output: 'bf16', bn, stages: maxStages(bn) }),
+    );
+    const tuned = tuneGemm(dev, candidates, { a, b, c: ours }, { reps: 5 });
+    expect(Object.keys(tuned.timings)).toHaveLength(3);
+    dev.fill(ours.storage, 0, ours.nbytes, 0xff);
+    runGemm(tuned.chosen, { a, b, c: ours });
+    const ptr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
+    dev.gemm({
+      m: M,
+      n: N,
+      k: K,
+      a: ptr(a),
+      b: ptr(b),
+      c: ptr(theirs),
+      d: ptr(theirs),
+      typeA: CudaDataType.bf16,
+      typeB: CudaDataType.bf16,
+      typeC: CudaDataType.bf16,
+      typeD: CudaDataType.bf16,
+      lda: K,
+      ldb: K,
+      ldc: N,
+      ldd: N,
+      transA: false,
+      transB: true,
+      alpha: 1,
+      beta: 0,
+      aScale: 0,
+      bScale: 0,
+    });
+    const got = ours.toArray() as Float32Array;
+    expect(got.every(Number.isFinite)).toBe(true);
+    expect(relErr(got, theirs.toArray() as Float32Array)).toBeLessThan(5e-3);
+    // the choice is remembered
+    const again = tuneGemm(dev, candidates, { a, b, c: ours });
+    expect(again.fromCache).toBe(true);
+    expect(again.chosen.name).toBe(tuned.chosen.name);
+    for (const t of [a, b, ours, theirs]) t.dispose();
+  });
+
+  it('rejects operands that do not fit the instantiation', () => {
+    const art = gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 4 });
+    const a = Tensor.empty(dev, bf16, [64, 64]);
+    const b = Tensor.empty(dev, bf16, [32, 48]);
+    const c = Tensor.empty(dev, bf16, [64, 32]);
+    expect(() => runGemm(art, { a, b, c })).toThrow(/b is \[32, 48\]/);
+    expect(() => runGemm(art, { a: Tensor.empty(dev, f16, [64, 64]), b, c })).toThrow(/'a' must be bf16/);
+    expect(() =>
+      runGemm(art, {
+        a: Tensor.empty(dev, bf16, [4, 4]),
+        b: Tensor.empty(dev, bf16, [4, 4]),
+        c: Tensor.empty(dev, bf16, [4, 4]),
+      }),
+    ).toThrow(/multiple of 16/);
+    const fp8 = gemmSm90({ input: 'e4m3', output: 'bf16', bn: 128, stages: 4, epilogue: { alpha: true } });
+    expect(() =>
+      runGemm(fp8, {
+        a: Tensor.empty(dev, e4m3, [64, 64]),
+        b: Tensor.empty(dev, e4m3, [32, 64]),
+        c: Tensor.empty(dev, bf16, [64, 32]),
+      }),
+    ).toThrow(/finite 'alpha'/);
+    void f32;
+  });
+});
