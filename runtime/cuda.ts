@@ -41,6 +41,8 @@ export interface CudaKernel {
   readonly attributes: FunctionAttributes;
   /** true when this process compiled it; false when it came from the disk cache */
   readonly compiled: boolean;
+  /** [offset, size] per parameter from the driver (null where it cannot tell) */
+  readonly layout?: [number, number][] | null;
 }
 
 export interface LaunchConfig {
@@ -226,13 +228,14 @@ export class CudaDevice implements Device {
     this.modules.push(mod);
     const fn = this.native.moduleGetFunction(mod, k.entry);
     const attributes = this.native.functionAttributes(fn);
-    const kernel: CudaKernel = { name: k.label ?? k.entry, fn, params: k.params, attributes, compiled };
+    const layout = this.native.functionParams(fn);
+    const kernel: CudaKernel = { name: k.label ?? k.entry, fn, params: k.params, attributes, compiled, layout };
     this.kernels.set(memo, kernel);
     return kernel;
   }
 
   launch(kernel: CudaKernel, cfg: LaunchConfig, args: readonly (number | bigint | Uint8Array)[]): void {
-    const params = packArgs(kernel.params, args, kernel.name);
+    const params = packArgs(kernel.params, args, kernel.name, kernel.layout);
     const shared = cfg.sharedBytes ?? 0;
     if (shared > 48 * 1024) {
       if (shared > this.info.maxSharedMemoryPerBlockOptin) {

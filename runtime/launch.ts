@@ -29,11 +29,23 @@ export function packArgs(
   types: readonly ArgType[],
   values: readonly (number | bigint | Uint8Array)[],
   kernel = 'kernel',
+  driverLayout?: readonly (readonly [number, number])[] | null,
 ): Uint8Array {
   if (values.length !== types.length) {
     throw new RangeError(`${kernel} takes ${types.length} arguments, got ${values.length}`);
   }
-  const { offsets, bytes } = layoutOf(types);
+  let { offsets, bytes } = layoutOf(types);
+  // The driver's own layout wins where it is known (it pads some by-value structs differently).
+  if (driverLayout && driverLayout.length === types.length) {
+    driverLayout.forEach(([, size], i) => {
+      if (size !== sizeOf[types[i]!])
+        throw new RangeError(`${kernel} parameter ${i} is ${size} bytes on the device, not a ${types[i]}`);
+    });
+    offsets = driverLayout.map(([off]) => off);
+    bytes = driverLayout.length
+      ? driverLayout[driverLayout.length - 1]![0] + driverLayout[driverLayout.length - 1]![1]
+      : 0;
+  }
   const buf = new Uint8Array(bytes);
   const dv = new DataView(buf.buffer);
   types.forEach((t, i) => {

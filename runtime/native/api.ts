@@ -153,6 +153,9 @@ export interface NativeAddon {
 
   gemm(args: GemmArgs): void;
 
+  /** [offset, size] of each kernel parameter as the driver lays them out; null without cuFuncGetParamInfo */
+  functionParams(fn: number): [number, number][] | null;
+
   /**
    * cuTensorMapEncodeTiled: the 128-byte TMA descriptor of a `dims` tensor (innermost first) with
    * `strides` in bytes (rank - 1 entries), copied in `box` tiles; out-of-bounds elements read as zero.

@@ -199,6 +199,18 @@ describe.skipIf(!!noGpuReason)('GEMM template (sm_90a) on the GPU', () => {
     for (const t of [a, b, ours, theirs]) t.dispose();
   });
 
+  it('launches with the parameter layout the driver reports', () => {
+    const art = gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 4, epilogue: { bias: 'bf16' } });
+    const k = dev.kernel({
+      source: art.source,
+      entry: art.entry,
+      params: art.params.map((p) => p.type),
+      label: art.name,
+    });
+    console.log(`driver parameter layout of ${art.entry}: ${JSON.stringify(k.layout)}`);
+    expect(k.layout?.length ?? art.params.length).toBe(art.params.length);
+  });
+
   it('rejects operands that do not fit the instantiation', () => {
     const art = gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 4 });
     const a = Tensor.empty(dev, bf16, [64, 64]);

@@ -470,6 +470,25 @@ long long paramBytesOf(CUfunction f) {
   return total;
 }
 
+// [[offset, size], ...] of a kernel's parameters as the driver lays them out, or null where the
+// driver cannot tell (cuFuncGetParamInfo needs CUDA 12.4).
+Napi::Value FunctionParams(const Napi::CallbackInfo& info) {
+  requireInit(info.Env());
+  auto f = handleArg<CUfunc_st>(info, 0, "function");
+  auto& d = driver();
+  if (!d.cuFuncGetParamInfo) return info.Env().Null();
+  auto out = Napi::Array::New(info.Env());
+  for (size_t i = 0;; i++) {
+    size_t off = 0, size = 0;
+    if (d.cuFuncGetParamInfo(f, i, &off, &size) != 0) break;
+    auto pair = Napi::Array::New(info.Env(), 2);
+    pair.Set(0u, Napi::Number::New(info.Env(), static_cast<double>(off)));
+    pair.Set(1u, Napi::Number::New(info.Env(), static_cast<double>(size)));
+    out.Set(static_cast<uint32_t>(i), pair);
+  }
+  return out;
+}
+
 Napi::Value FunctionAttributes(const Napi::CallbackInfo& info) {
   requireInit(info.Env());
   auto f = handleArg<CUfunc_st>(info, 0, "function");
@@ -810,6 +829,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   SFC_FN("moduleUnload", ModuleUnload, void);
   SFC_FN("moduleGetFunction", ModuleGetFunction, Napi::Value);
   SFC_FN("functionAttributes", FunctionAttributes, Napi::Value);
+  SFC_FN("functionParams", FunctionParams, Napi::Value);
   SFC_FN("setMaxDynamicShared", SetMaxDynamicShared, void);
   SFC_FN("launch", Launch, void);
   SFC_FN("launchRepeated", LaunchRepeated, void);
