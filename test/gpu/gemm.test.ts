@@ -141,7 +141,10 @@ describe.skipIf(!!noGpuReason)('GEMM template (sm_90a) on the GPU', () => {
       const want = reference(c.e, a.toArray() as Float32Array, b.toArray() as Float32Array, c.M, c.N, c.K, x);
       expect(got.every(Number.isFinite), 'every output written, none NaN').toBe(true);
       const err = relErr(got, want);
-      expect(err, label).toBeLessThan(tolerance[c.output]);
+      // FP8 wgmma adds products in a narrower accumulator than f32 (about 2e-4 relative at K = 512 on
+      // the H100/H200), so f32 outputs of FP8 inputs get a looser bound
+      const tol = c.input === 'e4m3' && c.output === 'f32' ? 1e-3 : tolerance[c.output];
+      expect(err, label).toBeLessThan(tol);
       for (const t of [a, b, out, op.rowScale, op.colScale, op.bias, op.residual, op.gate]) t?.dispose();
     });
   }
