@@ -1,7 +1,7 @@
 // The model's GEMMs (Wan2.1-1.3B, one chunk of 3 latent frames = 4680 tokens): sfc's sm_90a template
 // (tile width tuned per shape) against cuBLASLt called directly, bf16 and FP8 e4m3 (per-tensor
 // scales, bf16 out). FLOPs = 2 M N K; TFLOP/s from the median of 20 CUDA-event timings after warm-up
-// on random inputs. The PyTorch numbers (torch.matmul, torch._scaled_mm) come from
+// on random inputs, each timing covering 10 back-to-back launches. The PyTorch numbers (torch.matmul, torch._scaled_mm) come from
 // bench/reference/gemm.py in the same device session; bench/report.ts joins the two.
 import { gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
 import type { GemmArtifact } from '../../dsl/artifact.js';
@@ -20,10 +20,16 @@ const SHAPES: [number, number][] = [
   [64, 1536],
 ];
 
+/** Median over `reps` timings of 10 back-to-back calls (host launch work overlaps the GPU's). */
 function timeMs(dev: CudaDevice, fn: () => void, reps = 20): number {
   for (let i = 0; i < 3; i++) fn();
   const out: number[] = [];
-  for (let i = 0; i < reps; i++) out.push(dev.time(fn));
+  for (let i = 0; i < reps; i++)
+    out.push(
+      dev.time(() => {
+        for (let j = 0; j < 10; j++) fn();
+      }) / 10,
+    );
   return median(out);
 }
 

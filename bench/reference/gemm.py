@@ -1,7 +1,7 @@
 """PyTorch baselines for bench/kernels/gemm.ts: the Wan2.1-1.3B GEMMs of one 3-frame chunk (M = 4680
 tokens) as the reference model runs them (F.linear in bf16), and FP8 e4m3 through torch._scaled_mm
-(cuBLASLt) with per-tensor scales and bf16 output. CUDA-event medians of 20 after warm-up, random
-inputs.
+(cuBLASLt) with per-tensor scales and bf16 output. CUDA-event medians of 20 after warm-up (each timing
+covers 10 back-to-back calls, as bench/kernels/gemm.ts does), random inputs.
 
 Run on the GPU machine:  python3 bench/reference/gemm.py OUT.json
 """
@@ -25,10 +25,11 @@ def timed(fn, reps=20):
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
-        fn()
+        for _ in range(10):
+            fn()
         b.record()
         b.synchronize()
-        times.append(a.elapsed_time(b))
+        times.append(a.elapsed_time(b) / 10)
     times.sort()
     return times[len(times) // 2]
 
