@@ -1,0 +1,65 @@
+// Joins benchmark JSON under bench/results/ into charts (SVG, same folder), on any machine:
+//   node dist/bench/report.js
+// GEMM: kernels-gemm-<device>.json (sfc, cuBLASLt) with gemm-torch-<device>.json (PyTorch, same session).
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../dsl/paths.js';
+import { atomicWrite } from '../runtime/kernel-cache.js';
+import { barChartSvg } from './chart.js';
+
+interface GemmRow {
+  input: string;
+  M: number;
+  N: number;
+  K: number;
+  sfcTflops: number;
+  cublasLtTflops: number;
+}
+interface TorchRow {
+  input: string;
+  M: number;
+  N: number;
+  K: number;
+  tflops?: number;
+}
+
+export function gemmCharts(dir: string): string[] {
+  const written: string[] = [];
+  for (const f of readdirSync(dir).filter((n) => /^kernels-gemm-.*\.json$/.test(n))) {
+    const device = f.slice('kernels-gemm-'.length, -'.json'.length);
+    const ours = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { commit: string; results: GemmRow[] };
+    const torchFile = join(dir, `gemm-torch-${device}.json`);
+    const torch = existsSync(torchFile)
+      ? (JSON.parse(readFileSync(torchFile, 'utf8')) as { results: TorchRow[] }).results
+      : [];
+    for (const input of ['bf16', 'e4m3']) {
+      const rows = ours.results.filter((r) => r.input === input);
+      if (rows.length === 0) continue;
+      const torchOf = (r: GemmRow) =>
+        torch.find((t) => t.input === input && t.M === r.M && t.N === r.N && t.K === r.K)?.tflops ?? NaN;
+      const svg = barChartSvg({
+        title: `${input} GEMM, M = ${rows[0]!.M} (${device.replace(/_/g, ' ')}, commit ${ours.commit})`,
+        unit: 'TFLOP/s',
+        groups: rows.map((r) => `N ${r.N}, K ${r.K}`),
+        series: [
+          { name: 'sfc (generated)', color: '#2b6cb0', values: rows.map((r) => r.sfcTflops) },
+          { name: 'cuBLASLt', color: '#a0aec0', values: rows.map((r) => r.cublasLtTflops) },
+          {
+            name: input === 'bf16' ? 'PyTorch F.linear' : 'torch._scaled_mm',
+            color: '#ed8936',
+            values: rows.map(torchOf),
+          },
+        ],
+      });
+      const path = join(dir, `gemm-${input}-${device}.svg`);
+      atomicWrite(path, svg);
+      written.push(path);
+    }
+  }
+  return written;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const dir = process.env.SFC_BENCH_OUT ?? join(packageRoot(import.meta.url), 'bench', 'results');
+  for (const p of gemmCharts(dir)) console.log(`wrote ${p}`);
+}
