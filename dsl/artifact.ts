@@ -94,3 +94,28 @@ export interface GemmArtifact {
   /** parameter names and C types, in order */
   params: { name: string; type: GemmArgType }[];
 }
+
+// Attention: O = softmax(scale * Q K^T + mask) V, see compiler/templates/attention.ts.
+
+export interface AttentionSpec {
+  input: 'bf16' | 'f16';
+  headDim: 64 | 128;
+  /** keys per KV tile */
+  bc: 64 | 96 | 128;
+  /** shared-memory pipeline depth (K and V tiles) */
+  stages: number;
+}
+
+export interface AttentionArtifact {
+  kind: 'attention';
+  name: string;
+  arch: 'sm_90a';
+  spec: AttentionSpec;
+  /** query rows per CTA */
+  bm: number;
+  threads: number;
+  sharedBytes: number;
+  source: string;
+  entry: string;
+  params: { name: string; type: 'tmap' | 'ptr' | 'i32' | 'f32' }[];
+}

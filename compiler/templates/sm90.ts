@@ -107,3 +107,39 @@ export function wgmmaCall(name: string, n: number, input: WgmmaInput): string {
 }
 `;
 }
+
+/**
+ * A device function `name(float (&d)[n/2], const sfc_u32 (&a)[4], sfc_u64 b)` issuing one
+ * wgmma.m64nNk16 (16-bit inputs) with A from registers (the layout of an m64n16 accumulator
+ * fragment, packed in pairs) and B from shared memory, K-major or, with `transB`, MN-major.
+ */
+export function wgmmaCallRegA(name: string, n: number, input: 'bf16' | 'f16', transB: boolean): string {
+  if (n % 8 !== 0 || n < 8 || n > 256) throw new RangeError(`wgmma N must be a multiple of 8 in [8, 256], got ${n}`);
+  const regs = n / 2;
+  const list = Array.from({ length: regs }, (_, i) => `%${i}`).join(', ');
+  const outs = Array.from({ length: regs }, (_, i) => `"+f"(d[${i}])`).join(', ');
+  const mnemonic = `wgmma.mma_async.sync.aligned.m64n${n}k16.f32.${input}.${input}`;
+  return `__device__ __forceinline__ void ${name}(float (&d)[${regs}], const sfc_u32 (&a)[4], sfc_u64 b) {
+  asm volatile(
+      "{\\n.reg .pred p;\\nsetp.ne.b32 p, %${regs + 5}, 0;\\n"
+      "${mnemonic} {${list}}, {%${regs}, %${regs + 1}, %${regs + 2}, %${regs + 3}}, %${regs + 4}, p, 1, 1, ${transB ? 1 : 0};\\n}\\n"
+      : ${outs}
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+`;
+}
+
+/**
+ * Matrix descriptor of an MN-major operand (16-bit) in the 128-byte swizzled layout TMA writes for
+ * a [K rows][64 MN elements] box: 8-row groups along K are 1024 bytes apart (stride byte offset),
+ * 64-element blocks along MN are `mnBlockBytes` apart (leading byte offset).
+ */
+export const SM90_MN_MAJOR_DESC = String.raw`
+__device__ __forceinline__ sfc_u64 sfc_wgmma_desc_sw128_mn(sfc_u32 smem_addr, sfc_u32 mnBlockBytes) {
+  sfc_u64 d = (sfc_u64)((smem_addr & 0x3FFFF) >> 4);
+  d |= (sfc_u64)((mnBlockBytes >> 4) & 0x3FFF) << 16;
+  d |= (sfc_u64)(1024 >> 4) << 32;
+  d |= (sfc_u64)1 << 62;
+  return d;
+}
+`;

@@ -1,0 +1,289 @@
+// The flash-attention forward template (sm_90a): O = softmax(scale * Q K^T + mask) V per head, with
+// the log-sum-exp of each row, for Q [B, Lq, H, D] and K, V [B, Lkv, H, D] (bf16 / f16, D = 64 or
+// 128; rows may be padded, e.g. a KV cache with room for more tokens).
+//
+// One CTA per (128-query tile, head, batch), 3 warpgroups:
+//   producer: TMA loads of the Q tile (once) and of K and V tiles (bc keys) into a ring of `stages`
+//     buffers, 128-byte swizzled, one `full` mbarrier per buffer.
+//   consumers 1 and 2: 64 query rows each. Per KV tile: S = Q K^T with wgmma from shared memory
+//     (f32 in registers), mask, online softmax in registers (running max and sum per row, the output
+//     rescaled), P converted to bf16 in registers in the layout wgmma takes as its A operand, then
+//     O += P V with V read MN-major (transposed) from shared memory; the buffer is released after.
+//   end: O / rowsum stored as 16-bit, log-sum-exp (natural log) as f32.
+//
+// Masks (all runtime arguments, any combination):
+//   - kvLen: keys at or past it are invisible (variable KV length, a partly filled cache)
+//   - block causal: query q (at absolute position qOffset + q) sees keys below the end of its block of
+//     blockTokens tokens (chunk-wise causal attention; queries of a chunk see the whole chunk)
+//   - local window + sink: keys below hi(q) - windowTokens are invisible unless below sinkTokens
+// KV tiles that are invisible to the whole query tile are skipped, not masked.
+import type { AttentionArtifact, AttentionSpec } from '../../dsl/artifact.js';
+import { CUDA_PRELUDE } from '../cuda-prelude.js';
+import { SM90_MN_MAJOR_DESC, SM90_PRELUDE, wgmmaCall, wgmmaCallRegA } from './sm90.js';
+
+export type { AttentionArtifact, AttentionSpec } from '../../dsl/artifact.js';
+
+const BM = 128;
+const THREADS = 384;
+const SM90_MAX_SHARED = 232448;
+
+export function attentionSharedBytes(spec: Pick<AttentionSpec, 'headDim' | 'bc' | 'stages'>): number {
+  const q = BM * spec.headDim * 2;
+  const kv = 2 * spec.bc * spec.headDim * 2;
+  return 1024 + q + spec.stages * kv + (1 + 2 * spec.stages) * 8;
+}
+
+export function validateAttentionSpec(spec: AttentionSpec): void {
+  if (spec.headDim !== 64 && spec.headDim !== 128)
+    throw new RangeError(`attention head dim must be 64 or 128, got ${spec.headDim}`);
+  if (spec.bc !== 64 && spec.bc !== 128 && spec.bc !== 96)
+    throw new RangeError(`attention KV tile must be 64, 96 or 128 keys, got ${spec.bc}`);
+  if (!Number.isInteger(spec.stages) || spec.stages < 2)
+    throw new RangeError(`attention needs at least 2 pipeline stages, got ${spec.stages}`);
+  if (attentionSharedBytes(spec) > SM90_MAX_SHARED)
+    throw new RangeError(
+      `attention D=${spec.headDim} bc=${spec.bc} with ${spec.stages} stages needs ${attentionSharedBytes(spec)} bytes of shared memory`,
+    );
+}
+
+export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
+  validateAttentionSpec(spec);
+  const { input, headDim: D, bc: BC, stages } = spec;
+  const dsub = D / 64; // 128-byte column blocks of a row
+  const qBytes = BM * D * 2;
+  const kvTileBytes = BC * D * 2; // one of K or V
+  const subBytes = BC * 128; // one 64-column block of a K or V tile
+  const entry = `sfc_attn_fwd_sm90_${input}_d${D}_bc${BC}_s${stages}`;
+  const cvt = input === 'bf16' ? 'bf16x2' : 'f16x2';
+  const store16 = input === 'bf16' ? 'sfc_to_bf16' : 'sfc_to_f16';
+  const source = `${CUDA_PRELUDE}
+${SM90_PRELUDE}
+${SM90_MN_MAJOR_DESC}
+${wgmmaCall('sfc_qk', BC, input)}
+${wgmmaCallRegA('sfc_pv', D, input, true)}
+#define SFC_NEG_INF __int_as_float(0xff800000)
+__device__ __forceinline__ float sfc_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ sfc_u32 sfc_pack2(float lo, float hi) {
+  sfc_u32 r;
+  asm("cvt.rn.${cvt}.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+struct SfcMask {
+  int Lq, Lkv, blockTokens, qOffset, windowTokens, sinkTokens;
+  // end of the keys query q may see
+  __device__ __forceinline__ int hi(int q) const {
+    if (blockTokens <= 0) return Lkv;
+    const int h = ((qOffset + q) / blockTokens + 1) * blockTokens;
+    return h < Lkv ? h : Lkv;
+  }
+  __device__ __forceinline__ int lo(int q) const {
+    if (windowTokens <= 0) return 0;
+    const int l = hi(q) - windowTokens;
+    return l > 0 ? l : 0;
+  }
+  __device__ __forceinline__ bool visible(int q, int k) const {
+    return k < hi(q) && (k >= lo(q) || k < sinkTokens);
+  }
+  // KV tiles of a query tile [q0, q0 + ${BM}): [0, sinkEnd) then [from, to)
+  __device__ __forceinline__ void tiles(int q0, int& sinkEnd, int& from, int& to) const {
+    const int qLast = (q0 + ${BM - 1} < Lq ? q0 + ${BM - 1} : Lq - 1);
+    to = (hi(qLast) + ${BC - 1}) / ${BC};
+    from = windowTokens > 0 ? lo(q0) / ${BC} : 0;
+    sinkEnd = windowTokens > 0 ? (sinkTokens + ${BC - 1}) / ${BC} : 0;
+    if (sinkEnd > from) sinkEnd = from;
+  }
+};
+
+extern "C" __global__ void __launch_bounds__(${THREADS}, 1)
+${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTensorMap tmK,
+    const __grid_constant__ SfcTensorMap tmV, ${input === 'bf16' ? 'sfc_bf16' : 'sfc_f16'}* __restrict__ O,
+    float* __restrict__ lse, const int Lq, const int Lkv, const int H, const int qRows, const int kvRows,
+    const int ldo, const float scaleLog2, const int blockTokens, const int qOffset, const int windowTokens,
+    const int sinkTokens) {
+  extern __shared__ unsigned char sfc_smem_raw[];
+  unsigned char* smem = (unsigned char*)(((sfc_u64)sfc_smem_raw + 1023) & ~(sfc_u64)1023);
+  unsigned char* Qs = smem;                            // [${dsub}][128 rows][128 bytes]
+  unsigned char* ring = smem + ${qBytes};              // [stages][K | V][${dsub}][${BC} rows][128 bytes]
+  sfc_u64* bars = (sfc_u64*)(ring + ${stages * 2 * kvTileBytes});
+  // bars[0]: Q loaded; full[s] = bars[1 + s]; empty[s] = bars[1 + ${stages} + s]
+  const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+  const int q0 = blockIdx.x * ${BM}, h = blockIdx.y, b = blockIdx.z;
+  const SfcMask mask = {Lq, Lkv, blockTokens, qOffset, windowTokens, sinkTokens};
+  int sinkEnd, from, to;
+  mask.tiles(q0, sinkEnd, from, to);
+  const int nTiles = sinkEnd + (to > from ? to - from : 0);
+  if (threadIdx.x == 0) {
+    sfc_mbar_init(sfc_smem(&bars[0]), 1);
+    for (int s = 0; s < ${stages}; ++s) {
+      sfc_mbar_init(sfc_smem(&bars[1 + s]), 1);
+      sfc_mbar_init(sfc_smem(&bars[1 + ${stages} + s]), 2);
+    }
+    sfc_mbar_fence_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    sfc_setmaxnreg_dec<24>();
+    if (tid == 0) {
+      sfc_tma_prefetch_map(&tmQ);
+      sfc_tma_prefetch_map(&tmK);
+      sfc_tma_prefetch_map(&tmV);
+      const sfc_u32 qbar = sfc_smem(&bars[0]);
+      sfc_mbar_expect_tx(qbar, ${qBytes});
+      for (int d = 0; d < ${dsub}; ++d)
+        sfc_tma_load_2d(sfc_smem(Qs + d * ${BM * 128}), &tmQ, h * ${D} + d * 64, b * qRows + q0, qbar);
+      for (int i = 0; i < nTiles; ++i) {
+        const int t = i < sinkEnd ? i : from + (i - sinkEnd);
+        const int s = i % ${stages};
+        sfc_mbar_wait(sfc_smem(&bars[1 + ${stages} + s]), ((i / ${stages}) & 1) ^ 1);
+        const sfc_u32 full = sfc_smem(&bars[1 + s]);
+        sfc_mbar_expect_tx(full, ${2 * kvTileBytes});
+        unsigned char* Ks = ring + s * ${2 * kvTileBytes};
+        for (int d = 0; d < ${dsub}; ++d) {
+          sfc_tma_load_2d(sfc_smem(Ks + d * ${subBytes}), &tmK, h * ${D} + d * 64, b * kvRows + t * ${BC}, full);
+          sfc_tma_load_2d(sfc_smem(Ks + ${kvTileBytes} + d * ${subBytes}), &tmV, h * ${D} + d * 64, b * kvRows + t * ${BC}, full);
+        }
+      }
+    }
+  } else {
+    sfc_setmaxnreg_inc<240>();
+    const int c = wg - 1;
+    const int warp = tid / 32, lane = tid % 32;
+    const int ra = 16 * warp + lane / 4;       // this thread's rows: ra and ra + 8 of the consumer's 64
+    const int cq = 2 * (lane % 4);
+    const int qa = q0 + 64 * c + ra, qb = qa + 8;
+    float o[${D / 2}];
+#pragma unroll
+    for (int i = 0; i < ${D / 2}; ++i) o[i] = 0.0f;
+    float mA = SFC_NEG_INF, mB = SFC_NEG_INF, lA = 0.0f, lB = 0.0f;
+    sfc_mbar_wait(sfc_smem(&bars[0]), 0);
+    const sfc_u32 qBase = sfc_smem(Qs + c * ${64 * 128});
+    for (int i = 0; i < nTiles; ++i) {
+      const int t = i < sinkEnd ? i : from + (i - sinkEnd);
+      const int s = i % ${stages};
+      sfc_mbar_wait(sfc_smem(&bars[1 + s]), (i / ${stages}) & 1);
+      const sfc_u32 kBase = sfc_smem(ring + s * ${2 * kvTileBytes});
+      const sfc_u32 vBase = kBase + ${kvTileBytes};
+      float sc[${BC / 2}];
+#pragma unroll
+      for (int j = 0; j < ${BC / 2}; ++j) sc[j] = 0.0f;
+      sfc_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < ${D / 16}; ++kk)
+        sfc_qk(sc, sfc_wgmma_desc_sw128(qBase + (kk / 4) * ${BM * 128}) + 2 * (kk % 4),
+               sfc_wgmma_desc_sw128(kBase + (kk / 4) * ${subBytes}) + 2 * (kk % 4));
+      sfc_wgmma_commit();
+      sfc_wgmma_wait<0>();
+      // scale (log2 domain) and mask; the row maxima of this tile
+      const int k0 = t * ${BC};
+      const bool full = k0 + ${BC} <= mask.hi(q0) && (windowTokens <= 0 || k0 >= mask.lo(q0 + ${BM - 1}) || k0 + ${BC} <= sinkTokens) && q0 + ${BM} <= Lq;
+      float tA = SFC_NEG_INF, tB = SFC_NEG_INF;
+#pragma unroll
+      for (int j = 0; j < ${BC / 8}; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float v = sc[4 * j + e] * scaleLog2;
+          if (!full) {
+            const int k = k0 + 8 * j + cq + (e & 1);
+            if (!mask.visible(e < 2 ? qa : qb, k)) v = SFC_NEG_INF;
+          }
+          sc[4 * j + e] = v;
+          if (e < 2) tA = fmaxf(tA, v); else tB = fmaxf(tB, v);
+        }
+      }
+      tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1));
+      tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
+      tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
+      tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+      const float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+      // a row that has seen no visible key yet keeps a zero base (no inf - inf)
+      const float bA = nA == SFC_NEG_INF ? 0.0f : nA, bB = nB == SFC_NEG_INF ? 0.0f : nB;
+      const float aA = sfc_exp2(mA - bA), aB = sfc_exp2(mB - bB);
+      mA = nA;
+      mB = nB;
+      float sA = 0.0f, sB = 0.0f;
+      sfc_u32 p[${BC / 16}][4];
+#pragma unroll
+      for (int j = 0; j < ${BC / 8}; ++j) {
+        const float p0 = sfc_exp2(sc[4 * j] - bA), p1 = sfc_exp2(sc[4 * j + 1] - bA);
+        const float p2 = sfc_exp2(sc[4 * j + 2] - bB), p3 = sfc_exp2(sc[4 * j + 3] - bB);
+        sA += p0 + p1;
+        sB += p2 + p3;
+        p[j / 2][(j % 2) * 2] = sfc_pack2(p0, p1);
+        p[j / 2][(j % 2) * 2 + 1] = sfc_pack2(p2, p3);
+      }
+      lA = lA * aA + sA;
+      lB = lB * aB + sB;
+#pragma unroll
+      for (int j = 0; j < ${D / 8}; ++j) {
+        o[4 * j] *= aA;
+        o[4 * j + 1] *= aA;
+        o[4 * j + 2] *= aB;
+        o[4 * j + 3] *= aB;
+      }
+      sfc_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < ${BC / 16}; ++kk)
+        sfc_pv(o, p[kk], sfc_wgmma_desc_sw128_mn(vBase + kk * 2048, ${subBytes}));
+      sfc_wgmma_commit();
+      sfc_wgmma_wait<0>();
+      if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[1 + ${stages} + s]));
+    }
+    // finish the row sums across the quad, normalise, store
+    lA += __shfl_xor_sync(0xffffffffu, lA, 1);
+    lA += __shfl_xor_sync(0xffffffffu, lA, 2);
+    lB += __shfl_xor_sync(0xffffffffu, lB, 1);
+    lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+    const float iA = lA > 0.0f ? 1.0f / lA : 0.0f, iB = lB > 0.0f ? 1.0f / lB : 0.0f;
+    const long long rowA = (long long)(b * qRows + qa) * ldo + h * ${D}, rowB = rowA + 8LL * ldo;
+#pragma unroll
+    for (int j = 0; j < ${D / 8}; ++j) {
+      const int col = 8 * j + cq;
+      if (qa < Lq)
+        *reinterpret_cast<sfc_u32*>(O + rowA + col) = (sfc_u32)${store16}(o[4 * j] * iA) | ((sfc_u32)${store16}(o[4 * j + 1] * iA) << 16);
+      if (qb < Lq)
+        *reinterpret_cast<sfc_u32*>(O + rowB + col) = (sfc_u32)${store16}(o[4 * j + 2] * iB) | ((sfc_u32)${store16}(o[4 * j + 3] * iB) << 16);
+    }
+    if (lse != nullptr && (lane % 4) == 0) {
+      const float ln2 = 0.6931471805599453f;
+      float* row = lse + ((long long)b * H + h) * Lq;
+      if (qa < Lq) row[qa] = lA > 0.0f ? (mA + __log2f(lA)) * ln2 : SFC_NEG_INF;
+      if (qb < Lq) row[qb] = lB > 0.0f ? (mB + __log2f(lB)) * ln2 : SFC_NEG_INF;
+    }
+  }
+}
+`;
+  return {
+    kind: 'attention',
+    name: entry,
+    arch: 'sm_90a',
+    spec: { ...spec },
+    bm: BM,
+    threads: THREADS,
+    sharedBytes: attentionSharedBytes(spec),
+    source,
+    entry,
+    params: [
+      { name: 'tmQ', type: 'tmap' },
+      { name: 'tmK', type: 'tmap' },
+      { name: 'tmV', type: 'tmap' },
+      { name: 'O', type: 'ptr' },
+      { name: 'lse', type: 'ptr' },
+      { name: 'Lq', type: 'i32' },
+      { name: 'Lkv', type: 'i32' },
+      { name: 'H', type: 'i32' },
+      { name: 'qRows', type: 'i32' },
+      { name: 'kvRows', type: 'i32' },
+      { name: 'ldo', type: 'i32' },
+      { name: 'scaleLog2', type: 'f32' },
+      { name: 'blockTokens', type: 'i32' },
+      { name: 'qOffset', type: 'i32' },
+      { name: 'windowTokens', type: 'i32' },
+      { name: 'sinkTokens', type: 'i32' },
+    ],
+  };
+}
