@@ -39,6 +39,7 @@ function random(dev: CudaDevice, shape: number[], seed: number): Tensor {
 export function benchAttention(dev: CudaDevice) {
   const specs: AttentionSpec[] = [
     { input: 'bf16', headDim: 128, bc: 128, stages: 2 },
+    { input: 'bf16', headDim: 128, bc: 128, stages: 3 },
     { input: 'bf16', headDim: 128, bc: 96, stages: 3 },
     { input: 'bf16', headDim: 128, bc: 64, stages: 4 },
   ];

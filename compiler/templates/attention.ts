@@ -56,6 +56,88 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
   const entry = `sfc_attn_fwd_sm90_${input}_d${D}_bc${BC}_s${stages}`;
   const cvt = input === 'bf16' ? 'bf16x2' : 'f16x2';
   const store16 = input === 'bf16' ? 'sfc_to_bf16' : 'sfc_to_f16';
+  // S = Q K(stage)^T into sc (the first k-step overwrites it), committed as one wgmma group
+  const issueQk = (stage: string) => `{
+      const sfc_u32 kBase = sfc_smem(ring + (${stage}) * ${2 * kvTileBytes});
+      sfc_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < ${D / 16}; ++kk)
+        sfc_qk(sc, sfc_wgmma_desc_sw128(qBase + (kk / 4) * ${BM * 128}) + 2 * (kk % 4),
+               sfc_wgmma_desc_sw128(kBase + (kk / 4) * ${subBytes}) + 2 * (kk % 4), kk > 0);
+      sfc_wgmma_commit();
+    }`;
+  // O += P V(stage), P from registers, committed as one wgmma group
+  const issuePv = (stage: string, pv: string) => `{
+      const sfc_u32 vBase = sfc_smem(ring + (${stage}) * ${2 * kvTileBytes}) + ${kvTileBytes};
+      sfc_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < ${BC / 16}; ++kk)
+        sfc_pv(o, ${pv}[kk], sfc_wgmma_desc_sw128_mn(vBase + kk * 2048, ${subBytes}));
+      sfc_wgmma_commit();
+    }`;
+  // scale + mask sc (KV tile starting at key k0), update the running max / sum, write P to `dst`
+  // and the rescale factors aA, aB of the output rows
+  const softmax = (tile: string, dst: string) => `{
+      const int k0 = (${tile}) * ${BC};
+      const bool full = k0 + ${BC} <= mask.hi(q0) &&
+          (windowTokens <= 0 || k0 >= mask.lo(q0 + ${BM - 1}) || k0 + ${BC} <= sinkTokens);
+      float tA = SFC_NEG_INF, tB = SFC_NEG_INF;
+#pragma unroll
+      for (int j = 0; j < ${BC / 8}; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float v = sc[4 * j + e] * scaleLog2;
+          if (!full) {
+            const int k = k0 + 8 * j + cq + (e & 1);
+            if (!mask.visible(e < 2 ? qa : qb, k)) v = SFC_NEG_INF;
+          }
+          sc[4 * j + e] = v;
+          if (e < 2) tA = fmaxf(tA, v); else tB = fmaxf(tB, v);
+        }
+      }
+      tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1));
+      tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
+      tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
+      tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+      const float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+      // a row that has seen no visible key yet keeps a zero base (no inf - inf)
+      const float bA = nA == SFC_NEG_INF ? 0.0f : nA, bB = nB == SFC_NEG_INF ? 0.0f : nB;
+      aA = sfc_exp2(mA - bA);
+      aB = sfc_exp2(mB - bB);
+      mA = nA;
+      mB = nB;
+      float sA = 0.0f, sB = 0.0f;
+#pragma unroll
+      for (int j = 0; j < ${BC / 8}; ++j) {
+        const float p0 = sfc_exp2(sc[4 * j] - bA), p1 = sfc_exp2(sc[4 * j + 1] - bA);
+        const float p2 = sfc_exp2(sc[4 * j + 2] - bB), p3 = sfc_exp2(sc[4 * j + 3] - bB);
+        sA += p0 + p1;
+        sB += p2 + p3;
+        ${dst}[j / 2][(j % 2) * 2] = sfc_pack2(p0, p1);
+        ${dst}[j / 2][(j % 2) * 2 + 1] = sfc_pack2(p2, p3);
+      }
+      lA = lA * aA + sA;
+      lB = lB * aB + sB;
+    }`;
+  // one pipelined step for tile position `i`: P of the previous tile is in `prev`, this tile's goes to `cur`
+  const step = (i: string, prev: string, cur: string) => `{
+      const int s = (${i}) % ${stages}, sp = ((${i}) - 1) % ${stages};
+      sfc_mbar_wait(sfc_smem(&bars[1 + s]), ((${i}) / ${stages}) & 1);
+      ${issueQk('s')}
+      ${issuePv('sp', prev)}
+      sfc_wgmma_wait<1>();
+      float aA, aB;
+      ${softmax(`tileOf(${i})`, cur)}
+      sfc_wgmma_wait<0>();
+      if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[1 + ${stages} + sp]));
+#pragma unroll
+      for (int j = 0; j < ${D / 8}; ++j) {
+        o[4 * j] *= aA;
+        o[4 * j + 1] *= aA;
+        o[4 * j + 2] *= aB;
+        o[4 * j + 3] *= aB;
+      }
+    }`;
   const source = `${CUDA_PRELUDE}
 ${SM90_PRELUDE}
 ${SM90_MN_MAJOR_DESC}
@@ -156,82 +238,41 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
     const int ra = 16 * warp + lane / 4;       // this thread's rows: ra and ra + 8 of the consumer's 64
     const int cq = 2 * (lane % 4);
     const int qa = q0 + 64 * c + ra, qb = qa + 8;
+    auto tileOf = [&](int i) { return i < sinkEnd ? i : from + (i - sinkEnd); };
     float o[${D / 2}];
 #pragma unroll
     for (int i = 0; i < ${D / 2}; ++i) o[i] = 0.0f;
     float mA = SFC_NEG_INF, mB = SFC_NEG_INF, lA = 0.0f, lB = 0.0f;
     sfc_mbar_wait(sfc_smem(&bars[0]), 0);
     const sfc_u32 qBase = sfc_smem(Qs + c * ${64 * 128});
-    for (int i = 0; i < nTiles; ++i) {
-      const int t = i < sinkEnd ? i : from + (i - sinkEnd);
-      const int s = i % ${stages};
-      sfc_mbar_wait(sfc_smem(&bars[1 + s]), (i / ${stages}) & 1);
-      const sfc_u32 kBase = sfc_smem(ring + s * ${2 * kvTileBytes});
-      const sfc_u32 vBase = kBase + ${kvTileBytes};
-      float sc[${BC / 2}];
-#pragma unroll
-      for (int j = 0; j < ${BC / 2}; ++j) sc[j] = 0.0f;
-      sfc_wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < ${D / 16}; ++kk)
-        sfc_qk(sc, sfc_wgmma_desc_sw128(qBase + (kk / 4) * ${BM * 128}) + 2 * (kk % 4),
-               sfc_wgmma_desc_sw128(kBase + (kk / 4) * ${subBytes}) + 2 * (kk % 4));
-      sfc_wgmma_commit();
+    // Software pipeline (per warpgroup): while the softmax of tile i runs on the ALUs, the tensor
+    // cores multiply P(i-1) V(i-1); S(i) = Q K(i)^T was issued just before.
+    float sc[${BC / 2}];
+    sfc_u32 pc[${BC / 16}][4], pn[${BC / 16}][4];
+    if (nTiles > 0) {
+      sfc_mbar_wait(sfc_smem(&bars[1]), 0);
+      ${issueQk('0')}
       sfc_wgmma_wait<0>();
-      // scale (log2 domain) and mask; the row maxima of this tile
-      const int k0 = t * ${BC};
-      const bool full = k0 + ${BC} <= mask.hi(q0) && (windowTokens <= 0 || k0 >= mask.lo(q0 + ${BM - 1}) || k0 + ${BC} <= sinkTokens) && q0 + ${BM} <= Lq;
-      float tA = SFC_NEG_INF, tB = SFC_NEG_INF;
-#pragma unroll
-      for (int j = 0; j < ${BC / 8}; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float v = sc[4 * j + e] * scaleLog2;
-          if (!full) {
-            const int k = k0 + 8 * j + cq + (e & 1);
-            if (!mask.visible(e < 2 ? qa : qb, k)) v = SFC_NEG_INF;
-          }
-          sc[4 * j + e] = v;
-          if (e < 2) tA = fmaxf(tA, v); else tB = fmaxf(tB, v);
-        }
+      float aA, aB;
+      ${softmax('tileOf(0)', 'pc')}
+    }
+    // unrolled by two so that P alternates between pc and pn without register copies (a copy would
+    // make ptxas serialise the wgmma pipeline): tile i's P lives in pc for even i, pn for odd i
+    for (int i = 1; i < nTiles; i += 2) {
+      ${step('i', 'pc', 'pn')}
+      if (i + 1 < nTiles) {
+        ${step('i + 1', 'pn', 'pc')}
       }
-      tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1));
-      tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
-      tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
-      tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
-      const float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
-      // a row that has seen no visible key yet keeps a zero base (no inf - inf)
-      const float bA = nA == SFC_NEG_INF ? 0.0f : nA, bB = nB == SFC_NEG_INF ? 0.0f : nB;
-      const float aA = sfc_exp2(mA - bA), aB = sfc_exp2(mB - bB);
-      mA = nA;
-      mB = nB;
-      float sA = 0.0f, sB = 0.0f;
-      sfc_u32 p[${BC / 16}][4];
-#pragma unroll
-      for (int j = 0; j < ${BC / 8}; ++j) {
-        const float p0 = sfc_exp2(sc[4 * j] - bA), p1 = sfc_exp2(sc[4 * j + 1] - bA);
-        const float p2 = sfc_exp2(sc[4 * j + 2] - bB), p3 = sfc_exp2(sc[4 * j + 3] - bB);
-        sA += p0 + p1;
-        sB += p2 + p3;
-        p[j / 2][(j % 2) * 2] = sfc_pack2(p0, p1);
-        p[j / 2][(j % 2) * 2 + 1] = sfc_pack2(p2, p3);
+    }
+    if (nTiles > 0) {
+      const int sp = (nTiles - 1) % ${stages};
+      if ((nTiles - 1) & 1) {
+        ${issuePv('sp', 'pn')}
+      } else {
+        ${issuePv('sp', 'pc')}
       }
-      lA = lA * aA + sA;
-      lB = lB * aB + sB;
-#pragma unroll
-      for (int j = 0; j < ${D / 8}; ++j) {
-        o[4 * j] *= aA;
-        o[4 * j + 1] *= aA;
-        o[4 * j + 2] *= aB;
-        o[4 * j + 3] *= aB;
-      }
-      sfc_wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < ${BC / 16}; ++kk)
-        sfc_pv(o, p[kk], sfc_wgmma_desc_sw128_mn(vBase + kk * 2048, ${subBytes}));
-      sfc_wgmma_commit();
       sfc_wgmma_wait<0>();
-      if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[1 + ${stages} + s]));
+      if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[1 + ${stages} + sp]));
     }
     // finish the row sums across the quad, normalise, store
     lA += __shfl_xor_sync(0xffffffffu, lA, 1);

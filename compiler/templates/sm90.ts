@@ -87,7 +87,8 @@ export function wgmmaK(input: WgmmaInput): number {
 /**
  * A device function `name(float (&d)[n/2], sfc_u64 a, sfc_u64 b)` issuing one
  * wgmma.m64nNk{16,32} with both operands in shared memory (K-major) and f32 accumulators, adding
- * into d. Each of the 128 threads of the warpgroup holds n/2 accumulators.
+ * into d (or overwriting it when `accumulate` is 0). Each of the 128 threads of the warpgroup holds
+ * n/2 accumulators.
  */
 export function wgmmaCall(name: string, n: number, input: WgmmaInput): string {
   if (n % 8 !== 0 || n < 8 || n > 256) throw new RangeError(`wgmma N must be a multiple of 8 in [8, 256], got ${n}`);
@@ -98,12 +99,12 @@ export function wgmmaCall(name: string, n: number, input: WgmmaInput): string {
   // 16-bit inputs take transpose flags (both 0: K-major); 8-bit inputs have none
   const tail = input === 'e4m3' ? 'p, 1, 1' : 'p, 1, 1, 0, 0';
   const mnemonic = `wgmma.mma_async.sync.aligned.m64n${n}k${k}.f32.${input}.${input}`;
-  return `__device__ __forceinline__ void ${name}(float (&d)[${regs}], sfc_u64 a, sfc_u64 b) {
+  return `__device__ __forceinline__ void ${name}(float (&d)[${regs}], sfc_u64 a, sfc_u64 b, int accumulate = 1) {
   asm volatile(
       "{\\n.reg .pred p;\\nsetp.ne.b32 p, %${regs + 2}, 0;\\n"
       "${mnemonic} {${list}}, %${regs}, %${regs + 1}, ${tail};\\n}\\n"
       : ${outs}
-      : "l"(a), "l"(b), "r"(1));
+      : "l"(a), "l"(b), "r"(accumulate));
 }
 `;
 }
