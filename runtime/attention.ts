@@ -82,6 +82,8 @@ function check(art: AttentionArtifact, op: AttentionOperands): Dims {
     if (l.dtype.name !== 'f32' || l.shape.join() !== [B, H, Lq].join() || !l.isContiguous())
       throw new ShapeError(`${name}: lse must be a contiguous f32 [${B}, ${H}, ${Lq}] tensor`);
   }
+  if (op.scale !== undefined && !(op.scale > 0 && Number.isFinite(op.scale)))
+    throw new SfcError(`${name}: the softmax scale must be a positive number, got ${op.scale}`);
   const m = op.mask ?? {};
   for (const key of ['blockTokens', 'qOffset', 'windowTokens', 'sinkTokens'] as const) {
     const x = m[key];

@@ -79,38 +79,41 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
   // and the rescale factors aA, aB of the output rows
   const softmax = (tile: string, dst: string) => `{
       const int k0 = (${tile}) * ${BC};
-      const bool full = k0 + ${BC} <= mask.hi(q0) &&
-          (windowTokens <= 0 || k0 >= mask.lo(q0 + ${BM - 1}) || k0 + ${BC} <= sinkTokens);
+      // masking only where some key of the tile is invisible to some row (bounds precomputed per row)
+      if (!(k0 + ${BC} <= hiMin && (windowTokens <= 0 || k0 >= loMax || k0 + ${BC} <= sinkTokens))) {
+#pragma unroll
+        for (int j = 0; j < ${BC / 8}; ++j) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int k = k0 + 8 * j + cq + (e & 1);
+            const bool ok = e < 2 ? (k < hiA && (k >= loA || k < sinkTokens)) : (k < hiB && (k >= loB || k < sinkTokens));
+            if (!ok) sc[4 * j + e] = SFC_NEG_INF;
+          }
+        }
+      }
       float tA = SFC_NEG_INF, tB = SFC_NEG_INF;
 #pragma unroll
       for (int j = 0; j < ${BC / 8}; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float v = sc[4 * j + e] * scaleLog2;
-          if (!full) {
-            const int k = k0 + 8 * j + cq + (e & 1);
-            if (!mask.visible(e < 2 ? qa : qb, k)) v = SFC_NEG_INF;
-          }
-          sc[4 * j + e] = v;
-          if (e < 2) tA = fmaxf(tA, v); else tB = fmaxf(tB, v);
-        }
+        tA = fmaxf(tA, fmaxf(sc[4 * j], sc[4 * j + 1]));
+        tB = fmaxf(tB, fmaxf(sc[4 * j + 2], sc[4 * j + 3]));
       }
       tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1));
       tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
       tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
       tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+      // running maxima in raw score units; exponents as one FFMA: exp2(s * scaleLog2 - max * scaleLog2)
       const float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
       // a row that has seen no visible key yet keeps a zero base (no inf - inf)
-      const float bA = nA == SFC_NEG_INF ? 0.0f : nA, bB = nB == SFC_NEG_INF ? 0.0f : nB;
-      aA = sfc_exp2(mA - bA);
-      aB = sfc_exp2(mB - bB);
+      const float bA = nA == SFC_NEG_INF ? 0.0f : nA * scaleLog2, bB = nB == SFC_NEG_INF ? 0.0f : nB * scaleLog2;
+      aA = sfc_exp2(fmaf(mA, scaleLog2, -bA));
+      aB = sfc_exp2(fmaf(mB, scaleLog2, -bB));
       mA = nA;
       mB = nB;
       float sA = 0.0f, sB = 0.0f;
 #pragma unroll
       for (int j = 0; j < ${BC / 8}; ++j) {
-        const float p0 = sfc_exp2(sc[4 * j] - bA), p1 = sfc_exp2(sc[4 * j + 1] - bA);
-        const float p2 = sfc_exp2(sc[4 * j + 2] - bB), p3 = sfc_exp2(sc[4 * j + 3] - bB);
+        const float p0 = sfc_exp2(fmaf(sc[4 * j], scaleLog2, -bA)), p1 = sfc_exp2(fmaf(sc[4 * j + 1], scaleLog2, -bA));
+        const float p2 = sfc_exp2(fmaf(sc[4 * j + 2], scaleLog2, -bB)), p3 = sfc_exp2(fmaf(sc[4 * j + 3], scaleLog2, -bB));
         sA += p0 + p1;
         sB += p2 + p3;
         ${dst}[j / 2][(j % 2) * 2] = sfc_pack2(p0, p1);
@@ -239,6 +242,9 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
     const int cq = 2 * (lane % 4);
     const int qa = q0 + 64 * c + ra, qb = qa + 8;
     auto tileOf = [&](int i) { return i < sinkEnd ? i : from + (i - sinkEnd); };
+    // visible keys of this thread's two rows: [loX, hiX) plus [0, sinkTokens); of the whole tile
+    const int hiA = mask.hi(qa), loA = mask.lo(qa), hiB = mask.hi(qb), loB = mask.lo(qb);
+    const int hiMin = mask.hi(q0), loMax = mask.lo(q0 + ${BM - 1});
     float o[${D / 2}];
 #pragma unroll
     for (int i = 0; i < ${D / 2}; ++i) o[i] = 0.0f;
@@ -292,8 +298,8 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
     if (lse != nullptr && (lane % 4) == 0) {
       const float ln2 = 0.6931471805599453f;
       float* row = lse + ((long long)b * H + h) * Lq;
-      if (qa < Lq) row[qa] = lA > 0.0f ? (mA + __log2f(lA)) * ln2 : SFC_NEG_INF;
-      if (qb < Lq) row[qb] = lB > 0.0f ? (mB + __log2f(lB)) * ln2 : SFC_NEG_INF;
+      if (qa < Lq) row[qa] = lA > 0.0f ? (mA * scaleLog2 + __log2f(lA)) * ln2 : SFC_NEG_INF;
+      if (qb < Lq) row[qb] = lB > 0.0f ? (mB * scaleLog2 + __log2f(lB)) * ln2 : SFC_NEG_INF;
     }
   }
 }
