@@ -1,6 +1,7 @@
 // Joins benchmark JSON under bench/results/ into charts (SVG, same folder), on any machine:
 //   node dist/bench/report.js
 // GEMM: kernels-gemm-<device>.json (sfc, cuBLASLt) with gemm-torch-<device>.json (PyTorch, same session).
+// Attention: kernels-attention-<device>.json with attention-torch-<device>.json (SDPA, same session).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../dsl/paths.js';
@@ -59,7 +60,46 @@ export function gemmCharts(dir: string): string[] {
   return written;
 }
 
+interface AttentionRow {
+  Lq: number;
+  Lkv: number;
+  tflops: number;
+}
+interface SdpaRow {
+  backend: string;
+  Lkv: number;
+  tflops?: number;
+}
+
+export function attentionCharts(dir: string): string[] {
+  const written: string[] = [];
+  for (const f of readdirSync(dir).filter((n) => /^kernels-attention-.*\.json$/.test(n))) {
+    const device = f.slice('kernels-attention-'.length, -'.json'.length);
+    const ours = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { commit: string; results: AttentionRow[] };
+    const torchFile = join(dir, `attention-torch-${device}.json`);
+    const torch = existsSync(torchFile)
+      ? (JSON.parse(readFileSync(torchFile, 'utf8')) as { results: SdpaRow[] }).results
+      : [];
+    const sdpa = (backend: string) =>
+      ours.results.map((r) => torch.find((t) => t.backend === backend && t.Lkv === r.Lkv)?.tflops ?? NaN);
+    const svg = barChartSvg({
+      title: `bf16 attention, 4680 queries, 12 x 128 (${device.replace(/_/g, ' ')}, commit ${ours.commit})`,
+      unit: 'TFLOP/s',
+      groups: ours.results.map((r) => `Lkv ${r.Lkv}`),
+      series: [
+        { name: 'sfc (generated)', color: '#2b6cb0', values: ours.results.map((r) => r.tflops) },
+        { name: 'SDPA default', color: '#ed8936', values: sdpa('default') },
+        { name: 'SDPA flash (FA2)', color: '#a0aec0', values: sdpa('flash') },
+      ],
+    });
+    const path = join(dir, `attention-${device}.svg`);
+    atomicWrite(path, svg);
+    written.push(path);
+  }
+  return written;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const dir = process.env.SFC_BENCH_OUT ?? join(packageRoot(import.meta.url), 'bench', 'results');
-  for (const p of gemmCharts(dir)) console.log(`wrote ${p}`);
+  for (const p of [...gemmCharts(dir), ...attentionCharts(dir)]) console.log(`wrote ${p}`);
 }
