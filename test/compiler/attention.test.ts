@@ -5,6 +5,7 @@ import type { AttentionSpec } from '../../dsl/artifact.js';
 import { f32 } from '../../dsl/dtypes.js';
 import { attentionSharedBytes, attentionSm90 } from '../../compiler/templates/attention.js';
 import { compileCudaAsync, findNvcc } from '../../compiler/nvcc.js';
+import { countSm90Opcodes } from '../../compiler/sass.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import { attentionVisible, runAttention } from '../../runtime/attention.js';
 import { Tensor } from '../../runtime/tensor.js';
@@ -36,6 +37,10 @@ describe('flash-attention template (sm_90a)', () => {
         expect(rep.name).toBe(art.entry);
         expect(rep.spillStoreBytes + rep.spillLoadBytes + rep.stackBytes, art.entry).toBe(0);
         expect(r.log).not.toMatch(/serializ|C7508|C7510/i);
+        // both products on wgmma: QK^T D/16 k-steps, PV bc/16 k-steps (per pipelined copy)
+        const ops = countSm90Opcodes(r.cubin, art.entry);
+        expect(ops.HGMMA, art.entry).toBeGreaterThanOrEqual(art.spec.headDim / 16 + art.spec.bc / 16);
+        expect(ops.UTMALDG).toBeGreaterThanOrEqual(3);
       }
     },
     240_000,

@@ -7,6 +7,7 @@ import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
 import { gemmSharedBytes, gemmSm90, maxStages, SM90_MAX_SHARED } from '../../compiler/templates/gemm.js';
 import { wgmmaCall } from '../../compiler/templates/sm90.js';
 import { compileCudaAsync, findNvcc } from '../../compiler/nvcc.js';
+import { countSm90Opcodes } from '../../compiler/sass.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import { runGemm } from '../../runtime/gemm.js';
 import { layoutOf, packArgs } from '../../runtime/launch.js';
@@ -58,6 +59,14 @@ describe('GEMM template (sm_90a)', () => {
         expect(rep.registers).toBeLessThanOrEqual(168);
         expect(r.log).not.toMatch(/serializ|C7508|C7510/i);
         expect(art.sharedBytes).toBeLessThanOrEqual(SM90_MAX_SHARED);
+        // the tensor-core path is wgmma (HGMMA / QGMMA in the machine code) fed by TMA
+        const ops = countSm90Opcodes(r.cubin, art.entry);
+        const mma = art.spec.input === 'e4m3' ? ops.QGMMA : ops.HGMMA;
+        expect(mma, `${art.entry} tensor-core instructions`).toBeGreaterThanOrEqual(
+          art.bk / (art.spec.input === 'e4m3' ? 32 : 16),
+        );
+        expect(art.spec.input === 'e4m3' ? ops.HGMMA : ops.QGMMA).toBe(0);
+        expect(ops.UTMALDG).toBeGreaterThanOrEqual(2);
       }
     },
     240_000,
@@ -173,5 +182,24 @@ describe('GEMM JS twin', () => {
       }
       for (let j = 3; j < 8; j++) expect(Number(got[i * 8 + j])).toBe(0); // padding untouched
     }
+  });
+});
+
+describe('machine-code opcode reader', () => {
+  it('counts what cuobjdump listed for a cubin built on the GPU machine', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const dir = join(import.meta.dirname, '..', 'fixtures', 'sass');
+    const cubin = new Uint8Array(readFileSync(join(dir, 'gemm_bf16_sm90a.cubin')));
+    // gemm_bf16_sm90a.counts: `cuobjdump -sass | grep | uniq -c` of the same file (CUDA 13.0, H200 machine)
+    const listed = Object.fromEntries(
+      readFileSync(join(dir, 'gemm_bf16_sm90a.counts'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .map(([n, op]) => [op, Number(n)]),
+    );
+    const ops = countSm90Opcodes(cubin, 'sfc_gemm_sm90_bf16_bf16_128x256x64_s4');
+    expect(ops).toEqual({ HGMMA: listed.HGMMA, QGMMA: 0, UTMALDG: listed.UTMALDG });
   });
 });
