@@ -73,6 +73,11 @@ export interface GemmSpec {
   bn: number;
   /** shared-memory pipeline depth (buffers of A and B K-slices) */
   stages: number;
+  /**
+   * One CTA per SM looping over tiles, epilogue straight from the accumulators (default false: one CTA
+   * per tile, epilogue staged through shared memory with coalesced stores).
+   */
+  persistent?: boolean;
   epilogue?: GemmEpilogue;
 }
 

@@ -45,16 +45,16 @@ function tag(e: GemmEpilogue): string {
 }
 
 /** Shared memory of one instantiation: the pipeline ring, or the epilogue staging if larger, plus barriers. */
-export function gemmSharedBytes(spec: Pick<GemmSpec, 'bn' | 'stages'>): number {
+export function gemmSharedBytes(spec: Pick<GemmSpec, 'bn' | 'stages' | 'persistent'>): number {
   const ring = spec.stages * (BM + spec.bn) * 128;
-  const staging = BM * (spec.bn + 8) * 4;
+  const staging = spec.persistent ? 0 : BM * (spec.bn + 8) * 4;
   return 1024 /* alignment slack */ + Math.max(ring, staging) + spec.stages * 16;
 }
 
 /** The deepest pipeline that fits in shared memory for this tile width. */
-export function maxStages(bn: number): number {
+export function maxStages(bn: number, persistent = false): number {
   let s = 2;
-  while (s < 8 && gemmSharedBytes({ bn, stages: s + 1 }) <= SM90_MAX_SHARED) s++;
+  while (s < 8 && gemmSharedBytes({ bn, stages: s + 1, persistent }) <= SM90_MAX_SHARED) s++;
   return s;
 }
 
@@ -136,6 +136,31 @@ function storeVec4(out: GemmOutput): string {
   }
 }
 
+/** Stores v[0], v[1] at C + off, C + off + 1 as one access (off is even). */
+function storePair(out: GemmOutput): string {
+  switch (out) {
+    case 'f32':
+      return `*reinterpret_cast<float2*>(C + off) = make_float2(v[0], v[1]);`;
+    case 'bf16':
+    case 'f16': {
+      const cv = out === 'bf16' ? 'sfc_to_bf16' : 'sfc_to_f16';
+      return `*reinterpret_cast<sfc_u32*>(C + off) = (sfc_u32)${cv}(v[0]) | ((sfc_u32)${cv}(v[1]) << 16);`;
+    }
+    case 'e4m3':
+      return `*reinterpret_cast<unsigned short*>(C + off) = (unsigned short)(sfc_to_e4m3(v[0]) | (sfc_to_e4m3(v[1]) << 8));`;
+  }
+}
+
+function storeScalarAt(out: GemmOutput, i: number): string {
+  const cv: Record<GemmOutput, string> = {
+    f32: `v[${i}]`,
+    bf16: `sfc_to_bf16(v[${i}])`,
+    f16: `sfc_to_f16(v[${i}])`,
+    e4m3: `sfc_to_e4m3(v[${i}])`,
+  };
+  return `C[off + ${i}] = ${cv[out]};`;
+}
+
 function storeScalar(out: GemmOutput): string {
   const cv: Record<GemmOutput, string> = {
     f32: 'v[i]',
@@ -150,11 +175,19 @@ function storeScalar(out: GemmOutput): string {
 export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   validateGemmSpec(specIn);
   const epilogue = specIn.epilogue ?? {};
-  const spec = { input: specIn.input, output: specIn.output, bn: specIn.bn, stages: specIn.stages, epilogue };
+  const persistent = specIn.persistent ?? false;
+  const spec = {
+    input: specIn.input,
+    output: specIn.output,
+    bn: specIn.bn,
+    stages: specIn.stages,
+    persistent,
+    epilogue,
+  };
   const { bn, stages, input, output } = spec;
   const bk = 128 / elementBytes(input); // 128-byte rows: the 128-byte swizzle span
   const kStep = wgmmaK(input);
-  const entry = `sfc_gemm_sm90_${input}_${output}_128x${bn}x${bk}_s${stages}${tag(epilogue)}`;
+  const entry = `sfc_gemm_sm90_${input}_${output}_128x${bn}x${bk}_s${stages}${persistent ? '_p' : ''}${tag(epilogue)}`;
   const extra = epilogueParams(epilogue);
   const params: GemmArtifact['params'] = [
     { name: 'tmA', type: 'tmap' },
@@ -170,36 +203,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   const bBytes = bn * 128;
   const pitch = bn + 8; // f32 staging row pitch: == 8 (mod 32) words, conflict-free float2 writes
   const regs = bn / 2;
-  const source = `${CUDA_PRELUDE}
-${SM90_PRELUDE}
-${wgmmaCall('sfc_mma', bn, input)}
-__device__ __forceinline__ float sfc_epilogue(float y, const int row, const int col${extra.map((p) => `, ${p.decl}`).join('')}) {
-    ${epilogueBody(epilogue)}
-    return y;
-}
-
-extern "C" __global__ void __launch_bounds__(${THREADS}, 1)
-${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTensorMap tmB,
-    ${ctype[output]}* __restrict__ C, const int M, const int N, const int K, const int ldc${extra.map((p) => `,\n    ${p.decl}`).join('')}) {
-  extern __shared__ unsigned char sfc_smem_raw[];
-  unsigned char* smem = (unsigned char*)(((sfc_u64)sfc_smem_raw + 1023) & ~(sfc_u64)1023);
-  unsigned char* ringA = smem;                          // [stages][${BM} rows][128 bytes]
-  unsigned char* ringB = smem + ${stages * aBytes};     // [stages][${bn} rows][128 bytes]
-  sfc_u64* bars = (sfc_u64*)(smem + ${Math.max(stages * (aBytes + bBytes), BM * pitch * 4)});
-  // full[s] = bars[s], empty[s] = bars[${stages} + s]
-  const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
-  const int m0 = blockIdx.x * ${BM}, n0 = blockIdx.y * ${bn};
-  const int kTiles = (K + ${bk - 1}) / ${bk};
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < ${stages}; ++s) {
-      sfc_mbar_init(sfc_smem(&bars[s]), 1);
-      sfc_mbar_init(sfc_smem(&bars[${stages} + s]), ${CONSUMERS});
-    }
-    sfc_mbar_fence_init();
-  }
-  __syncthreads();
-
-  if (wg == 0) {
+  const STAGED_BODY = `  if (wg == 0) {
     sfc_setmaxnreg_dec<40>();
     if (tid == 0) {
       sfc_tma_prefetch_map(&tmA);
@@ -261,7 +265,110 @@ ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTe
       }
     }
   }
+`;
+  const PERSISTENT_BODY = `  // persistent: CTAs loop over tiles (m fastest); the producer runs ahead across tile boundaries, so the
+  // next tile's first K-slices load while the consumers run this tile's epilogue
+  const int tilesM = (M + ${BM - 1}) / ${BM}, tiles = tilesM * ((N + ${bn - 1}) / ${bn});
+  if (wg == 0) {
+    sfc_setmaxnreg_dec<40>();
+    if (tid == 0) {
+      sfc_tma_prefetch_map(&tmA);
+      sfc_tma_prefetch_map(&tmB);
+      int it = 0;
+      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int tm0 = (tile % tilesM) * ${BM}, tn0 = (tile / tilesM) * ${bn};
+        for (int kt = 0; kt < kTiles; ++kt, ++it) {
+          const int s = it % ${stages};
+          sfc_mbar_wait(sfc_smem(&bars[${stages} + s]), ((it / ${stages}) & 1) ^ 1);
+          const sfc_u32 full = sfc_smem(&bars[s]);
+          sfc_mbar_expect_tx(full, ${aBytes + bBytes});
+          sfc_tma_load_2d(sfc_smem(ringA + s * ${aBytes}), &tmA, kt * ${bk}, tm0, full);
+          sfc_tma_load_2d(sfc_smem(ringB + s * ${bBytes}), &tmB, kt * ${bk}, tn0, full);
+        }
+      }
+    }
+  } else {
+    sfc_setmaxnreg_inc<232>();
+    const int c = wg - 1;
+    const int warp = tid / 32, lane = tid % 32;
+    const int r0 = warp * 16 + lane / 4, c0 = 2 * (lane % 4);
+    const bool pairs = (N % 2 == 0) && (ldc % 2 == 0);
+    int it = 0;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      const int tm0 = (tile % tilesM) * ${BM}, tn0 = (tile / tilesM) * ${bn};
+      float acc[${regs}];
+      for (int kt = 0; kt < kTiles; ++kt, ++it) {
+        const int s = it % ${stages};
+        sfc_mbar_wait(sfc_smem(&bars[s]), (it / ${stages}) & 1);
+        const sfc_u64 da = sfc_wgmma_desc_sw128(sfc_smem(ringA + s * ${aBytes} + c * ${64 * 128}));
+        const sfc_u64 db = sfc_wgmma_desc_sw128(sfc_smem(ringB + s * ${bBytes}));
+        sfc_wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < ${bk / kStep}; ++kk) sfc_mma(acc, da + 2 * kk, db + 2 * kk, kt > 0 || kk > 0);
+        sfc_wgmma_commit();
+        sfc_wgmma_wait<1>();
+        if (kt > 0 && tid == 0) sfc_mbar_arrive(sfc_smem(&bars[${stages} + (it - 1) % ${stages}]));
+      }
+      sfc_wgmma_wait<0>();
+      if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[${stages} + (it - 1) % ${stages}]));
+      // epilogue straight from the accumulator fragments: pairs of adjacent columns per store
+#pragma unroll
+      for (int j = 0; j < ${bn / 8}; ++j) {
+        const int col = tn0 + 8 * j + c0;
+        if (col >= N) continue;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = tm0 + c * 64 + r0 + 8 * h;
+          if (row >= M) continue;
+          float v[2];
+          v[0] = sfc_epilogue(acc[4 * j + 2 * h], row, col${extra.map((p) => `, ${p.name}`).join('')});
+          const long long off = (long long)row * ldc + col;
+          if (col + 1 < N) {
+            v[1] = sfc_epilogue(acc[4 * j + 2 * h + 1], row, col + 1${extra.map((p) => `, ${p.name}`).join('')});
+            if (pairs) {
+              ${storePair(output)}
+            } else {
+              ${storeScalarAt(output, 0)}
+              ${storeScalarAt(output, 1)}
+            }
+          } else {
+            ${storeScalarAt(output, 0)}
+          }
+        }
+      }
+    }
+  }
+`;
+  const source = `${CUDA_PRELUDE}
+${SM90_PRELUDE}
+${wgmmaCall('sfc_mma', bn, input)}
+__device__ __forceinline__ float sfc_epilogue(float y, const int row, const int col${extra.map((p) => `, ${p.decl}`).join('')}) {
+    ${epilogueBody(epilogue)}
+    return y;
 }
+
+extern "C" __global__ void __launch_bounds__(${THREADS}, 1)
+${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTensorMap tmB,
+    ${ctype[output]}* __restrict__ C, const int M, const int N, const int K, const int ldc${extra.map((p) => `,\n    ${p.decl}`).join('')}) {
+  extern __shared__ unsigned char sfc_smem_raw[];
+  unsigned char* smem = (unsigned char*)(((sfc_u64)sfc_smem_raw + 1023) & ~(sfc_u64)1023);
+  unsigned char* ringA = smem;                          // [stages][${BM} rows][128 bytes]
+  unsigned char* ringB = smem + ${stages * aBytes};     // [stages][${bn} rows][128 bytes]
+  sfc_u64* bars = (sfc_u64*)(smem + ${Math.max(stages * (aBytes + bBytes), BM * pitch * 4)});
+  // full[s] = bars[s], empty[s] = bars[${stages} + s]
+  const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+  const int m0 = blockIdx.x * ${BM}, n0 = blockIdx.y * ${bn};
+  const int kTiles = (K + ${bk - 1}) / ${bk};
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < ${stages}; ++s) {
+      sfc_mbar_init(sfc_smem(&bars[s]), 1);
+      sfc_mbar_init(sfc_smem(&bars[${stages} + s]), ${CONSUMERS});
+    }
+    sfc_mbar_fence_init();
+  }
+  __syncthreads();
+
+${persistent ? PERSISTENT_BODY : STAGED_BODY}}
 `;
   return {
     kind: 'gemm',
