@@ -18,7 +18,7 @@ import { CUDA_PRELUDE } from './cuda-prelude.js';
 import { binaryRules, unaryRules } from './ops.js';
 import { isFloat, isInt, numel, walk, type ElemType, type KernelIR, type Stmt, type Value } from './ir.js';
 
-const cType: Record<ElemType, string> = {
+export const cType: Record<ElemType, string> = {
   f32: 'float',
   f16: 'float',
   bf16: 'float',
@@ -29,7 +29,7 @@ const cType: Record<ElemType, string> = {
   u8: 'int',
   bool: 'bool',
 };
-const storageType: Record<ElemType, string> = {
+export const storageType: Record<ElemType, string> = {
   f32: 'float',
   f16: 'sfc_f16',
   bf16: 'sfc_bf16',
@@ -55,7 +55,7 @@ const elemBytes: Record<ElemType, number> = {
 const halfOrFp8 = new Set<ElemType>(['bf16', 'f16', 'e4m3', 'e5m2']);
 
 /** A stored element (storageType) as the register value (cType). */
-function fromStorage(d: ElemType, x: string): string {
+export function fromStorage(d: ElemType, x: string): string {
   if (halfOrFp8.has(d)) return `sfc_from_${d}(${x})`;
   return d === 'u8' ? `(int)(${x})` : d === 'bool' ? `(${x} != 0)` : x;
 }
@@ -65,11 +65,23 @@ function toStorage(d: ElemType, x: string): string {
   return d === 'u8' || d === 'bool' ? `(unsigned char)(${x})` : x;
 }
 /** Rounds a computed float to the precision of dtype d (values of half/FP8 types are kept rounded). */
-function roundTo(d: ElemType, x: string): string {
+export function roundTo(d: ElemType, x: string): string {
   return halfOrFp8.has(d) ? `sfc_round_${d}(${x})` : x;
 }
 
-function lit(v: number, d: ElemType): string {
+/** A register value of dtype `from` converted to dtype `to`, as DSL casts do on the GPU. */
+export function castExpr(x: string, from: ElemType, to: ElemType): string {
+  if (from === to) return x;
+  if (to === 'bool') return `(${x} != 0)`;
+  if (isInt(to)) {
+    if (isFloat(from))
+      return to === 'i64' ? `(long long)(${x})` : to === 'u8' ? `min(max(sfc_f2i(${x}), 0), 255)` : `sfc_f2i(${x})`;
+    return to === 'i64' ? `(long long)(${x})` : to === 'u8' ? `((int)(${x}) & 255)` : `(int)(${x})`;
+  }
+  return roundTo(to, `(float)(${x})`);
+}
+
+export function lit(v: number, d: ElemType): string {
   if (d === 'bool') return v ? 'true' : 'false';
   if (isInt(d)) return d === 'i64' ? `${v}LL` : String(v | 0) === String(v) ? String(v) : `${v}`;
   if (Number.isNaN(v)) return '__int_as_float(0x7fc00000)';
@@ -355,14 +367,7 @@ class CudaEmitter {
   }
 
   private castExpr(x: string, from: ElemType, to: ElemType): string {
-    if (from === to) return x;
-    if (to === 'bool') return `(${x} != 0)`;
-    if (isInt(to)) {
-      if (isFloat(from))
-        return to === 'i64' ? `(long long)(${x})` : to === 'u8' ? `min(max(sfc_f2i(${x}), 0), 255)` : `sfc_f2i(${x})`;
-      return to === 'i64' ? `(long long)(${x})` : to === 'u8' ? `((int)(${x}) & 255)` : `(int)(${x})`;
-    }
-    return roundTo(to, `(float)(${x})`);
+    return castExpr(x, from, to);
   }
 
   /** materialised tiles currently readable from shared memory: value id -> byte offset */

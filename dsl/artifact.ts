@@ -64,6 +64,12 @@ export interface GemmEpilogue {
   residual?: 'f32' | 'bf16' | 'f16';
   /** y *= outScale before the cast (FP8 outputs: the reciprocal of the output's scale) */
   outScale?: boolean;
+  /**
+   * Generated code instead of the steps above (the layer compiler's fused element-wise group): C++
+   * statements that read `y` (the f32 accumulator), `row`, `col` and the extra parameters, and assign
+   * the value to store to `y`.
+   */
+  custom?: { params: { name: string; type: GemmArgType; ctype: string }[]; body: string };
 }
 
 export interface GemmSpec {

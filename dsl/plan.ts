@@ -1,7 +1,7 @@
 // A launch plan: what the compiler emits for a layer and the runtime executes (plain, JSON-able
 // data). Buffers have dtypes and shapes over symbolic dims, bound from the inputs at run time;
 // steps are fused kernels (artifacts), matmuls (library GEMMs: cuBLASLt on CUDA) and views.
-import type { KernelArtifact } from './artifact.js';
+import type { GemmArtifact, KernelArtifact } from './artifact.js';
 import type { DTypeName } from './dtypes.js';
 
 export type PlanDim = number | string;
@@ -31,6 +31,25 @@ export type PlanStep =
       m: PlanDim[];
       n: PlanDim[];
       k: PlanDim[];
+      label: string;
+    }
+  | {
+      /**
+       * A Linear (b = [N, K]) with a fused element-wise epilogue generated from the layer's own ops:
+       * one GEMM-template launch where the device has an instantiation (`candidates`, tuned on first
+       * use), else the same work unfused (`fallback`: the matmul into a temp, then the group kernel).
+       */
+      kind: 'gemm';
+      candidates: GemmArtifact[];
+      a: number;
+      b: number;
+      out: number;
+      m: PlanDim[];
+      n: PlanDim[];
+      k: PlanDim[];
+      /** values of the generated epilogue's parameters, in order */
+      extra: PlanArg[];
+      fallback: PlanStep[];
       label: string;
     };
 

@@ -9,7 +9,7 @@ import { SfcError } from '../dsl/errors.js';
 import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
 import { CudaDevice, type CudaKernel } from './cuda.js';
-import { atomicWrite, defaultCacheDir } from './kernel-cache.js';
+import { atomicWrite } from './kernel-cache.js';
 import { ShapeError, Tensor } from './tensor.js';
 
 /** The tensors and scalars of one GEMM call; which extras are needed follows the artifact's epilogue. */
@@ -28,6 +28,8 @@ export interface GemmOperands {
   gate?: Tensor;
   gateRows?: number;
   outScale?: number;
+  /** values of a generated epilogue's parameters, by name: tensors (pointers) and integers */
+  extra?: Record<string, Tensor | number>;
 }
 
 interface Checked {
@@ -65,6 +67,17 @@ function check(art: GemmArtifact, op: GemmOperands): Checked {
     if (typeof v !== 'number' || !Number.isFinite(v))
       throw new SfcError(`${name}: this epilogue needs a finite '${what}'`);
   };
+  for (const p of e.custom?.params ?? []) {
+    const v = op.extra?.[p.name];
+    if (p.type === 'ptr') {
+      if (!(v instanceof Tensor)) throw new SfcError(`${name}: the epilogue needs tensor '${p.name}'`);
+      if (v.device !== a.device)
+        throw new SfcError(`${name}: '${p.name}' is on ${v.device.name}, a on ${a.device.name}`);
+      if (!v.isContiguous()) throw new ShapeError(`${name}: epilogue tensor '${p.name}' must be contiguous`);
+    } else if (typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new SfcError(`${name}: the epilogue needs a number for '${p.name}'`);
+    }
+  }
   if (e.alpha) num(op.alpha, 'alpha');
   if (e.outScale) num(op.outScale, 'outScale');
   if (e.rowScale) vec(op.rowScale, 'rowScale', M, 'f32');
@@ -169,6 +182,10 @@ function runCuda(dev: CudaDevice, art: GemmArtifact, op: GemmOperands, M: number
     values.residual = addressOf(dev, op.residual);
     values.ldr = op.residual.strides[0]!;
   }
+  for (const p of art.spec.epilogue.custom?.params ?? []) {
+    const v = op.extra![p.name]!;
+    values[p.name] = v instanceof Tensor ? addressOf(dev, v) : v;
+  }
   if (op.gate) {
     values.gate = addressOf(dev, op.gate);
     values.ldg = op.gate.strides[0]!;
@@ -195,6 +212,10 @@ const gelu = (y: number) => 0.5 * y * (1 + Math.tanh(0.7978845608028654 * (y + 0
 
 /** The JS twin: float64 dot products, then the epilogue in float32 steps, then the output rounding. */
 export function gemmCpu(e: GemmEpilogue, op: GemmOperands, M: number, N: number, K: number): void {
+  if (e.custom)
+    throw new SfcError(
+      'a generated GEMM epilogue is CUDA code; on the CPU, run the unfused matmul and group (plans do)',
+    );
   const rows = (t: Tensor): Float64Array => {
     const v = decode(t.dtype, t.contiguous().toRaw());
     return Float64Array.from(v as ArrayLike<number>);
@@ -269,7 +290,7 @@ export interface TuneResult {
 /**
  * Picks the fastest of `candidates` (same input/output/epilogue, different tiles) for these
  * operands, timing each with CUDA events (median of `reps` after warm-up), and remembers the choice
- * in `<cacheDir>/gemm-tuning.json`. The output is overwritten while timing.
+ * in `gemm-tuning.json` of the device's kernel cache directory. The output is overwritten while timing.
  */
 export function tuneGemm(
   dev: CudaDevice,
@@ -279,7 +300,7 @@ export function tuneGemm(
 ): TuneResult {
   if (candidates.length === 0) throw new SfcError('tuneGemm needs at least one candidate');
   const { M, N, K } = check(candidates[0]!, op);
-  const dir = options.cacheDir ?? defaultCacheDir();
+  const dir = options.cacheDir ?? dev.cache.dir;
   const file = join(dir, 'gemm-tuning.json');
   const key = gemmTuneKey(dev.arch, M, N, K, candidates);
   let table: Record<string, string> = {};

@@ -1,20 +1,41 @@
 // Executes a launch plan (dsl/plan.ts) on the CPU or a CUDA device: binds symbolic dims from the
 // input tensors, allocates outputs and temporaries (temps share memory as the plan's reuse map
 // says), and runs the steps: generated kernels through `launch`, matmuls with cuBLASLt on CUDA and a
-// float32-accumulating loop on the CPU.
-import type { PlanDim, LaunchPlan } from '../dsl/plan.js';
+// float32-accumulating loop on the CPU, fused GEMMs (GEMM template + generated epilogue, tile tuned on
+// first use) where the device has their instantiation and their unfused fallback elsewhere.
+import type { GemmArtifact } from '../dsl/artifact.js';
+import type { LaunchPlan, PlanDim, PlanStep } from '../dsl/plan.js';
 import { dtypeOf } from '../dsl/dtypes.js';
 import { SfcError } from '../dsl/errors.js';
 import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
 import { CudaDevice } from './cuda.js';
 import type { Device } from './device.js';
+import { runGemm, tuneGemm, type GemmOperands } from './gemm.js';
 import { launch } from './kernels.js';
 import { CudaDataType } from './native/api.js';
 import { Tensor, fmtShape } from './tensor.js';
 
 export class PlanRunner {
+  /** the tuned GEMM instantiation per fused step and M */
+  private readonly gemmChoice = new Map<string, GemmArtifact>();
+
   constructor(readonly plan: LaunchPlan) {}
+
+  private chooseGemm(
+    dev: CudaDevice,
+    s: Extract<PlanStep, { kind: 'gemm' }>,
+    op: GemmOperands,
+    M: number,
+  ): GemmArtifact {
+    const key = `${this.plan.steps.indexOf(s)}:${M}`;
+    let art = this.gemmChoice.get(key);
+    if (!art) {
+      art = s.candidates.length === 1 ? s.candidates[0]! : tuneGemm(dev, s.candidates, op).chosen;
+      this.gemmChoice.set(key, art);
+    }
+    return art;
+  }
 
   /** Runs the plan; returns its outputs (new tensors on the inputs' device). */
   run(inputs: readonly Tensor[]): Tensor[] {
@@ -70,14 +91,31 @@ export class PlanRunner {
       tensors.set(bid, t);
       return t;
     };
-    for (const s of p.steps) {
+    const exec = (s: PlanStep): void => {
       if (s.kind === 'kernel') {
         const args = s.args.map((a) => ('buffer' in a ? tensorOf(a.buffer) : 'dims' in a ? size(a.dims) : a.value));
         launch(s.artifact, s.grid.map(size), args);
-      } else {
+      } else if (s.kind === 'matmul') {
         matmul(device, tensorOf(s.a), tensorOf(s.b), tensorOf(s.out), s.transB, size(s.m), size(s.n), size(s.k));
+      } else if (device instanceof CudaDevice && s.candidates.length > 0 && s.candidates[0]!.arch === device.arch) {
+        const [M, N, K] = [size(s.m), size(s.n), size(s.k)];
+        const extra: Record<string, Tensor | number> = {};
+        const params = s.candidates[0]!.spec.epilogue.custom?.params ?? [];
+        s.extra.forEach((a, i) => {
+          extra[params[i]!.name] = 'buffer' in a ? tensorOf(a.buffer) : 'dims' in a ? size(a.dims) : a.value;
+        });
+        const op: GemmOperands = {
+          a: tensorOf(s.a).reshape([M, K]),
+          b: tensorOf(s.b),
+          c: tensorOf(s.out).reshape([M, N]),
+          extra,
+        };
+        runGemm(this.chooseGemm(device, s, op, M), op);
+      } else {
+        for (const f of s.fallback) exec(f);
       }
-    }
+    };
+    for (const s of p.steps) exec(s);
     const outs = p.outputs.map((bid) => tensorOf(bid));
     for (const t of temps) if (!outs.some((o) => o.storage === t.storage)) t.dispose();
     return outs;

@@ -9,10 +9,44 @@ import type { KernelArtifact } from '../../dsl/artifact.js';
 import { compileFiles } from '../compile.js';
 import type { Dim, GNode, LayerGraph } from './graph.js';
 import { groupKernel } from './codegen.js';
-import { fuse } from './fuse.js';
+import { epilogueObstacle, fuseEpilogue } from './epilogue.js';
+import { fuse, type FusionGroup } from './fuse.js';
+import { gemmSm90, maxStages } from '../templates/gemm.js';
 
-export function planLayer(g: LayerGraph): LaunchPlan {
+export interface PlanOptions {
+  /**
+   * Fuse a Linear with the element-wise group that consumes it into one GEMM-template launch
+   * (sm_90a instantiations; other devices run the unfused fallback). Default true.
+   */
+  fuseGemmEpilogues?: boolean;
+}
+
+/** Tile widths the plan offers the GEMM autotuner (one CTA per tile; all validated on the H100/H200). */
+const GEMM_TILES = [128, 192, 256];
+
+export function planLayer(g: LayerGraph, options: PlanOptions = {}): LaunchPlan {
   const order = fuse(g);
+  // matmuls whose only consumer is one element-wise group: that group becomes the GEMM's epilogue
+  const consumers = new Map<number, GNode[]>();
+  for (const n of g.nodes) for (const i of n.inputs) consumers.set(i.id, [...(consumers.get(i.id) ?? []), n]);
+  const graphOutputs = new Set(g.outputs.map((o) => o.id));
+  const absorbs = new Map<FusionGroup, GNode>();
+  const deferred = new Set<number>();
+  if (options.fuseGemmEpilogues ?? true) {
+    const groupOfNode = new Map<number, FusionGroup>();
+    for (const o of order) if (o.kind === 'group') for (const n of o.group.nodes) groupOfNode.set(n.id, o.group);
+    for (const o of order) {
+      if (o.kind !== 'matmul') continue;
+      const mm = o.node;
+      const users = consumers.get(mm.id) ?? [];
+      const grp = users.length ? groupOfNode.get(users[0]!.id) : undefined;
+      if (!grp || absorbs.has(grp)) continue;
+      const outside = graphOutputs.has(mm.id) || users.some((u) => groupOfNode.get(u.id) !== grp);
+      if (epilogueObstacle(mm, grp, outside) !== undefined) continue;
+      absorbs.set(grp, mm);
+      deferred.add(mm.id);
+    }
+  }
   const buffers: PlanBuffer[] = [];
   const bufOf = new Map<number, number>();
   const outputs = new Set(g.outputs.map((o) => o.id));
@@ -26,6 +60,22 @@ export function planLayer(g: LayerGraph): LaunchPlan {
     newBuffer(i, 'input', { of: i.op === 'input' ? i.index : 0, name: i.op === 'input' ? i.name : undefined });
   const produce = (n: GNode) => bufOf.get(n.id) ?? newBuffer(n, outputs.has(n.id) ? 'output' : 'temp');
 
+  const matmulStep = (n: GNode): PlanStep => {
+    const [a, b] = n.inputs as [GNode, GNode];
+    const out = produce(n);
+    const as = a.type.shape;
+    return {
+      kind: 'matmul',
+      a: bufOf.get(a.id)!,
+      b: bufOf.get(b.id)!,
+      out,
+      transB: n.op === 'matmul' && n.transB,
+      m: as.slice(0, -1),
+      k: [as[as.length - 1]!],
+      n: [n.type.shape[n.type.shape.length - 1]!],
+      label: `matmul %${n.id}`,
+    };
+  };
   const steps: PlanStep[] = [];
   let k = 0;
   for (const item of order) {
@@ -35,21 +85,7 @@ export function planLayer(g: LayerGraph): LaunchPlan {
       continue;
     }
     if (item.kind === 'matmul') {
-      const n = item.node;
-      const [a, b] = n.inputs as [GNode, GNode];
-      const out = produce(n);
-      const as = a.type.shape;
-      steps.push({
-        kind: 'matmul',
-        a: bufOf.get(a.id)!,
-        b: bufOf.get(b.id)!,
-        out,
-        transB: n.op === 'matmul' && n.transB,
-        m: as.slice(0, -1),
-        k: [as[as.length - 1]!],
-        n: [n.type.shape[n.type.shape.length - 1]!],
-        label: `matmul %${n.id}`,
-      });
+      if (!deferred.has(item.node.id)) steps.push(matmulStep(item.node));
       continue;
     }
     if (item.kind === 'attention') {
@@ -79,15 +115,41 @@ export function planLayer(g: LayerGraph): LaunchPlan {
     }
     const grp = item.group;
     const name = `${g.name}_f${k++}`;
+    const mm = absorbs.get(grp);
+    // the unfused matmul (into a temp only the fallback uses) comes first when the group absorbs it
+    const fallbackMatmul = mm ? matmulStep(mm) : undefined;
     const gk = groupKernel(grp, name, g.file, grp.nodes[0]!.span);
     for (const o of grp.outputs) produce(o);
     const args: PlanArg[] = gk.args.map((a) => ('node' in a ? { buffer: bufOf.get(a.node.id)! } : { dims: a.dims }));
-    steps.push({
+    const kernelStep: PlanStep = {
       kind: 'kernel',
       artifact: artifactOf(gk.ir),
       grid: [gk.grid.length ? gk.grid : [1]],
       args,
       label: `${name}: ${grp.nodes.length} ops (${[...new Set(grp.nodes.map((x) => (x.op === 'binary' || x.op === 'unary' ? x.fn : x.op)))].join(', ')})`,
+    };
+    if (!mm || !fallbackMatmul) {
+      steps.push(kernelStep);
+      continue;
+    }
+    const fused = fuseEpilogue(mm, grp);
+    const [a, b] = mm.inputs as [GNode, GNode];
+    const input = a.type.dtype as 'bf16' | 'f16';
+    const output = fused.output.type.dtype as 'bf16' | 'f16' | 'f32';
+    steps.push({
+      kind: 'gemm',
+      candidates: GEMM_TILES.map((bn) =>
+        gemmSm90({ input, output, bn, stages: maxStages(bn), epilogue: fused.epilogue }),
+      ),
+      a: bufOf.get(a.id)!,
+      b: bufOf.get(b.id)!,
+      out: bufOf.get(fused.output.id)!,
+      m: a.type.shape.slice(0, -1),
+      k: [a.type.shape[a.type.shape.length - 1]!],
+      n: [mm.type.shape[mm.type.shape.length - 1]!],
+      extra: fused.args.map((x) => ('node' in x ? { buffer: bufOf.get(x.node.id)! } : { dims: x.dims })),
+      fallback: [fallbackMatmul, kernelStep],
+      label: `gemm %${mm.id} + ${kernelStep.label}`,
     });
   }
   // graph outputs that are inputs or views still need their own buffer ids in `outputs`
@@ -103,13 +165,31 @@ export function planLayer(g: LayerGraph): LaunchPlan {
   };
 }
 
+/** Every buffer a step touches (a fused GEMM: its operands and everything its fallback touches). */
+export function stepBuffers(s: PlanStep): number[] {
+  switch (s.kind) {
+    case 'kernel':
+      return s.args.flatMap((a) => ('buffer' in a ? [a.buffer] : []));
+    case 'matmul':
+      return [s.a, s.b, s.out];
+    case 'gemm':
+      return [
+        s.a,
+        s.b,
+        s.out,
+        ...s.extra.flatMap((a) => ('buffer' in a ? [a.buffer] : [])),
+        ...s.fallback.flatMap(stepBuffers),
+      ];
+  }
+}
+
 /** Temps whose last use has passed lend their memory to later temps of the same dtype and shape. */
 function planReuse(buffers: PlanBuffer[], steps: PlanStep[], outputs: number[]): Record<number, number> {
   const root = (id: number): number => (buffers[id]!.kind === 'view' ? root(buffers[id]!.of!) : id);
   const lastUse = new Map<number, number>();
   const firstDef = new Map<number, number>();
   steps.forEach((s, i) => {
-    const reads = s.kind === 'kernel' ? s.args.flatMap((a) => ('buffer' in a ? [a.buffer] : [])) : [s.a, s.b, s.out];
+    const reads = stepBuffers(s);
     for (const b of reads) {
       const r = root(b);
       lastUse.set(r, i);

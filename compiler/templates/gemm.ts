@@ -33,6 +33,7 @@ const elementBytes = (t: GemmInput | GemmOutput): number => (t === 'f32' ? 4 : t
 
 function tag(e: GemmEpilogue): string {
   const parts: string[] = [];
+  if (e.custom) parts.push(`x${fnv1a(e.custom.body + JSON.stringify(e.custom.params)).toString(16)}`);
   if (e.alpha) parts.push('a');
   if (e.rowScale) parts.push('rs');
   if (e.colScale) parts.push('cs');
@@ -42,6 +43,13 @@ function tag(e: GemmEpilogue): string {
   if (e.residual) parts.push(`r${e.residual}`);
   if (e.outScale) parts.push('os');
   return parts.length ? `_${parts.join('_')}` : '';
+}
+
+/** 32-bit FNV-1a: a short, stable name suffix for generated epilogues. */
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
 }
 
 /** Shared memory of one instantiation: the pipeline ring, or the epilogue staging if larger, plus barriers. */
@@ -69,11 +77,14 @@ export function validateGemmSpec(spec: GemmSpec): void {
     );
   const e = spec.epilogue ?? {};
   if (e.gatedResidual && e.residual) throw new RangeError('a GEMM epilogue has one residual, gated or not');
-  if (spec.output === 'e4m3' && spec.input !== 'e4m3' && !e.outScale)
+  if (e.custom && Object.keys(e).some((k) => k !== 'custom' && e[k as keyof GemmEpilogue] !== undefined))
+    throw new RangeError('a generated (custom) GEMM epilogue replaces the built-in steps; give one or the other');
+  if (spec.output === 'e4m3' && spec.input !== 'e4m3' && !e.outScale && !e.custom)
     throw new RangeError('an FP8 output needs outScale (the reciprocal of its scale)');
 }
 
 function epilogueParams(e: GemmEpilogue): { name: string; type: GemmArgType; decl: string }[] {
+  if (e.custom) return e.custom.params.map((q) => ({ name: q.name, type: q.type, decl: `${q.ctype} ${q.name}` }));
   const p: { name: string; type: GemmArgType; decl: string }[] = [];
   if (e.alpha) p.push({ name: 'alpha', type: 'f32', decl: 'const float alpha' });
   if (e.rowScale) p.push({ name: 'rowScale', type: 'ptr', decl: 'const float* __restrict__ rowScale' });
@@ -97,6 +108,7 @@ function epilogueParams(e: GemmEpilogue): { name: string; type: GemmArgType; dec
 
 /** The per-element epilogue: statements that turn `y` (f32) at (row, col) into the stored value. */
 function epilogueBody(e: GemmEpilogue): string {
+  if (e.custom) return e.custom.body;
   const s: string[] = [];
   if (e.alpha) s.push('y *= alpha;');
   if (e.rowScale) s.push('y *= rowScale[row];');

@@ -8,6 +8,8 @@ import { programFromText } from '../../compiler/frontend.js';
 import { lowerLayer } from '../../compiler/layer/frontend.js';
 import { runGraph, type HostTensor } from '../../compiler/layer/interp.js';
 import { planLayer } from '../../compiler/layer/plan.js';
+import { compileCudaAsync, findNvcc } from '../../compiler/nvcc.js';
+import { countSm90Opcodes } from '../../compiler/sass.js';
 import type { LayerGraph } from '../../compiler/layer/graph.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import { PlanRunner } from '../../runtime/plan.js';
@@ -120,20 +122,65 @@ describe('layer plans on the CPU', () => {
   });
 
   it('fuses each layer into few kernels', () => {
-    const count = (n: string) => {
-      const p = planLayer(graphs.get(n)!);
+    const count = (n: string, options = {}) => {
+      const p = planLayer(graphs.get(n)!, options);
       return {
         kernels: p.steps.filter((s) => s.kind === 'kernel').length,
         matmuls: p.steps.filter((s) => s.kind === 'matmul').length,
+        gemms: p.steps.filter((s) => s.kind === 'gemm').length,
       };
     };
-    // modulated LN (1 kernel) -> fc1 -> bias + GELU (1) -> fc2 -> bias + gated residual (1)
-    expect(count('ffnBlock')).toEqual({ kernels: 3, matmuls: 2 });
-    expect(count('qk')).toEqual({ kernels: 1, matmuls: 0 });
-    expect(count('views')).toEqual({ kernels: 1, matmuls: 0 });
-    // modulated LN; q bias+RMSNorm; k bias+RMSNorm; v bias; attention; o bias + gated residual
-    expect(count('selfAttn')).toEqual({ kernels: 6, matmuls: 4 });
+    // modulated LN (1 kernel) -> fc1 with bias + GELU as its epilogue -> fc2 with bias + gated residual
+    expect(count('ffnBlock')).toEqual({ kernels: 1, matmuls: 0, gemms: 2 });
+    // unfused: modulated LN, fc1, bias + GELU, fc2, bias + gated residual
+    expect(count('ffnBlock', { fuseGemmEpilogues: false })).toEqual({ kernels: 3, matmuls: 2, gemms: 0 });
+    expect(count('qk')).toEqual({ kernels: 1, matmuls: 0, gemms: 0 });
+    expect(count('views')).toEqual({ kernels: 1, matmuls: 0, gemms: 0 });
+    // modulated LN; q -> bias + RMSNorm; k -> bias + RMSNorm (row reductions stay kernels); v with its
+    // bias fused; attention; o with bias + gated residual fused
+    expect(count('selfAttn', { fuseGemmEpilogues: false })).toEqual({ kernels: 6, matmuls: 4, gemms: 0 });
+    expect(count('selfAttn')).toEqual({ kernels: 4, matmuls: 2, gemms: 2 });
   });
+
+  it('generates GEMM epilogues from the layer ops, compiled for sm_90a with wgmma and no spills', async () => {
+    const p = planLayer(graphs.get('ffnBlock')!);
+    const gemms = p.steps.filter((s) => s.kind === 'gemm');
+    const [fc1, fc2] = gemms as Extract<(typeof gemms)[number], { kind: 'gemm' }>[];
+    // fc2: the matmul rounded to bf16 as the unfused plan stores it, + bias, then x + y * gate in f32 with
+    // the gate broadcast over the T tokens of each frame (F, T symbolic: run-time parameters)
+    expect(fc2!.candidates[0]!.spec.epilogue.custom!.body).toMatchInlineSnapshot(`
+      "int r_ = row;
+          [[maybe_unused]] const int i1 = r_ % d_T;
+          r_ /= d_T;
+          [[maybe_unused]] const int i0 = r_;
+          const float m_ = sfc_round_bf16(y);
+          const float v7 = sfc_from_bf16(t7[(long long)col]);
+          const float v45 = sfc_round_bf16((m_ + v7));
+          const float v46 = (float)(v45);
+          const float v3 = t3[(long long)col + (long long)i0 * 64 * 1];
+          const float v47 = (v46 * v3);
+          const float v0 = t0[(long long)col + (long long)i1 * 64 + (long long)i0 * 64 * d_T];
+          const float v48 = (v0 + v47);
+          y = v48;"
+    `);
+    expect(fc2!.candidates[0]!.spec.output).toBe('f32');
+    expect(fc1!.candidates[0]!.spec.output).toBe('bf16');
+    expect(fc2!.fallback.map((s) => s.kind)).toEqual(['matmul', 'kernel']);
+    if (!findNvcc()) return;
+    const results = await Promise.all(
+      gemms
+        .flatMap((s) => (s.kind === 'gemm' ? [s.candidates[0]!] : []))
+        .map((art) =>
+          compileCudaAsync({ source: art.source, arch: 'sm_90a', name: `${art.entry}.cu` }).then((r) => ({ art, r })),
+        ),
+    );
+    for (const { art, r } of results) {
+      const rep = r.reports[0]!;
+      expect(rep.spillStoreBytes + rep.spillLoadBytes + rep.stackBytes, art.entry).toBe(0);
+      expect(r.log).not.toMatch(/warning|serializ/i);
+      expect(countSm90Opcodes(r.cubin, art.entry).HGMMA).toBeGreaterThan(0);
+    }
+  }, 120_000);
 
   it('checks its inputs', () => {
     const g = graphs.get('qk')!;

@@ -1,0 +1,136 @@
+// GEMM epilogue fusion: a matmul (a Linear, B = [N, K]) whose only consumer is one element-wise
+// fusion group producing a single tensor of the matmul's shape becomes one GEMM launch, with the
+// group's ops generated as the GEMM's per-element epilogue (C++ over the f32 accumulator, the row and
+// the column). The group is the layer DSL's own code: bias adds, activations, gates, residuals, casts
+// — whatever the layer wrote — compiled with the same op table and rounding rules as the group
+// kernel it replaces (the matmul result is first rounded to the matmul's dtype, as the unfused plan
+// stores it). Other tensors the group reads are loaded with broadcast indexing from (row, col).
+import type { GemmArgType, GemmEpilogue } from '../../dsl/artifact.js';
+import { castExpr, cType, fromStorage, lit, roundTo, storageType } from '../backend-cuda.js';
+import { isFloat } from '../ir.js';
+import { binaryRules, unaryRules } from '../ops.js';
+import type { FusionGroup } from './fuse.js';
+import type { Dim, GNode } from './graph.js';
+
+export interface EpilogueFusion {
+  /** the value the GEMM stores (the group's one output) */
+  output: GNode;
+  epilogue: Required<Pick<GemmEpilogue, 'custom'>>;
+  /** values of the custom parameters, in order: a tensor (node) or a dim's run-time value */
+  args: ({ node: GNode } | { dims: Dim[] })[];
+}
+
+const MAX_LEADING = 4;
+
+/** Why `mm` + `grp` cannot fuse, or undefined when they can. */
+export function epilogueObstacle(mm: GNode, grp: FusionGroup, usedOutside: boolean): string | undefined {
+  if (mm.op !== 'matmul' || !mm.transB) return 'not a Linear (B must be [N, K])';
+  const [a, b] = mm.inputs as [GNode, GNode];
+  if (a.type.dtype !== b.type.dtype || !['bf16', 'f16'].includes(a.type.dtype)) return 'inputs are not bf16/f16';
+  if (usedOutside) return 'the matmul result is needed outside the group';
+  if (grp.outputs.length !== 1) return 'the group stores more than one tensor';
+  const out = grp.outputs[0]!;
+  if (out.type.shape.join() !== mm.type.shape.join()) return "the group's output is not the matmul's shape";
+  if (!['bf16', 'f16', 'f32'].includes(out.type.dtype)) return `a ${out.type.dtype} output`;
+  if (mm.type.shape.length - 1 > MAX_LEADING) return 'too many leading dims';
+  for (const n of grp.nodes) {
+    if (n.op === 'reduce') return 'a reduction (a row spans several CTAs)';
+    if (n.op === 'swapPairs') return 'swapPairs reads a neighbouring column';
+  }
+  return undefined;
+}
+
+/** Generates the epilogue of `mm` fused with `grp`; call epilogueObstacle first. */
+export function fuseEpilogue(mm: GNode, grp: FusionGroup): EpilogueFusion {
+  const out = grp.outputs[0]!;
+  const shape = out.type.shape;
+  const leading = shape.slice(0, -1);
+  const params: { name: string; type: GemmArgType; ctype: string }[] = [];
+  const args: EpilogueFusion['args'] = [];
+  const dimNames = new Map<string, string>();
+  const dimExpr = (d: Dim): string => {
+    if (typeof d === 'number') return String(d);
+    let name = dimNames.get(d);
+    if (!name) {
+      name = `d_${d.replace(/\W/g, '_')}`;
+      dimNames.set(d, name);
+      params.push({ name, type: 'i32', ctype: 'const int' });
+      args.push({ dims: [d] });
+    }
+    return name;
+  };
+  const lines: string[] = [];
+  // coordinates of `row` in the output's leading dims (the GEMM's M is their product)
+  const coord: string[] = [];
+  if (leading.length === 1) coord.push('row');
+  else if (leading.length > 1) {
+    lines.push('int r_ = row;');
+    for (let d = leading.length - 1; d > 0; d--) {
+      lines.push(`[[maybe_unused]] const int i${d} = r_ % ${dimExpr(leading[d]!)};`, `r_ /= ${dimExpr(leading[d]!)};`);
+      coord[d] = `i${d}`;
+    }
+    lines.push('[[maybe_unused]] const int i0 = r_;');
+    coord[0] = 'i0';
+  }
+  const vals = new Map<number, { expr: string; dtype: GNode['type']['dtype'] }>();
+  // the matmul result as the unfused plan stores it: rounded to its dtype
+  vals.set(mm.id, { expr: 'm_', dtype: mm.type.dtype });
+  lines.push(`const float m_ = ${roundTo(mm.type.dtype, 'y')};`);
+  const inside = new Set(grp.nodes.map((n) => n.id));
+  const valueOf = (n: GNode): string => {
+    const known = vals.get(n.id);
+    if (known) return known.expr;
+    if (n.op === 'const') return lit(n.value, n.type.dtype);
+    if (n.op === 'dim') return `(${dimExpr(n.name)})`;
+    if (inside.has(n.id)) throw new Error(`internal: epilogue node %${n.id} used before it is defined`);
+    // an outside tensor: load with broadcast indexing against the output's shape
+    const s = n.type.shape;
+    const off = shape.length - s.length;
+    const terms: string[] = [];
+    let stride = '1';
+    for (let d = s.length - 1; d >= 0; d--) {
+      const od = d + off;
+      if (s[d] !== 1) {
+        const c = od === shape.length - 1 ? 'col' : coord[od]!;
+        terms.push(stride === '1' ? `(long long)${c}` : `(long long)${c} * ${stride}`);
+      }
+      stride = stride === '1' ? dimExpr(s[d]!) : `${stride} * ${dimExpr(s[d]!)}`;
+    }
+    const pname = `t${n.id}`;
+    params.push({ name: pname, type: 'ptr', ctype: `const ${storageType[n.type.dtype]}* __restrict__` });
+    args.push({ node: n });
+    const v = `v${n.id}`;
+    lines.push(
+      `const ${cType[n.type.dtype]} ${v} = ${fromStorage(n.type.dtype, `${pname}[${terms.join(' + ') || '0'}]`)};`,
+    );
+    vals.set(n.id, { expr: v, dtype: n.type.dtype });
+    return v;
+  };
+  for (const n of grp.nodes) {
+    const a = (i: number) => valueOf(n.inputs[i]!);
+    const d = n.type.dtype;
+    let e: string;
+    switch (n.op) {
+      case 'cast':
+        e = castExpr(a(0), n.inputs[0]!.type.dtype, d);
+        break;
+      case 'binary':
+        e = roundTo(d, binaryRules[n.fn].cuda(a(0), a(1), n.inputs[0]!.type.dtype));
+        break;
+      case 'unary':
+        e = roundTo(d, unaryRules[n.fn].cuda(a(0), n.inputs[0]!.type.dtype));
+        break;
+      case 'where':
+        e = `(${a(0)} ? ${a(1)} : ${a(2)})`;
+        break;
+      default:
+        throw new Error(`internal: ${n.op} in a GEMM epilogue`);
+    }
+    const v = `v${n.id}`;
+    lines.push(`const ${cType[d]} ${v} = ${e};`);
+    vals.set(n.id, { expr: v, dtype: d });
+  }
+  const result = vals.get(out.id)!;
+  lines.push(`y = ${isFloat(result.dtype) ? result.expr : `(float)(${result.expr})`};`);
+  return { output: out, epilogue: { custom: { params, body: lines.join('\n    ') } }, args };
+}
