@@ -81,6 +81,33 @@ export function castExpr(x: string, from: ElemType, to: ElemType): string {
   return roundTo(to, `(float)(${x})`);
 }
 
+/**
+ * The CUDA expression of an element-wise op over its operands' expressions (`from` = the first
+ * operand's dtype, `d` = the result's); undefined for other ops. Shared by the kernel backend and the
+ * layer compiler's GEMM epilogues, so both round and convert alike.
+ */
+export function elementwiseExpr(
+  v: { op: string; fn?: string },
+  a: (i: number) => string,
+  from: ElemType,
+  d: ElemType,
+): string | undefined {
+  switch (v.op) {
+    case 'cast':
+      return castExpr(a(0), from, d);
+    case 'binary':
+      return roundTo(d, binaryRules[v.fn as keyof typeof binaryRules].cuda(a(0), a(1), from));
+    case 'unary':
+      return roundTo(d, unaryRules[v.fn as keyof typeof unaryRules].cuda(a(0), from));
+    case 'fma':
+      return `fmaf(${a(0)}, ${a(1)}, ${a(2)})`;
+    case 'where':
+      return `(${a(0)} ? ${a(1)} : ${a(2)})`;
+    default:
+      return undefined;
+  }
+}
+
 export function lit(v: number, d: ElemType): string {
   if (d === 'bool') return v ? 'true' : 'false';
   if (isInt(d)) return d === 'i64' ? `${v}LL` : String(v | 0) === String(v) ? String(v) : `${v}`;
@@ -352,22 +379,14 @@ class CudaEmitter {
           reg: null,
         });
       case 'cast':
-        return this.castExpr(a(0), v.args[0]!.type.dtype, d);
       case 'binary':
-        return roundTo(d, binaryRules[v.fn].cuda(a(0), a(1), v.args[0]!.type.dtype));
       case 'unary':
-        return roundTo(d, unaryRules[v.fn].cuda(a(0), v.args[0]!.type.dtype));
       case 'fma':
-        return `fmaf(${a(0)}, ${a(1)}, ${a(2)})`;
       case 'where':
-        return `(${a(0)} ? ${a(1)} : ${a(2)})`;
+        return elementwiseExpr(v, a, v.args[0]!.type.dtype, d)!;
       default:
         throw new Error(`internal: ${v.op} cannot be lazy`);
     }
-  }
-
-  private castExpr(x: string, from: ElemType, to: ElemType): string {
-    return castExpr(x, from, to);
   }
 
   /** materialised tiles currently readable from shared memory: value id -> byte offset */
@@ -499,19 +518,11 @@ class CudaEmitter {
           e = `x${v.varId}`;
           break;
         case 'cast':
-          e = this.castExpr(a(0), v.args[0]!.type.dtype, d);
-          break;
         case 'binary':
-          e = roundTo(d, binaryRules[v.fn].cuda(a(0), a(1), v.args[0]!.type.dtype));
-          break;
         case 'unary':
-          e = roundTo(d, unaryRules[v.fn].cuda(a(0), v.args[0]!.type.dtype));
-          break;
         case 'fma':
-          e = `fmaf(${a(0)}, ${a(1)}, ${a(2)})`;
-          break;
         case 'where':
-          e = `(${a(0)} ? ${a(1)} : ${a(2)})`;
+          e = elementwiseExpr(v, a, v.args[0]!.type.dtype, d)!;
           break;
         case 'reshape':
         case 'full':

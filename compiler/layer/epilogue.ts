@@ -6,9 +6,8 @@
 // kernel it replaces (the matmul result is first rounded to the matmul's dtype, as the unfused plan
 // stores it). Other tensors the group reads are loaded with broadcast indexing from (row, col).
 import type { GemmArgType, GemmEpilogue } from '../../dsl/artifact.js';
-import { castExpr, cType, fromStorage, lit, roundTo, storageType } from '../backend-cuda.js';
+import { cType, elementwiseExpr, fromStorage, lit, roundTo, storageType } from '../backend-cuda.js';
 import { isFloat } from '../ir.js';
-import { binaryRules, unaryRules } from '../ops.js';
 import type { FusionGroup } from './fuse.js';
 import type { Dim, GNode } from './graph.js';
 
@@ -109,23 +108,8 @@ export function fuseEpilogue(mm: GNode, grp: FusionGroup): EpilogueFusion {
   for (const n of grp.nodes) {
     const a = (i: number) => valueOf(n.inputs[i]!);
     const d = n.type.dtype;
-    let e: string;
-    switch (n.op) {
-      case 'cast':
-        e = castExpr(a(0), n.inputs[0]!.type.dtype, d);
-        break;
-      case 'binary':
-        e = roundTo(d, binaryRules[n.fn].cuda(a(0), a(1), n.inputs[0]!.type.dtype));
-        break;
-      case 'unary':
-        e = roundTo(d, unaryRules[n.fn].cuda(a(0), n.inputs[0]!.type.dtype));
-        break;
-      case 'where':
-        e = `(${a(0)} ? ${a(1)} : ${a(2)})`;
-        break;
-      default:
-        throw new Error(`internal: ${n.op} in a GEMM epilogue`);
-    }
+    const e = elementwiseExpr(n, a, n.inputs[0]!.type.dtype, d);
+    if (e === undefined) throw new Error(`internal: ${n.op} in a GEMM epilogue`);
     const v = `v${n.id}`;
     lines.push(`const ${cType[d]} ${v} = ${e};`);
     vals.set(n.id, { expr: v, dtype: d });
