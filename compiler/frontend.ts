@@ -51,6 +51,12 @@ export class DslProgram {
   readonly program: ts.Program;
   readonly checker: ts.TypeChecker;
 
+  /**
+   * Static sizes specialised at build time (e.g. from a model preset): a top-level `const NAME` or
+   * `type NAME` of a DSL file whose name is here takes this value instead of its written one.
+   */
+  specialize: ReadonlyMap<string, number> = new Map();
+
   constructor(
     readonly files: string[],
     virtual: Map<string, string> = new Map(),
@@ -258,6 +264,8 @@ export function constValue(p: DslProgram, e: ts.Expression, depth = 0): number {
       decl.initializer &&
       (ts.getCombinedNodeFlags(decl) & ts.NodeFlags.Const) !== 0
     ) {
+      const special = ts.isIdentifier(decl.name) ? p.specialize.get(decl.name.text) : undefined;
+      if (special !== undefined) return special;
       return constValue(p, decl.initializer, depth + 1);
     }
     if (decl && ts.isPropertyAssignment(decl)) return constValue(p, decl.initializer, depth + 1);

@@ -130,3 +130,20 @@ export interface AttentionArtifact {
   entry: string;
   params: { name: string; type: 'tmap' | 'ptr' | 'i32' | 'f32' }[];
 }
+
+// ---- model bundles -------------------------------------------------------------------------------
+
+/**
+ * Everything a model runs, compiled for one model preset: its layers' launch plans, its standalone
+ * kernels, and the attention template instantiation. Plain data, so a build can store it as JSON and
+ * the runtime can run the model without the compiler.
+ */
+export interface ModelBundle {
+  /** e.g. 'wan-dit' */
+  model: string;
+  /** the static sizes the layers were specialised with */
+  dims: Record<string, number>;
+  plans: Record<string, import('./plan.js').LaunchPlan>;
+  kernels: Record<string, KernelArtifact>;
+  attention: AttentionArtifact;
+}

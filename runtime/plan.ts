@@ -37,8 +37,11 @@ export class PlanRunner {
     return art;
   }
 
-  /** Runs the plan; returns its outputs (new tensors on the inputs' device). */
-  run(inputs: readonly Tensor[]): Tensor[] {
+  /**
+   * Runs the plan; returns its outputs: new tensors on the inputs' device, or where `into[i]` is
+   * given, that (contiguous) tensor, written in place (e.g. a slice of a KV cache).
+   */
+  run(inputs: readonly Tensor[], into: readonly (Tensor | undefined)[] = []): Tensor[] {
     const p = this.plan;
     if (inputs.length !== p.inputs.length)
       throw new SfcError(`${p.name} takes ${p.inputs.length} tensors, got ${inputs.length}`);
@@ -75,6 +78,23 @@ export class PlanRunner {
       }, 1);
     const tensors = new Map<number, Tensor>();
     p.inputs.forEach((bid, i) => tensors.set(bid, inputs[i]!.contiguous()));
+    p.outputs.forEach((bid, i) => {
+      const t = into[i];
+      if (!t) return;
+      const b = p.buffers[bid]!;
+      const want = b.shape.map((d) => size([d]));
+      if (t.device !== device || t.dtype.name !== b.dtype || !t.isContiguous() || t.numel !== size(b.shape))
+        throw new SfcError(
+          `${p.name}: output ${i} must be a contiguous ${b.dtype} tensor of ${fmtShape(want)} on ${device.name}, got ${t.toString()}`,
+        );
+      // a view's memory is its base buffer's: place the base there too
+      let base = bid;
+      while (p.buffers[base]!.kind === 'view') base = p.buffers[base]!.of!;
+      if (p.buffers[base]!.kind === 'input')
+        throw new SfcError(`${p.name}: output ${i} is a view of an input and cannot be written in place`);
+      tensors.set(base, t.reshape(p.buffers[base]!.shape.map((d) => size([d]))));
+      tensors.set(bid, t.reshape(want));
+    });
     const temps: Tensor[] = [];
     const tensorOf = (bid: number): Tensor => {
       const have = tensors.get(bid);

@@ -271,7 +271,17 @@ class LayerLowering {
       const shape = sh.elements.map((el): Dim => {
         if (ts.isLiteralTypeNode(el) && ts.isNumericLiteral(el.literal)) return Number(el.literal.text);
         if (ts.isLiteralTypeNode(el) && ts.isStringLiteral(el.literal)) return el.literal.text;
-        throw dslError(el, "a dim is a number (static) or a string (symbolic), e.g. ['L', 1536]");
+        if (ts.isTypeReferenceNode(el) && !el.typeArguments) {
+          // a named static size: `type DIM = 1536`, specialised by the build from a model preset
+          const special = ts.isIdentifier(el.typeName) ? this.p.specialize.get(el.typeName.text) : undefined;
+          if (special !== undefined) return special;
+          const t = this.p.checker.getTypeFromTypeNode(el);
+          if (t.isNumberLiteral()) return t.value;
+        }
+        throw dslError(
+          el,
+          "a dim is a number (static), a string (symbolic) or a `type NAME = 1536` alias, e.g. ['L', 1536]",
+        );
       });
       type = { dtype: d as ElemType, shape };
     } else if (s && dtypeOf(s.name)) {

@@ -1,0 +1,87 @@
+// The DiT's way in and out of token space, and its per-chunk RoPE tables.
+// Wan patchifies latents [C, F, H, W] with a (1, 2, 2) Conv3d whose kernel equals its stride, so
+// patch embedding is a Linear over each token's C x 2 x 2 values (ordered c, kh, kw like the Conv3d
+// weight); the head emits per token (kh, kw, c) values that unpatchify scatters back. One program
+// per token (tokens ordered frame, row, column).
+import {
+  arange,
+  bf16,
+  cast,
+  idiv,
+  kernel,
+  load,
+  programId,
+  store,
+  type Const,
+  type f32,
+  type i32,
+  type Ptr,
+} from '../../dsl/kernel.js';
+
+/** x [C, F, H, W] (f32) -> tokens [F * H/2 * W/2, C * 4] (bf16), values ordered (c, kh, kw) */
+export const patchify = kernel((x: Ptr<f32>, tokens: Ptr<bf16>, F: i32, H: i32, W: i32, C: Const<16>) => {
+  const tok = programId(0);
+  const gw = W >> 1;
+  const perFrame = (H >> 1) * gw;
+  const f = idiv(tok, perFrame);
+  const inFrame = tok - f * perFrame;
+  const hh = idiv(inFrame, gw);
+  const ww = inFrame - hh * gw;
+  const e = arange(0, C * 4);
+  const c = e >> 2;
+  const kh = (e >> 1) & 1;
+  const kw = e & 1;
+  const src = ((c * F + f) * H + 2 * hh + kh) * W + 2 * ww + kw;
+  store(tokens, tok * C * 4 + e, cast(load(x, src), bf16));
+});
+
+/** tokens [F * H/2 * W/2, 4 * C] (f32, values ordered (kh, kw, c)) -> out [C, F, H, W] (f32) */
+export const unpatchify = kernel((tokens: Ptr<f32>, out: Ptr<f32>, F: i32, H: i32, W: i32, C: Const<16>) => {
+  const tok = programId(0);
+  const gw = W >> 1;
+  const perFrame = (H >> 1) * gw;
+  const f = idiv(tok, perFrame);
+  const inFrame = tok - f * perFrame;
+  const hh = idiv(inFrame, gw);
+  const ww = inFrame - hh * gw;
+  const e = arange(0, C * 4);
+  const c = e % C;
+  const kw = idiv(e, C) & 1;
+  const kh = idiv(e, 2 * C);
+  const dst = ((c * F + f) * H + 2 * hh + kh) * W + 2 * ww + kw;
+  store(out, dst, load(tokens, tok * C * 4 + e));
+});
+
+/**
+ * Per-token rotary tables of a chunk for the layer DSL's `rope` op: from the model's angle tables
+ * cosT/sinT [maxPos, PAIRS] (pair j of a head uses its frame, row or column position by its section),
+ * writes cosOut/sinOut [tokens, 2 * PAIRS]: each pair's cosine twice and its sine as (-sin, +sin).
+ * Frames are offset by the chunk's start frame.
+ */
+export const ropeTables = kernel(
+  (
+    cosT: Ptr<f32>,
+    sinT: Ptr<f32>,
+    cosOut: Ptr<f32>,
+    sinOut: Ptr<f32>,
+    gridH: i32,
+    gridW: i32,
+    frameOffset: i32,
+    PAIRS: Const<64>,
+    framePairs: Const<22>,
+    heightPairs: Const<21>,
+  ) => {
+    const tok = programId(0);
+    const perFrame = gridH * gridW;
+    const inFrame = tok - idiv(tok, perFrame) * perFrame;
+    const f = idiv(tok, perFrame) + frameOffset;
+    const hh = idiv(inFrame, gridW);
+    const ww = inFrame - hh * gridW;
+    const e = arange(0, 2 * PAIRS);
+    const j = e >> 1;
+    const pos = j < framePairs ? f : j < framePairs + heightPairs ? hh : ww;
+    const s = load(sinT, pos * PAIRS + j);
+    store(cosOut, tok * 2 * PAIRS + e, load(cosT, pos * PAIRS + j));
+    store(sinOut, tok * 2 * PAIRS + e, (e & 1) === 1 ? s : -s);
+  },
+);

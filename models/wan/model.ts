@@ -1,0 +1,483 @@
+// The causal Wan2.1 DiT (Self-Forcing's generator), assembled in plain TypeScript from the layers in
+// layers.ts (compiled into a ModelBundle for a preset) and the attention template. One call of
+// `forward` is one denoising pass over one chunk of latent frames: its k/v are written into the KV
+// cache at the chunk's position (a local window rolls the oldest frames out after the sink frames),
+// its queries attend to everything cached up to the chunk's end, and the cross-attention uses the
+// text k/v computed once per prompt (`encodeContext`).
+import type { ModelBundle } from '../../dsl/artifact.js';
+import { bf16, f32, type DType } from '../../dsl/dtypes.js';
+import { SfcError } from '../../dsl/errors.js';
+import type { CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
+import { decode, rawArray } from '../../runtime/convert.js';
+import type { Device } from '../../runtime/device.js';
+import { runAttention } from '../../runtime/attention.js';
+import { launch } from '../../runtime/kernels.js';
+import { PlanRunner } from '../../runtime/plan.js';
+import { Tensor, fmtShape } from '../../runtime/tensor.js';
+
+/** The preset fields the DiT reads (configs' `dit:` section). */
+export interface WanDitShape {
+  dim: number;
+  ffn_dim: number;
+  freq_dim: number;
+  num_heads: number;
+  num_layers: number;
+  in_dim: number;
+  out_dim: number;
+  text_dim: number;
+  text_len: number;
+}
+
+/** A parameter of the model: its checkpoint name, shape, and the dtype sfc keeps it in. */
+export interface WanParam {
+  name: string;
+  shape: number[];
+  dtype: DType;
+}
+
+/** Every parameter of the Wan DiT under the reference checkpoint's names. */
+export function wanDitParams(s: WanDitShape): WanParam[] {
+  const d = s.dim;
+  const p: WanParam[] = [];
+  const add = (name: string, shape: number[], dtype: DType = bf16) => p.push({ name, shape, dtype });
+  const lin = (name: string, out: number, inp: number) => {
+    add(`${name}.weight`, [out, inp]);
+    add(`${name}.bias`, [out]);
+  };
+  add('patch_embedding.weight', [d, s.in_dim, 1, 2, 2]);
+  add('patch_embedding.bias', [d]);
+  lin('text_embedding.0', d, s.text_dim);
+  lin('text_embedding.2', d, d);
+  lin('time_embedding.0', d, s.freq_dim);
+  lin('time_embedding.2', d, d);
+  lin('time_projection.1', 6 * d, d);
+  for (let i = 0; i < s.num_layers; i++) {
+    const b = `blocks.${i}.`;
+    add(`${b}modulation`, [1, 6, d], f32);
+    for (const a of ['self_attn', 'cross_attn']) {
+      for (const n of ['q', 'k', 'v', 'o']) lin(`${b}${a}.${n}`, d, d);
+      add(`${b}${a}.norm_q.weight`, [d]);
+      add(`${b}${a}.norm_k.weight`, [d]);
+    }
+    add(`${b}norm3.weight`, [d], f32);
+    add(`${b}norm3.bias`, [d], f32);
+    lin(`${b}ffn.0`, s.ffn_dim, d);
+    lin(`${b}ffn.2`, d, s.ffn_dim);
+  }
+  add('head.modulation', [1, 2, d], f32);
+  lin('head.head', s.out_dim * 4, d);
+  return p;
+}
+
+/** Reads a checkpoint tensor onto `device` as `dtype` (converting if the file holds another dtype). */
+export function uploadParam(device: Device, t: CheckpointTensor, want: WanParam): Tensor {
+  if (t.shape.length !== want.shape.length || t.shape.some((n, i) => n !== want.shape[i]))
+    throw new SfcError(
+      `'${want.name}' has shape ${fmtShape(t.shape)} in the checkpoint, the model needs ${fmtShape(want.shape)}`,
+    );
+  if (!t.dtype || !t.dtype.isFloat)
+    throw new SfcError(`'${want.name}' is ${t.fileDtype} in the checkpoint; a floating-point tensor is needed`);
+  let bytes = t.read();
+  if (bytes.byteOffset % t.dtype.bytes !== 0) bytes = bytes.slice();
+  const n = want.shape.reduce((a, b) => a * b, 1);
+  const raw = rawArray(t.dtype, bytes.buffer, bytes.byteOffset, n);
+  if (t.dtype === want.dtype) return Tensor.fromRaw(device, want.dtype, want.shape, raw);
+  return Tensor.from(device, want.dtype, want.shape, decode(t.dtype, raw) as Float32Array);
+}
+
+/** sinusoidal embedding of timesteps (cos then sin, float64 as the reference computes it) */
+export function timestepSinusoid(t: readonly number[], dim: number): Float64Array {
+  const half = dim / 2;
+  const out = new Float64Array(t.length * dim);
+  t.forEach((v, r) => {
+    const pos = Math.fround(v); // the reference holds timesteps as float32
+    for (let j = 0; j < half; j++) {
+      const a = pos * Math.pow(10000, -j / half);
+      out[r * dim + j] = Math.cos(a);
+      out[r * dim + half + j] = Math.sin(a);
+    }
+  });
+  return out;
+}
+
+/**
+ * Wan's RoPE angle tables for one head: [1024, headDim / 2] cos and sin, pair j in the frame section
+ * (the first headDim - 4 * floor(headDim / 6) values), then height, then width, each section with
+ * its own frequencies (theta 10000 over the section's width).
+ */
+export function ropeAngleTables(headDim: number, maxPos = 1024): { cos: Float64Array; sin: Float64Array } {
+  const k = Math.floor(headDim / 6);
+  const sections = [headDim - 4 * k, 2 * k, 2 * k];
+  const inv: number[] = [];
+  for (const w of sections) for (let i = 0; i < w; i += 2) inv.push(1 / Math.pow(10000, i / w));
+  const pairs = headDim / 2;
+  const cos = new Float64Array(maxPos * pairs);
+  const sin = new Float64Array(maxPos * pairs);
+  for (let p = 0; p < maxPos; p++)
+    for (let j = 0; j < pairs; j++) {
+      cos[p * pairs + j] = Math.cos(p * inv[j]!);
+      sin[p * pairs + j] = Math.sin(p * inv[j]!);
+    }
+  return { cos, sin };
+}
+
+export interface KvCacheOptions {
+  /** tokens per latent frame (H/2 x W/2) */
+  frameTokens: number;
+  /** frames the cache holds when no local window is set (the reference: 21) */
+  maxFrames?: number;
+  /** local attention window in latent frames (-1: none) */
+  localAttnSize?: number;
+  /** frames at the start kept when the window rolls (attention sink) */
+  sinkSize?: number;
+}
+
+/** Per-block self-attention KV caches with the reference's global/local end indices. */
+export class KvCache {
+  readonly k: Tensor[] = [];
+  readonly v: Tensor[] = [];
+  readonly capacity: number;
+  readonly maxAttention: number;
+  readonly sinkTokens: number;
+  readonly localAttnSize: number;
+  globalEnd = 0;
+  localEnd = 0;
+
+  constructor(
+    device: Device,
+    layers: number,
+    heads: number,
+    headDim: number,
+    readonly opts: KvCacheOptions,
+  ) {
+    const ft = opts.frameTokens;
+    this.localAttnSize = opts.localAttnSize ?? -1;
+    const sink = opts.sinkSize ?? 0;
+    if (this.localAttnSize !== -1 && (this.localAttnSize < 1 || sink >= this.localAttnSize))
+      throw new SfcError(`local_attn_size must be -1 or larger than sink_size, got ${this.localAttnSize} and ${sink}`);
+    const frames = this.localAttnSize === -1 ? (opts.maxFrames ?? 21) : this.localAttnSize;
+    this.capacity = frames * ft;
+    this.maxAttention = (this.localAttnSize === -1 ? Math.max(21, frames) : this.localAttnSize) * ft;
+    this.sinkTokens = sink * ft;
+    for (let i = 0; i < layers; i++) {
+      this.k.push(Tensor.zeros(device, bf16, [this.capacity, heads, headDim]));
+      this.v.push(Tensor.zeros(device, bf16, [this.capacity, heads, headDim]));
+    }
+  }
+
+  /** Forgets everything (a new video); memory stays allocated. */
+  reset(): void {
+    this.globalEnd = 0;
+    this.localEnd = 0;
+  }
+
+  dispose(): void {
+    for (const t of [...this.k, ...this.v]) t.dispose();
+  }
+
+  /**
+   * Where a chunk of `tokens` tokens starting at absolute token `start` goes: the local slots it
+   * writes, how many of the oldest non-sink tokens roll out first, and the attended range.
+   */
+  place(start: number, tokens: number): { localStart: number; localEnd: number; evict: number; roll: number } {
+    const end = start + tokens;
+    let evict = 0;
+    let roll = 0;
+    if (this.localAttnSize !== -1 && end > this.globalEnd && tokens + this.localEnd > this.capacity) {
+      evict = tokens + this.localEnd - this.capacity;
+      roll = this.localEnd - evict - this.sinkTokens;
+    }
+    const localEnd = this.localEnd + end - this.globalEnd - evict;
+    const localStart = localEnd - tokens;
+    if (localStart < 0 || localEnd > this.capacity)
+      throw new SfcError(
+        `the KV cache holds ${this.capacity / this.opts.frameTokens} frames; frame ${Math.ceil(end / this.opts.frameTokens) - 1} does not fit (set local_attn_size for longer videos)`,
+      );
+    return { localStart, localEnd, evict, roll };
+  }
+
+  /** Moves cache[sink + evict, sink + evict + roll) to cache[sink, sink + roll), in non-overlapping pieces. */
+  rollLeft(t: Tensor, evict: number, roll: number): void {
+    const tokBytes = t.nbytes / t.shape[0]!;
+    const dev = t.device;
+    for (let done = 0; done < roll; done += evict) {
+      const n = Math.min(evict, roll - done);
+      dev.copy(
+        t.storage,
+        t.byteOffset + (this.sinkTokens + done) * tokBytes,
+        t.storage,
+        t.byteOffset + (this.sinkTokens + evict + done) * tokBytes,
+        n * tokBytes,
+      );
+    }
+  }
+}
+
+/** Cross-attention k/v of one prompt, per block: [1, S, heads, headDim] each. */
+export interface TextContext {
+  k: Tensor[];
+  v: Tensor[];
+  dispose(): void;
+}
+
+type Runners = Record<string, PlanRunner>;
+
+export class CausalWanModel {
+  readonly heads: number;
+  readonly headDim: number;
+  private readonly run: Runners;
+  private readonly ropeCos: Tensor;
+  private readonly ropeSin: Tensor;
+  /** per block: the six modulation rows as [dim] views */
+  private readonly mods: Tensor[][];
+  private readonly headMods: Tensor[];
+  private readonly timeProj: { w: Tensor[]; b: Tensor[] };
+
+  private constructor(
+    readonly device: Device,
+    readonly shape: WanDitShape,
+    readonly bundle: ModelBundle,
+    private readonly w: Map<string, Tensor>,
+  ) {
+    this.heads = shape.num_heads;
+    this.headDim = shape.dim / shape.num_heads;
+    const want = { DIM: shape.dim, FFN: shape.ffn_dim, HEADS: shape.num_heads, TEXT_DIM: shape.text_dim };
+    for (const [k, v] of Object.entries(want))
+      if (bundle.dims[k] !== v)
+        throw new SfcError(`the model bundle was built for ${k} = ${bundle.dims[k]}, the preset has ${v}`);
+    this.run = Object.fromEntries(Object.entries(bundle.plans).map(([n, p]) => [n, new PlanRunner(p)]));
+    const tabs = ropeAngleTables(this.headDim);
+    const pairs = this.headDim / 2;
+    this.ropeCos = Tensor.from(device, f32, [1024, pairs], tabs.cos);
+    this.ropeSin = Tensor.from(device, f32, [1024, pairs], tabs.sin);
+    const d = shape.dim;
+    const rows = (t: Tensor, n: number) => Array.from({ length: n }, (_, j) => t.reshape([n * d]).narrow(0, j * d, d));
+    this.mods = Array.from({ length: shape.num_layers }, (_, i) => rows(this.p(`blocks.${i}.modulation`), 6));
+    this.headMods = rows(this.p('head.modulation'), 2);
+    const pw = this.p('time_projection.1.weight');
+    const pb = this.p('time_projection.1.bias');
+    this.timeProj = {
+      w: Array.from({ length: 6 }, (_, j) => pw.narrow(0, j * d, d)),
+      b: Array.from({ length: 6 }, (_, j) => pb.narrow(0, j * d, d)),
+    };
+  }
+
+  /** Builds the model from checkpoint tensors (canonical names); reports every missing or mis-shaped one. */
+  static load(
+    device: Device,
+    shape: WanDitShape,
+    bundle: ModelBundle,
+    tensors: ReadonlyMap<string, CheckpointTensor>,
+  ): CausalWanModel {
+    const params = wanDitParams(shape);
+    const missing = params.filter((p) => !tensors.has(p.name)).map((p) => p.name);
+    if (missing.length)
+      throw new SfcError(
+        `the checkpoint lacks ${missing.length} of the DiT's ${params.length} parameters: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
+      );
+    const w = new Map<string, Tensor>();
+    try {
+      for (const p of params) w.set(p.name, uploadParam(device, tensors.get(p.name)!, p));
+    } catch (e) {
+      for (const t of w.values()) t.dispose();
+      throw e;
+    }
+    return new CausalWanModel(device, shape, bundle, w);
+  }
+
+  dispose(): void {
+    for (const t of this.w.values()) t.dispose();
+    this.ropeCos.dispose();
+    this.ropeSin.dispose();
+  }
+
+  private p(name: string): Tensor {
+    const t = this.w.get(name);
+    if (!t) throw new Error(`internal: parameter ${name} not loaded`);
+    return t;
+  }
+
+  newCache(opts: KvCacheOptions): KvCache {
+    return new KvCache(this.device, this.shape.num_layers, this.heads, this.headDim, opts);
+  }
+
+  /** The text context [S, text_dim] (bf16, zero-padded as the reference pads it) -> per-block k/v. */
+  encodeContext(context: Tensor): TextContext {
+    if (context.rank !== 2 || context.shape[1] !== this.shape.text_dim)
+      throw new SfcError(`the text context must be [S, ${this.shape.text_dim}], got ${fmtShape(context.shape)}`);
+    const [c] = this.run.textEmbedding!.run([
+      context.dtype === bf16 ? context : context.to(this.device),
+      this.p('text_embedding.0.weight'),
+      this.p('text_embedding.0.bias'),
+      this.p('text_embedding.2.weight'),
+      this.p('text_embedding.2.bias'),
+    ]);
+    const k: Tensor[] = [];
+    const v: Tensor[] = [];
+    const S = context.shape[0]!;
+    for (let i = 0; i < this.shape.num_layers; i++) {
+      const b = `blocks.${i}.cross_attn.`;
+      const [ki, vi] = this.run.crossKv!.run([
+        c!,
+        this.p(`${b}k.weight`),
+        this.p(`${b}k.bias`),
+        this.p(`${b}norm_k.weight`),
+        this.p(`${b}v.weight`),
+        this.p(`${b}v.bias`),
+      ]);
+      k.push(ki!.reshape([1, S, this.heads, this.headDim]));
+      v.push(vi!.reshape([1, S, this.heads, this.headDim]));
+    }
+    c!.dispose();
+    return { k, v, dispose: () => [...k, ...v].forEach((t) => t.dispose()) };
+  }
+
+  /**
+   * One denoising pass over a chunk: latent [C, F, H, W] (f32) at per-frame timesteps, the chunk's
+   * first latent frame `startFrame` -> the predicted flow [C, F, H, W] (f32). Writes the chunk's
+   * k/v into `cache`.
+   */
+  forward(latent: Tensor, timesteps: readonly number[], startFrame: number, text: TextContext, cache: KvCache): Tensor {
+    const s = this.shape;
+    const dev = this.device;
+    if (latent.rank !== 4 || latent.shape[0] !== s.in_dim || latent.dtype !== f32)
+      throw new SfcError(`the latent must be f32 [${s.in_dim}, F, H, W], got ${latent.toString()}`);
+    const [, F, H, W] = latent.shape as [number, number, number, number];
+    if (H % 2 || W % 2) throw new SfcError(`latent height and width must be even, got ${H} x ${W}`);
+    if (timesteps.length !== F)
+      throw new SfcError(`one timestep per latent frame: ${F} frames, ${timesteps.length} timesteps`);
+    const gh = H / 2;
+    const gw = W / 2;
+    const T = gh * gw;
+    const L = F * T;
+    if (T !== cache.opts.frameTokens)
+      throw new SfcError(`the cache was made for ${cache.opts.frameTokens} tokens per frame, the latent has ${T}`);
+    if (startFrame + F > 1024)
+      throw new SfcError(`frame ${startFrame + F - 1} is past the RoPE tables (1024 latent frames)`);
+    const d = s.dim;
+    const temps: Tensor[] = [];
+    const keep = <T extends Tensor>(t: T): T => (temps.push(t), t);
+    try {
+      // tokens in, RoPE tables of this chunk, time embedding
+      const tokens = keep(Tensor.empty(dev, bf16, [F, T, s.in_dim * 4]));
+      launch(this.bundle.kernels.patchify!, [L], [latent.contiguous(), tokens, F, H, W]);
+      let [x] = this.run.patchEmbedding!.run([
+        tokens,
+        this.p('patch_embedding.weight').reshape([d, s.in_dim * 4]),
+        this.p('patch_embedding.bias'),
+      ]);
+      keep(x!);
+      const cos = keep(Tensor.empty(dev, f32, [F, T, 1, this.headDim]));
+      const sin = keep(Tensor.empty(dev, f32, [F, T, 1, this.headDim]));
+      launch(this.bundle.kernels.ropeTables!, [L], [this.ropeCos, this.ropeSin, cos, sin, gh, gw, startFrame]);
+      const sinus = keep(Tensor.from(dev, bf16, [F, s.freq_dim], timestepSinusoid(timesteps, s.freq_dim)));
+      const te = this.run.timeEmbedding!.run([
+        sinus,
+        this.p('time_embedding.0.weight'),
+        this.p('time_embedding.0.bias'),
+        this.p('time_embedding.2.weight'),
+        this.p('time_embedding.2.bias'),
+        ...this.timeProj.w,
+        ...this.timeProj.b,
+      ]);
+      te.forEach(keep);
+      const e = te[0]!.reshape([F, 1, d]);
+      const e0 = te.slice(1).map((t) => t.reshape([F, 1, d]));
+
+      const place = cache.place(startFrame * T, L);
+      const q4 = [1, L, this.heads, this.headDim];
+      const o = keep(Tensor.empty(dev, bf16, q4));
+      const lo = Math.max(0, place.localEnd - cache.maxAttention);
+      for (let i = 0; i < s.num_layers; i++) {
+        const b = `blocks.${i}.`;
+        const m = this.mods[i]!;
+        const kc = cache.k[i]!;
+        const vc = cache.v[i]!;
+        if (place.evict > 0 && place.roll > 0) {
+          cache.rollLeft(kc, place.evict, place.roll);
+          cache.rollLeft(vc, place.evict, place.roll);
+        }
+        const slot = (t: Tensor) => t.narrow(0, place.localStart, L);
+        const [q] = this.run.selfAttnQkv!.run(
+          [
+            x!,
+            m[0]!,
+            e0[0]!,
+            m[1]!,
+            e0[1]!,
+            this.p(`${b}self_attn.q.weight`),
+            this.p(`${b}self_attn.q.bias`),
+            this.p(`${b}self_attn.norm_q.weight`),
+            this.p(`${b}self_attn.k.weight`),
+            this.p(`${b}self_attn.k.bias`),
+            this.p(`${b}self_attn.norm_k.weight`),
+            this.p(`${b}self_attn.v.weight`),
+            this.p(`${b}self_attn.v.bias`),
+            cos,
+            sin,
+          ],
+          [undefined, slot(kc), slot(vc)],
+        );
+        const kvShape = [1, place.localEnd - lo, this.heads, this.headDim];
+        runAttention(this.bundle.attention, {
+          q: q!.reshape(q4),
+          k: kc.narrow(0, lo, place.localEnd - lo).reshape(kvShape),
+          v: vc.narrow(0, lo, place.localEnd - lo).reshape(kvShape),
+          o,
+        });
+        q!.dispose();
+        const [x1, qc] = this.run.selfAttnOutCrossQ!.run([
+          x!,
+          o.reshape([F, T, d]),
+          m[2]!,
+          e0[2]!,
+          this.p(`${b}self_attn.o.weight`),
+          this.p(`${b}self_attn.o.bias`),
+          this.p(`${b}norm3.weight`),
+          this.p(`${b}norm3.bias`),
+          this.p(`${b}cross_attn.q.weight`),
+          this.p(`${b}cross_attn.q.bias`),
+          this.p(`${b}cross_attn.norm_q.weight`),
+        ]);
+        x!.dispose();
+        runAttention(this.bundle.attention, { q: qc!.reshape(q4), k: text.k[i]!, v: text.v[i]!, o });
+        qc!.dispose();
+        const [x2] = this.run.crossOutFfn!.run([
+          x1!,
+          o.reshape([F, T, d]),
+          this.p(`${b}cross_attn.o.weight`),
+          this.p(`${b}cross_attn.o.bias`),
+          m[3]!,
+          e0[3]!,
+          m[4]!,
+          e0[4]!,
+          m[5]!,
+          e0[5]!,
+          this.p(`${b}ffn.0.weight`),
+          this.p(`${b}ffn.0.bias`),
+          this.p(`${b}ffn.2.weight`),
+          this.p(`${b}ffn.2.bias`),
+        ]);
+        x1!.dispose();
+        x = x2;
+        temps[1] = x!;
+      }
+      cache.globalEnd = startFrame * T + L;
+      cache.localEnd = place.localEnd;
+      const [out] = this.run.head!.run([
+        x!,
+        e,
+        this.headMods[0]!,
+        this.headMods[1]!,
+        this.p('head.head.weight'),
+        this.p('head.head.bias'),
+      ]);
+      keep(out!);
+      const flow = Tensor.empty(dev, f32, [s.out_dim, F, H, W]);
+      launch(this.bundle.kernels.unpatchify!, [L], [out!, flow, F, H, W]);
+      return flow;
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
+}

@@ -1,0 +1,294 @@
+"""The project's own float32 PyTorch reference of the causal Wan2.1 DiT with a KV cache.
+
+Written from the semantics in the project's reference notes (not copied from any implementation):
+patch embedding, per-frame time embedding, text embedding, blocks with modulated LayerNorm,
+self-attention with RMSNorm'd q/k, 3-D RoPE offset by the chunk's start frame, a KV cache written at
+the chunk's position with a local window + sink eviction, cross-attention over the text, GELU FFN,
+gated residuals, head and unpatchify.
+
+It writes random bf16-representable weights (under the checkpoint's parameter names) as
+safetensors, a random text context, and a rollout of the few-step causal schedule: for every chunk,
+4 denoising passes and the clean cache pass, each pass's input latent, timesteps and predicted flow.
+sfc's test feeds the same inputs pass by pass (its own KV cache carries over) and compares the flow.
+
+  python3 test/reference/wan_dit.py --preset tiny --out DIR [--chunks 3] [--local-attn-size 6 --sink-size 1] [--name NAME]
+"""
+import argparse
+import json
+import math
+import os
+
+import torch
+from safetensors.torch import save_file
+
+PRESETS = {
+    "tiny": dict(dim=128, ffn=256, freq=32, heads=2, layers=2, text_dim=32, text_len=16, lat_h=6, lat_w=8),
+    "1.3b": dict(dim=1536, ffn=8960, freq=256, heads=12, layers=30, text_dim=4096, text_len=512, lat_h=60, lat_w=104),
+}
+C = 16  # latent channels (in_dim = out_dim)
+EPS = 1e-6
+
+
+def bf16_randn(gen, shape, std, mean=0.0, device="cpu"):
+    w = torch.randn(shape, generator=gen, device=device) * std + mean
+    return w.to(torch.bfloat16).float()
+
+
+def make_weights(p, gen, device):
+    d, f, fr = p["dim"], p["ffn"], p["freq"]
+    s = 1.0 / math.sqrt(d)
+    w = {
+        "patch_embedding.weight": bf16_randn(gen, (d, C, 1, 2, 2), 1 / 8, device=device),
+        "patch_embedding.bias": bf16_randn(gen, (d,), 0.02, device=device),
+        "text_embedding.0.weight": bf16_randn(gen, (d, p["text_dim"]), 1 / math.sqrt(p["text_dim"]), device=device),
+        "text_embedding.0.bias": bf16_randn(gen, (d,), 0.02, device=device),
+        "text_embedding.2.weight": bf16_randn(gen, (d, d), s, device=device),
+        "text_embedding.2.bias": bf16_randn(gen, (d,), 0.02, device=device),
+        "time_embedding.0.weight": bf16_randn(gen, (d, fr), 1 / math.sqrt(fr), device=device),
+        "time_embedding.0.bias": bf16_randn(gen, (d,), 0.02, device=device),
+        "time_embedding.2.weight": bf16_randn(gen, (d, d), s, device=device),
+        "time_embedding.2.bias": bf16_randn(gen, (d,), 0.02, device=device),
+        "time_projection.1.weight": bf16_randn(gen, (6 * d, d), s, device=device),
+        "time_projection.1.bias": bf16_randn(gen, (6 * d,), 0.02, device=device),
+        "head.modulation": bf16_randn(gen, (1, 2, d), 0.1, device=device),
+        "head.head.weight": bf16_randn(gen, (C * 4, d), s, device=device),
+        "head.head.bias": bf16_randn(gen, (C * 4,), 0.02, device=device),
+    }
+    for i in range(p["layers"]):
+        b = f"blocks.{i}."
+        w[b + "modulation"] = bf16_randn(gen, (1, 6, d), 0.1, device=device)
+        for a in ("self_attn", "cross_attn"):
+            for n in "qkvo":
+                w[f"{b}{a}.{n}.weight"] = bf16_randn(gen, (d, d), s, device=device)
+                w[f"{b}{a}.{n}.bias"] = bf16_randn(gen, (d,), 0.02, device=device)
+            w[f"{b}{a}.norm_q.weight"] = bf16_randn(gen, (d,), 0.1, 1.0, device=device)
+            w[f"{b}{a}.norm_k.weight"] = bf16_randn(gen, (d,), 0.1, 1.0, device=device)
+        w[b + "norm3.weight"] = bf16_randn(gen, (d,), 0.1, 1.0, device=device)
+        w[b + "norm3.bias"] = bf16_randn(gen, (d,), 0.02, device=device)
+        w[b + "ffn.0.weight"] = bf16_randn(gen, (f, d), s, device=device)
+        w[b + "ffn.0.bias"] = bf16_randn(gen, (f,), 0.02, device=device)
+        w[b + "ffn.2.weight"] = bf16_randn(gen, (d, f), 1 / math.sqrt(f), device=device)
+        w[b + "ffn.2.bias"] = bf16_randn(gen, (d,), 0.02, device=device)
+    return w
+
+
+def sinusoid(dim, t):
+    half = dim // 2
+    pos = t.to(torch.float64)
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    a = torch.outer(pos, freqs)
+    return torch.cat([torch.cos(a), torch.sin(a)], dim=1)
+
+
+def rope_angles(head_dim, device):
+    """per pair: (section, angle per position) for the 3 sections of a head (frame, height, width)"""
+    k = head_dim // 6
+    dims = [head_dim - 4 * k, 2 * k, 2 * k]
+    tabs = []
+    for dsec in dims:
+        inv = 1.0 / torch.pow(10000.0, torch.arange(0, dsec, 2, dtype=torch.float64, device=device) / dsec)
+        tabs.append(torch.outer(torch.arange(1024, dtype=torch.float64, device=device), inv))
+    return tabs  # [1024, pairs_s] each
+
+
+def apply_rope(x, tabs, f0, f, h, w):
+    """x [L, H, D] float32, tokens ordered (frame, row, col); complex pairs are adjacent values"""
+    L, H, D = x.shape
+    fa = tabs[0][f0 : f0 + f]
+    ha = tabs[1][:h]
+    wa = tabs[2][:w]
+    ang = torch.cat(
+        [
+            fa[:, None, None, :].expand(f, h, w, -1),
+            ha[None, :, None, :].expand(f, h, w, -1),
+            wa[None, None, :, :].expand(f, h, w, -1),
+        ],
+        dim=-1,
+    ).reshape(L, 1, D // 2)
+    xc = torch.view_as_complex(x.to(torch.float64).reshape(L, H, D // 2, 2))
+    y = xc * torch.polar(torch.ones_like(ang), ang)
+    return torch.view_as_real(y).reshape(L, H, D).float()
+
+
+def rms(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * w
+
+
+def ln(x, w=None, b=None):
+    return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, EPS)
+
+
+def attend(q, k, v):
+    """q [Lq, H, D], k/v [Lk, H, D] -> [Lq, H, D]"""
+    o = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None]
+    )
+    return o[0].transpose(0, 1)
+
+
+class CausalWan:
+    def __init__(self, p, w, local_attn_size=-1, sink_size=0, frame_tokens=None, max_frames=21):
+        self.p, self.w = p, w
+        self.d, self.h = p["dim"], p["heads"]
+        self.hd = self.d // self.h
+        self.tabs = rope_angles(self.hd, w["head.modulation"].device)
+        self.local, self.sink = local_attn_size, sink_size
+        self.ft = frame_tokens
+        self.max_attn = (21 if local_attn_size == -1 else local_attn_size) * frame_tokens
+        cap = (max_frames if local_attn_size == -1 else local_attn_size) * frame_tokens
+        dev = w["head.modulation"].device
+        self.k = [torch.zeros(cap, self.h, self.hd, device=dev) for _ in range(p["layers"])]
+        self.v = [torch.zeros(cap, self.h, self.hd, device=dev) for _ in range(p["layers"])]
+        self.global_end = 0
+        self.local_end = 0
+
+    def lin(self, x, name):
+        return x @ self.w[name + ".weight"].T + self.w[name + ".bias"]
+
+    def text(self, ctx):
+        c = self.lin(torch.nn.functional.gelu(self.lin(ctx, "text_embedding.0"), approximate="tanh"), "text_embedding.2")
+        out = []
+        for i in range(self.p["layers"]):
+            b = f"blocks.{i}.cross_attn."
+            k = rms(self.lin(c, b + "k"), self.w[b + "norm_k.weight"]).reshape(-1, self.h, self.hd)
+            v = self.lin(c, b + "v").reshape(-1, self.h, self.hd)
+            out.append((k, v))
+        return out
+
+    def forward(self, x, t, start_frame, text_kv):
+        """x [C, F, H, W] float32, t [F] timesteps -> flow [C, F, H, W]"""
+        w, d = self.w, self.d
+        _, f, hh, ww = x.shape
+        gh, gw = hh // 2, ww // 2
+        tok = x.reshape(C, f, gh, 2, gw, 2).permute(1, 2, 4, 0, 3, 5).reshape(f * gh * gw, C * 4)
+        pw = w["patch_embedding.weight"].reshape(d, C * 4)
+        h = tok @ pw.T + w["patch_embedding.bias"]  # [L, D]
+        L = h.shape[0]
+        T = gh * gw
+        e = sinusoid(self.p["freq"], t).float()
+        e = self.lin(torch.nn.functional.silu(self.lin(e, "time_embedding.0")), "time_embedding.2")  # [F, D]
+        e0 = self.lin(torch.nn.functional.silu(e), "time_projection.1").reshape(f, 6, d)
+        per_frame = lambda r: r.repeat_interleave(T, dim=0)  # [F, D] -> [L, D]
+
+        cur_start = start_frame * self.ft
+        cur_end = cur_start + L
+        sink = self.sink * self.ft
+        cap = self.k[0].shape[0]
+        evict = self.local != -1 and cur_end > self.global_end and L + self.local_end > cap
+        if evict:
+            n_ev = L + self.local_end - cap
+            n_roll = self.local_end - n_ev - sink
+            local_end = self.local_end + cur_end - self.global_end - n_ev
+        else:
+            local_end = self.local_end + cur_end - self.global_end
+        local_start = local_end - L
+
+        for i in range(self.p["layers"]):
+            b = f"blocks.{i}."
+            m = w[b + "modulation"][0] + e0  # [F, 6, D]
+            sh_a, sc_a, g_a, sh_f, sc_f, g_f = [per_frame(m[:, j]) for j in range(6)]
+            y = ln(h) * (1 + sc_a) + sh_a
+            q = rms(self.lin(y, b + "self_attn.q"), w[b + "self_attn.norm_q.weight"]).reshape(L, self.h, self.hd)
+            k = rms(self.lin(y, b + "self_attn.k"), w[b + "self_attn.norm_k.weight"]).reshape(L, self.h, self.hd)
+            v = self.lin(y, b + "self_attn.v").reshape(L, self.h, self.hd)
+            q = apply_rope(q, self.tabs, start_frame, f, gh, gw)
+            k = apply_rope(k, self.tabs, start_frame, f, gh, gw)
+            kc, vc = self.k[i], self.v[i]
+            if evict:
+                kc[sink : sink + n_roll] = kc[sink + n_ev : sink + n_ev + n_roll].clone()
+                vc[sink : sink + n_roll] = vc[sink + n_ev : sink + n_ev + n_roll].clone()
+            kc[local_start:local_end] = k
+            vc[local_start:local_end] = v
+            lo = max(0, local_end - self.max_attn)
+            o = attend(q, kc[lo:local_end], vc[lo:local_end]).reshape(L, d)
+            h = h + self.lin(o, b + "self_attn.o") * g_a
+            y = ln(h, w[b + "norm3.weight"], w[b + "norm3.bias"])
+            q = rms(self.lin(y, b + "cross_attn.q"), w[b + "cross_attn.norm_q.weight"]).reshape(L, self.h, self.hd)
+            kt, vt = text_kv[i]
+            h = h + self.lin(attend(q, kt, vt).reshape(L, d), b + "cross_attn.o")
+            y = ln(h) * (1 + sc_f) + sh_f
+            y = self.lin(torch.nn.functional.gelu(self.lin(y, b + "ffn.0"), approximate="tanh"), b + "ffn.2")
+            h = h + y * g_f
+        self.global_end = cur_end
+        self.local_end = local_end
+        hm = w["head.modulation"][0]  # [2, D]
+        y = ln(h) * (1 + per_frame(hm[1] + e)) + per_frame(hm[0] + e)
+        out = self.lin(y, "head.head")  # [L, 4C] ordered (kh, kw, c)
+        return out.reshape(f, gh, gw, 2, 2, C).permute(5, 0, 1, 3, 2, 4).reshape(C, f, hh, ww)
+
+
+def shifted_sigmas(shift=5.0, steps=1000):
+    s = torch.linspace(1.0, 0.0, steps + 1)[:-1]
+    return shift * s / (1 + (shift - 1) * s)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="tiny", choices=PRESETS)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--chunks", type=int, default=3)
+    ap.add_argument("--frames-per-chunk", type=int, default=3)
+    ap.add_argument("--local-attn-size", type=int, default=-1)
+    ap.add_argument("--sink-size", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prompt-tokens", type=int, default=None, help="non-zero context rows (rest zero-padded)")
+    ap.add_argument("--name", default="rollout", help="file stem of the rollout (weights.safetensors is shared)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    p = PRESETS[a.preset]
+    dev = a.device
+    gen = torch.Generator(device=dev).manual_seed(a.seed)
+    os.makedirs(a.out, exist_ok=True)
+    w = make_weights(p, gen, dev)
+    save_file({k: v.to(torch.bfloat16).contiguous().cpu() for k, v in w.items()}, os.path.join(a.out, "weights.safetensors"))
+    n_tok = a.prompt_tokens or max(1, p["text_len"] // 4)
+    ctx = torch.zeros(p["text_len"], p["text_dim"], device=dev)
+    ctx[:n_tok] = bf16_randn(gen, (n_tok, p["text_dim"]), 0.5, device=dev)
+    fpc = a.frames_per_chunk
+    ft = (p["lat_h"] // 2) * (p["lat_w"] // 2)
+    total = a.chunks * fpc
+    model = CausalWan(p, w, a.local_attn_size, a.sink_size, ft, max_frames=max(21, total))
+    with torch.no_grad():
+        text_kv = model.text(ctx)
+        sig = shifted_sigmas()
+        steps = [1000, 750, 500, 250]
+        tensors = {"context": ctx.to(torch.bfloat16).cpu()}
+        passes = []
+        for c in range(a.chunks):
+            start = c * fpc
+            x = torch.randn(C, fpc, p["lat_h"], p["lat_w"], generator=gen, device=dev)
+            for si, s in enumerate(steps + [0]):
+                t = float(1000.0 * sig[1000 - s]) if s > 0 else 0.0
+                tt = torch.full((fpc,), t, device=dev)
+                flow = model.forward(x, tt, start, text_kv)
+                n = len(passes)
+                tensors[f"pass{n}.x"] = x.cpu().contiguous()
+                tensors[f"pass{n}.flow"] = flow.cpu().contiguous()
+                passes.append({"chunk": c, "start_frame": start, "timestep": t})
+                if si < len(steps):
+                    sigma = t / 1000.0
+                    x0 = x - sigma * flow
+                    if si + 1 < len(steps):
+                        s2 = float(sig[1000 - steps[si + 1]])
+                        x = (1 - s2) * x0 + s2 * torch.randn(x.shape, generator=gen, device=dev)
+                    else:
+                        x = x0  # the clean pass at t = 0 writes the cache
+        save_file(tensors, os.path.join(a.out, a.name + ".safetensors"))
+    meta = dict(
+        preset=a.preset,
+        frames_per_chunk=fpc,
+        latent_height=p["lat_h"],
+        latent_width=p["lat_w"],
+        local_attn_size=a.local_attn_size,
+        sink_size=a.sink_size,
+        passes=passes,
+    )
+    with open(os.path.join(a.out, a.name + ".json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+    print(f"wrote {len(passes)} passes of {a.preset} to {a.out}")
+
+
+if __name__ == "__main__":
+    main()
