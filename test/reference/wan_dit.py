@@ -23,6 +23,8 @@ from safetensors.torch import save_file
 
 PRESETS = {
     "tiny": dict(dim=128, ffn=256, freq=32, heads=2, layers=2, text_dim=32, text_len=16, lat_h=6, lat_w=8),
+    # one block of the 14B (its sizes; the whole model does not fit a test's time)
+    "14b-1": dict(dim=5120, ffn=13824, freq=256, heads=40, layers=1, text_dim=4096, text_len=512, lat_h=60, lat_w=104),
     "1.3b": dict(dim=1536, ffn=8960, freq=256, heads=12, layers=30, text_dim=4096, text_len=512, lat_h=60, lat_w=104),
 }
 C = 16  # latent channels (in_dim = out_dim)
