@@ -1,6 +1,7 @@
 // The contract between the compiler and the runtime: a compiled kernel as plain data (JSON-able).
 // The runtime never imports the compiler; it launches these.
 import type { DTypeName } from './dtypes.js';
+import type { LaunchPlan } from './plan.js';
 
 export interface ArtifactParam {
   name: string;
@@ -143,7 +144,7 @@ export interface ModelBundle {
   model: string;
   /** the static sizes the layers were specialised with */
   dims: Record<string, number>;
-  plans: Record<string, import('./plan.js').LaunchPlan>;
+  plans: Record<string, LaunchPlan>;
   kernels: Record<string, KernelArtifact>;
   attention: AttentionArtifact;
 }
