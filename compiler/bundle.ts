@@ -1,7 +1,7 @@
 // Model bundles: a model's layer source (models/<model>/layers.ts) and kernels compiled for one
 // preset's sizes into plain data (dsl/artifact.ts ModelBundle) that the runtime executes.
 import { join } from 'node:path';
-import type { ModelBundle } from '../dsl/artifact.js';
+import type { KernelArtifact, ModelBundle } from '../dsl/artifact.js';
 import { SfcError } from '../dsl/errors.js';
 import type { LaunchPlan } from '../dsl/plan.js';
 import { packageRoot } from '../dsl/paths.js';
@@ -64,4 +64,65 @@ export function buildWanDitBundle(d: WanDitDims, options: PlanOptions = {}): Mod
     headDim === 128 ? { input: 'bf16', headDim, bc: 128, stages: 3 } : { input: 'bf16', headDim, bc: 64, stages: 4 },
   );
   return { model: 'wan-dit', dims, plans, kernels, attention };
+}
+
+/** The UMT5 encoder's sizes, as a model preset's `text_encoder:` section gives them. */
+export interface Umt5Dims {
+  vocab_size: number;
+  dim: number;
+  dim_attn: number;
+  ffn_dim: number;
+  num_heads: number;
+}
+
+/**
+ * Compiles the UMT5 encoder (models/text/umt5-layers.ts + models/kernels/umt5.ts) for a preset's
+ * sizes. Its attention is a kernel of its own (relative position bias, no scaling), so the bundle
+ * carries no attention-template instantiation.
+ */
+export function buildUmt5Bundle(d: Umt5Dims, options: PlanOptions = {}): Omit<ModelBundle, 'attention'> {
+  const headDim = d.dim_attn / d.num_heads;
+  if (!Number.isInteger(headDim))
+    throw new SfcError(`the UMT5 encoder needs dim_attn divisible by num_heads, got ${d.dim_attn} / ${d.num_heads}`);
+  if (d.dim > 1 << 16) throw new SfcError(`the UMT5 token embedding is built for dim <= 65536, got ${d.dim}`);
+  const root = packageRoot(import.meta.url);
+  const dims = { DIM: d.dim, DIM_ATTN: d.dim_attn, FFN: d.ffn_dim, HEADS: d.num_heads, HEAD_DIM: headDim };
+  const plans = compileLayers(join(root, 'models', 'text', 'umt5-layers.ts'), dims, options);
+  const consts = { DIM: d.dim, DH: headDim };
+  const kernels = Object.fromEntries(
+    compileFiles([join(root, 'models', 'kernels', 'umt5.ts')], { consts }).map((a) => [a.name, a]),
+  );
+  return { model: 'umt5-encoder', dims, plans, kernels };
+}
+
+/** The VAE's channel widths (a preset's `vae:` section, through models/vae decoderLayout). */
+export interface WanVaeKernelNeeds {
+  /** every channel count a kernel is used at */
+  channels: number[];
+}
+
+/**
+ * Compiles the VAE decoder's kernels (models/kernels/vae.ts) for each channel count, keyed
+ * `${name}:${C}`; normActPad is built in four variants: normActPad (RMS norm + SiLU), normPad,
+ * siluPad and castPad (neither).
+ */
+export function buildWanVaeKernels(needs: WanVaeKernelNeeds): Record<string, KernelArtifact> {
+  const file = join(packageRoot(import.meta.url), 'models', 'kernels', 'vae.ts');
+  const out: Record<string, KernelArtifact> = {};
+  const program = new DslProgram([file]);
+  const variants: [string, number, number][] = [
+    ['normActPad', 1, 1],
+    ['normPad', 1, 0],
+    ['siluPad', 0, 1],
+    ['castPad', 0, 0],
+  ];
+  for (const C of needs.channels) {
+    for (const [name, NORM, SILU] of variants) {
+      const a = compileFiles([file], { consts: { C, NORM, SILU } }, program).find((k) => k.name === 'normActPad')!;
+      out[`${name}:${C}`] = { ...a, name: `${name}_c${C}` };
+    }
+    for (const a of compileFiles([file], { consts: { C } }, program))
+      if (a.name !== 'normActPad') out[`${a.name}:${C}`] = { ...a, name: `${a.name}_c${C}` };
+  }
+  return out;
 }

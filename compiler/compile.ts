@@ -29,8 +29,11 @@ export function lowerKernel(program: DslProgram, file: string, name: string, opt
   return cse(program.lower(ref, opts));
 }
 
-/** Compiles every kernel of the given files. */
-export function compileFiles(files: string[], opts: FrontendOptions = {}): KernelArtifact[] {
-  const program = new DslProgram(files);
+/** Compiles every kernel of the given files (pass `program` to reuse one over several calls). */
+export function compileFiles(
+  files: string[],
+  opts: FrontendOptions = {},
+  program: DslProgram = new DslProgram(files),
+): KernelArtifact[] {
   return files.flatMap((f) => program.kernels(f).map((ref) => artifactOf(cse(program.lower(ref, opts)))));
 }

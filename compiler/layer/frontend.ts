@@ -224,7 +224,16 @@ class LayerLowering {
     const inputs = fn.parameters.map((param, i) => this.declareInput(param, i));
     const result = this.guard(fn.body, () => this.body(fn.body));
     const outputs = result.kind === 'tensor' ? [result.node] : result.nodes;
-    return { name: this.ref.name, file: spanOf(call).file, span: spanOf(call), inputs, outputs, nodes: this.g.nodes };
+    // nodes no output depends on (e.g. a transpose folded into a matmul) are dropped; inputs stay
+    const live = new Set<number>();
+    const mark = (n: GNode): void => {
+      if (live.has(n.id)) return;
+      live.add(n.id);
+      n.inputs.forEach(mark);
+    };
+    outputs.forEach(mark);
+    const nodes = this.g.nodes.filter((n) => live.has(n.id) || n.op === 'input');
+    return { name: this.ref.name, file: spanOf(call).file, span: spanOf(call), inputs, outputs, nodes };
   }
 
   private guard<T>(node: ts.Node, fn: () => T): T {
@@ -483,8 +492,12 @@ class LayerLowering {
         const y = g.matmul(x(), this.tensor(a[1]!), true, span);
         return t(a[2] ? g.cast(g.binary('add', y, this.tensor(a[2]), span), y.type.dtype, span) : y);
       }
-      case 'matmul':
-        return t(g.matmul(x(), this.tensor(a[1]!), false, span));
+      case 'matmul': {
+        // a @ b^T with b a 2-d transpose: the matmul reads b transposed (no copy)
+        const b = this.tensor(a[1]!);
+        const tb = b.op === 'permute' && b.perm.length === 2 && b.perm[0] === 1;
+        return t(g.matmul(x(), tb ? b.inputs[0]! : b, tb, span));
+      }
       case 'attention':
         return t(
           g.attention(
