@@ -319,6 +319,19 @@ export const cases: Case[] = [
       return [{ name: 'xt', got: xt, ref, tol: 1e-5 }];
     },
   },
+  ...[1, 2, 3, 4].map((arity): Case => ({
+    kernel: `combine${arity}`,
+    run: (dev, seed) => {
+      const g = rng(seed);
+      const n = 3001;
+      const ins = Array.from({ length: arity }, () => inputs(dev, f32, [n], g.normal));
+      const coefs = Array.from({ length: arity }, () => Math.fround(g.uniform(-2, 2)));
+      const out = poisoned(dev, f32, [n]);
+      run(dev, `combine${arity}`, [Math.ceil(n / 1024)], [...ins.map((x) => x[0]), out, ...coefs, n]);
+      const ref = Float64Array.from({ length: n }, (_, i) => ins.reduce((a, x, k) => a + coefs[k]! * x[1][i]!, 0));
+      return [{ name: 'out', got: out, ref, tol: 1e-6 }];
+    },
+  })),
   {
     kernel: 'randnFill',
     run: (dev) => {
