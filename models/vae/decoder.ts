@@ -448,6 +448,9 @@ export class VaeDecodeStream {
       else if (m.kind === 'up3d' || m.kind === 'up2d') x = this.up(m.name, x, m.kind === 'up3d');
       else
         x = this.convOut(`${m.name}.2`, this.conv3(`${m.name}.2`, x, { norm: d.vec(`${m.name}.0.gamma`), silu: true }));
+      // only the module's output lives on: memory is that of the largest module, not the sum
+      for (const t of this.temps) if (t !== x) t.dispose();
+      this.temps = [x];
     }
     return x;
   }

@@ -110,7 +110,7 @@ class Decoder:
         wt, b = self.w[name + ".weight"], self.w[name + ".bias"]
         h = self.hist.get(name)
         if h is None:
-            h = torch.zeros(x.shape[0], 2, *x.shape[2:], device=x.device)
+            h = torch.zeros(x.shape[0], 2, *x.shape[2:], device=x.device, dtype=x.dtype)
         xx = torch.cat([h, x], dim=1)
         self.hist[name] = xx[:, -2:].clone()
         pad = (wt.shape[3] // 2, wt.shape[4] // 2)
@@ -148,7 +148,7 @@ class Decoder:
                 self.started.add(name)  # the first frame passes through, un-doubled
         frames = []
         for f in range(x.shape[1]):
-            u = F.interpolate(x[:, f][None], scale_factor=2.0, mode="nearest")
+            u = F.interpolate(x[:, f][None].float(), scale_factor=2.0, mode="nearest").to(x.dtype)
             frames.append(F.conv2d(u, self.w[name + ".resample.1.weight"], self.w[name + ".resample.1.bias"], padding=1)[0])
         return torch.stack(frames, dim=1)
 
@@ -173,8 +173,8 @@ class Decoder:
 
 def decode(p, w, z):
     """z [Z, T, h, w] (normalised latents) -> video [3, 1 + 4 (T - 1), 8h, 8w] in [-1, 1]"""
-    mean = torch.tensor(MEAN, device=z.device).view(Z, 1, 1, 1)
-    std = torch.tensor(STD, device=z.device).view(Z, 1, 1, 1)
+    mean = torch.tensor(MEAN, device=z.device, dtype=z.dtype).view(Z, 1, 1, 1)
+    std = torch.tensor(STD, device=z.device, dtype=z.dtype).view(Z, 1, 1, 1)
     z = z * std + mean
     z = F.conv3d(z[None], w["conv2.weight"], w["conv2.bias"])[0]
     dec = Decoder(p, w)
