@@ -1,5 +1,5 @@
 // Lint rules, including the layer order of DESIGN.md section 1, enforced per folder:
-//   dsl <- compiler;  dsl <- runtime <- models <- trainers;  configs beside (dsl only);  cli on top.
+//   dsl <- compiler;  dsl <- runtime <- models <- trainers;  configs and media beside (dsl only);  cli on top.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -9,9 +9,10 @@ const layers = {
   compiler: ['dsl'],
   runtime: ['dsl'],
   models: ['dsl', 'runtime', 'configs'],
-  trainers: ['dsl', 'runtime', 'models', 'configs'],
-  bench: ['dsl', 'compiler', 'runtime', 'models', 'configs'],
-  cli: ['dsl', 'compiler', 'runtime', 'models', 'trainers', 'configs', 'bench'],
+  media: ['dsl'],
+  trainers: ['dsl', 'runtime', 'models', 'configs', 'media'],
+  bench: ['dsl', 'compiler', 'runtime', 'models', 'configs', 'media'],
+  cli: ['dsl', 'compiler', 'runtime', 'models', 'trainers', 'configs', 'bench', 'media'],
 };
 const all = Object.keys(layers);
 
