@@ -128,6 +128,14 @@ export interface CombineKernels {
   combine4: KernelArtifact;
 }
 
+/** Picks the combine kernels out of compiled artifacts by name (e.g. a bundle's `kernels`). */
+export function combineKernelsFrom(artifacts: Readonly<Record<string, KernelArtifact | undefined>>): CombineKernels {
+  const names = ['combine1', 'combine2', 'combine3', 'combine4'] as const;
+  const missing = names.filter((n) => !artifacts[n]);
+  if (missing.length) throw new SfcError(`the compiled kernels lack ${missing.join(', ')} (models/kernels/combine.ts)`);
+  return Object.fromEntries(names.map((n) => [n, artifacts[n]!])) as unknown as CombineKernels;
+}
+
 const BLOCK = 1024;
 
 /**

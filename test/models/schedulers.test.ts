@@ -15,6 +15,7 @@ import { FlowMatchScheduler, linspaceF32 } from '../../models/schedulers/flow-ma
 import {
   SolverRunner,
   combineInto,
+  combineKernelsFrom,
   float32Backend,
   tensorBackend,
   type CombineKernels,
@@ -27,13 +28,7 @@ const f = Math.fround;
 
 function combineKernels(): CombineKernels {
   const file = join(packageRoot(import.meta.url), 'models', 'kernels', 'combine.ts');
-  const byName = new Map(compileFiles([file]).map((a) => [a.name, a]));
-  return {
-    combine1: byName.get('combine1')!,
-    combine2: byName.get('combine2')!,
-    combine3: byName.get('combine3')!,
-    combine4: byName.get('combine4')!,
-  };
+  return combineKernelsFrom(Object.fromEntries(compileFiles([file]).map((a) => [a.name, a])));
 }
 
 function lcg(seed: number) {
@@ -673,6 +668,11 @@ describe('SolverRunner on device tensors (combine kernels, CPU device)', () => {
     const out = r.step(new Float32Array([0, 0]), new Float32Array([1, 2]));
     expect([...out]).toEqual([1, 2]); // sigma 1 -> 0 with zero flow: x0 = x
     expect(() => r.step(new Float32Array(2), out)).toThrow(/steps are all done/);
+  });
+
+  it('names missing combine kernels', () => {
+    const { combine1, combine3 } = kernels;
+    expect(() => combineKernelsFrom({ combine1, combine3 })).toThrow(/lack combine2, combine4/);
   });
 
   it('splits sums of more than four terms', () => {
