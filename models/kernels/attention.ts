@@ -26,6 +26,23 @@ import {
   type Ptr,
 } from '../../dsl/kernel.js';
 
+/** Rows `ks` (masked by kmask; others read 0) of head h of an [L, H, DH] tensor, as f32 [BK, DH]. */
+export function headRows(t: Ptr<bf16>, ks: number, kmask: boolean, H: number, h: number, DH: number): number {
+  const offs = expandDims((ks * H + h) * DH, 1) + expandDims(arange(0, DH), 0);
+  return cast(load(t, offs, expandDims(kmask, 1), 0), f32);
+}
+
+/**
+ * Folds one block of scores [BK] (masked keys -Infinity) and their values [BK, DH] into the online
+ * softmax state: running max m, running sum l, rescaled accumulator acc [DH].
+ */
+export function softmaxBlock(scores: number, vt: number, m: number, l: number, acc: number): [number, number, number] {
+  const mNew = maximum(m, max(scores));
+  const p = exp(scores - mNew);
+  const alpha = exp(m - mNew);
+  return [mNew, l * alpha + sum(p), acc * alpha + sum(expandDims(p, 1) * vt, 0)];
+}
+
 export const attentionFwd = kernel(
   (
     q: Ptr<bf16>,
@@ -49,16 +66,12 @@ export const attentionFwd = kernel(
     for (let s = 0; s < kvLen; s += BK) {
       const ks = s + arange(0, BK);
       const kmask = ks < kvLen;
-      const offs = expandDims((ks * H + h) * DH, 1) + expandDims(d, 0); // [BK, DH]
-      const kt = cast(load(k, offs, expandDims(kmask, 1), 0), f32);
+      const kt = headRows(k, ks, kmask, H, h, DH);
       const scores = kmask ? sum(kt * expandDims(qv, 0), 1) : -Infinity; // [BK]
-      const mNew = maximum(m, max(scores));
-      const p = exp(scores - mNew);
-      const alpha = exp(m - mNew);
-      const vt = cast(load(v, offs, expandDims(kmask, 1), 0), f32);
-      l = l * alpha + sum(p);
-      acc = acc * alpha + sum(expandDims(p, 1) * vt, 0);
-      m = mNew;
+      const [m1, l1, acc1] = softmaxBlock(scores, headRows(v, ks, kmask, H, h, DH), m, l, acc);
+      m = m1;
+      l = l1;
+      acc = acc1;
     }
     store(o, (qi * H + h) * DH + d, acc / l);
     store(lse, qi * H + h, m + log(l));

@@ -4,13 +4,14 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KernelArtifact } from '../../dsl/artifact.js';
-import { bf16, e4m3, f32, type DType } from '../../dsl/dtypes.js';
+import { bf16, e4m3, f32, i32, type DType } from '../../dsl/dtypes.js';
 import { packageRoot } from '../../dsl/paths.js';
 import { randn as philoxRandn } from '../../dsl/random.js';
 import type { Device } from '../../runtime/device.js';
 import { launch, type KernelArg } from '../../runtime/kernels.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { compileFiles } from '../../compiler/compile.js';
+import { relativeBucket } from '../../models/text/umt5.js';
 
 export const kernelDir = join(packageRoot(import.meta.url), 'models', 'kernels');
 
@@ -385,6 +386,56 @@ cases.push({
       { name: 'o', got: o, ref: oref, tol: 1e-2 },
       { name: 'lse', got: lse, ref: lref, tol: 1e-5 },
     ];
+  },
+});
+
+cases.push({
+  kernel: 'tokenEmbedding',
+  run: (dev, seed) => {
+    const g = rng(seed);
+    const [V, DIM] = [7, 4096];
+    const ids = [3, 0, 6, 3, 1];
+    const [table, tr] = inputs(dev, bf16, [V, DIM], g.normal);
+    const out = poisoned(dev, f32, [ids.length, DIM]);
+    run(dev, 'tokenEmbedding', [ids.length], [Tensor.from(dev, i32, [ids.length], ids), table, out]);
+    const ref = new Float64Array(ids.length * DIM);
+    ids.forEach((id, t) => ref.set(tr.subarray(id * DIM, (id + 1) * DIM), t * DIM));
+    return [{ name: 'out', got: out, ref, tol: 1e-7 }];
+  },
+});
+
+cases.push({
+  kernel: 'relPosAttention',
+  run: (dev, seed) => {
+    const g = rng(seed);
+    // not a multiple of the key block; offsets reach past T5's max distance (128)
+    const [L, H, DH, buckets] = [150, 3, 64, 32];
+    const small = () => 0.3 * g.normal();
+    const [q, qr] = inputs(dev, bf16, [L, H, DH], small);
+    const [k, kr] = inputs(dev, bf16, [L, H, DH], small);
+    const [v, vr] = inputs(dev, bf16, [L, H, DH], g.normal);
+    const [table, tr] = inputs(dev, bf16, [buckets, H], g.normal);
+    const bucketOf = Int32Array.from({ length: 2 * L - 1 }, (_, i) => relativeBucket(i - (L - 1), buckets));
+    const o = poisoned(dev, bf16, [L, H, DH]);
+    run(dev, 'relPosAttention', [L, H], [q, k, v, o, table, Tensor.from(dev, i32, [2 * L - 1], bucketOf), H, L]);
+    const oref = new Float64Array(L * H * DH);
+    for (let i = 0; i < L; i++)
+      for (let h = 0; h < H; h++) {
+        const s = Array.from({ length: L }, (_, j) => {
+          let dot = 0;
+          for (let d = 0; d < DH; d++) dot += qr[(i * H + h) * DH + d]! * kr[(j * H + h) * DH + d]!;
+          return dot + tr[bucketOf[j - i + L - 1]! * H + h]!;
+        });
+        const m = Math.max(...s);
+        const e = s.map((x) => Math.exp(x - m));
+        const z = e.reduce((a, b) => a + b, 0);
+        for (let d = 0; d < DH; d++) {
+          let acc = 0;
+          for (let j = 0; j < L; j++) acc += e[j]! * vr[(j * H + h) * DH + d]!;
+          oref[(i * H + h) * DH + d] = acc / z;
+        }
+      }
+    return [{ name: 'o', got: o, ref: oref, tol: 1e-2 }];
   },
 });
 
