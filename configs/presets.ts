@@ -66,6 +66,12 @@ export const modelPresetSchema = z
     vae: vaeShapeSchema,
     text_encoder: textEncoderShapeSchema,
     files: z.object({ dit: z.string(), vae: z.string(), text_encoder: z.string(), tokenizer: z.string() }).strict(),
+    /** what `sfc infer` uses when the command line and config do not say (the tiny preset runs small) */
+    inference: z
+      .object({ height: posInt(), width: posInt(), num_frames: posInt(), random_weights_seed: z.number().int() })
+      .partial()
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -6,7 +6,10 @@ import type { CudaDevice } from '../../runtime/cuda.js';
 import { roundTo } from '../../runtime/convert.js';
 import { launch, pickVariant } from '../../runtime/kernels.js';
 import { Tensor } from '../../runtime/tensor.js';
-import { cases, library, relErr } from '../kernels/library.js';
+import { cases as baseCases, library, relErr } from '../kernels/library.js';
+import { wanCases } from '../kernels/library-wan.js';
+
+const cases = [...baseCases, ...wanCases];
 import { noGpuReason, openDevice } from './gpu.js';
 
 describe.skipIf(!!noGpuReason)('kernel library on the GPU', () => {

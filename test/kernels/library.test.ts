@@ -5,7 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { BUILD_ARCHS, compileCuda, findNvcc } from '../../compiler/nvcc.js';
 import { combinedSource } from '../../compiler/backend-cuda.js';
 import { CpuDevice } from '../../runtime/cpu.js';
-import { cases, library, relErr } from './library.js';
+import { cases as baseCases, library, relErr } from './library.js';
+import { wanCases } from './library-wan.js';
+
+const cases = [...baseCases, ...wanCases];
 
 describe('kernel library on the CPU (JS backend) vs float64', () => {
   const dev = new CpuDevice();

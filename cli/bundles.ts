@@ -1,0 +1,39 @@
+// Compiled model bundles cached on disk ($SFC_CACHE_DIR/bundles/<hash>.json): the key hashes the sfc
+// version, every DSL source file of the project and the sizes the bundle is specialised for, so an
+// edited layer or another preset never reuses a stale bundle. Compiling takes seconds; loading the
+// JSON takes milliseconds.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { packageRoot } from '../dsl/paths.js';
+import { atomicWrite, defaultCacheDir } from '../runtime/kernel-cache.js';
+import { version } from './version.js';
+
+function dslSources(): string[] {
+  const root = packageRoot(import.meta.url);
+  const dirs = ['models/kernels', 'models/wan', 'models/vae', 'models/text'].map((d) => join(root, d));
+  const files: string[] = [];
+  for (const d of dirs) {
+    if (!existsSync(d)) continue;
+    for (const f of readdirSync(d).sort()) if (f.endsWith('.ts') && !f.endsWith('.d.ts')) files.push(join(d, f));
+  }
+  return files;
+}
+
+/** The bundle for `key` from the cache, or built (and stored) now. */
+export function cachedBundle<T>(what: string, key: unknown, build: () => T): T {
+  const h = createHash('sha256').update(version()).update(what).update(JSON.stringify(key));
+  for (const f of dslSources()) h.update(f).update(readFileSync(f));
+  const path = join(defaultCacheDir(), 'bundles', `${what}-${h.digest('hex').slice(0, 24)}.json`);
+  if (existsSync(path)) {
+    try {
+      return JSON.parse(readFileSync(path, 'utf8')) as T;
+    } catch {
+      // a damaged entry is rebuilt below
+    }
+  }
+  const b = build();
+  mkdirSync(dirname(path), { recursive: true });
+  atomicWrite(path, JSON.stringify(b));
+  return b;
+}

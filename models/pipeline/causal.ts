@@ -1,0 +1,172 @@
+// The causal few-step pipeline (Self-Forcing's default inference): chunks of latent frames generated
+// one after another on the KV cache. Per chunk: Gaussian noise; for each timestep of the (warped)
+// denoising list, predict x0 with the DiT and, between steps, re-noise x0 to the next timestep with
+// fresh noise; then one more pass over the clean x0 at t = context_noise writes the chunk's clean k/v
+// into the cache. Chunks stream out as soon as they exist (to the VAE and the video file), so a
+// video of any length runs in the memory of one chunk when the cache has a local window.
+//
+// Noise is counter-based (Philox: seed, element index), so a run is reproducible and the CPU and GPU
+// draw the same numbers.
+import type { KernelArtifact } from '../../dsl/artifact.js';
+import { f32 } from '../../dsl/dtypes.js';
+import { SfcError } from '../../dsl/errors.js';
+import { launch } from '../../runtime/kernels.js';
+import { Tensor } from '../../runtime/tensor.js';
+import type { CausalWanModel, KvCache, TextContext } from '../wan/model.js';
+import { FlowMatchScheduler } from '../schedulers/flow-match.js';
+
+export interface CausalPipelineOptions {
+  /** latent frames to generate (any number; without a local window at most the cache's capacity) */
+  numFrames: number;
+  /** latent frames per chunk (Self-Forcing: 3) */
+  framesPerChunk: number;
+  /** latent height and width (pixels / 8) */
+  height: number;
+  width: number;
+  /** the denoising timesteps as the config lists them, e.g. [1000, 750, 500, 250] */
+  denoisingSteps: readonly number[];
+  /** map them through the scheduler's shifted timesteps (`warp_denoising_step`), default true */
+  warpDenoisingStep?: boolean;
+  /** timestep of the cache pass (`context_noise`), default 0 */
+  contextNoise?: number;
+  /** `timestep_shift`, default 5 */
+  shift?: number;
+  seed: number;
+  /** local attention window in latent frames (-1: none) and sink frames */
+  localAttnSize?: number;
+  sinkSize?: number;
+  /** generate the first latent frame as its own chunk (`independent_first_frame`) */
+  independentFirstFrame?: boolean;
+}
+
+export interface ChunkOut {
+  index: number;
+  /** first latent frame of the chunk */
+  startFrame: number;
+  /** the chunk's clean latents [16, F, h, w] (f32); the caller disposes it */
+  latents: Tensor;
+  /** milliseconds spent in the DiT for this chunk (host wall time; device work is waited for) */
+  ms: number;
+}
+
+/** The flow kernels (models/kernels/flow.ts) the pipeline launches. */
+export interface FlowKernels {
+  flowToX0: KernelArtifact;
+  renoise: KernelArtifact;
+  randnFill: KernelArtifact;
+}
+
+/** The timesteps the model sees for a denoising list (after `warp_denoising_step` when asked). */
+export function denoisingTimesteps(steps: readonly number[], shift: number, warp = true): number[] {
+  for (const t of steps)
+    if (!Number.isInteger(t) || t < 0 || t > 1000)
+      throw new SfcError(`denoising steps are whole timesteps in [0, 1000], got ${t}`);
+  if (!warp) return [...steps];
+  const table = [...FlowMatchScheduler.selfForcing(shift).timesteps, 0];
+  return steps.map((t) => table[1000 - t]!);
+}
+
+/** Chunk sizes in latent frames: all `framesPerChunk`, the first one alone if asked. */
+export function chunkPlan(numFrames: number, framesPerChunk: number, independentFirstFrame = false): number[] {
+  if (!Number.isInteger(numFrames) || numFrames < 1)
+    throw new SfcError(`the number of latent frames must be >= 1, got ${numFrames}`);
+  if (!Number.isInteger(framesPerChunk) || framesPerChunk < 1)
+    throw new SfcError(`frames per chunk must be >= 1, got ${framesPerChunk}`);
+  const out: number[] = [];
+  let left = numFrames;
+  if (independentFirstFrame) {
+    out.push(1);
+    left--;
+  }
+  if (left % framesPerChunk !== 0)
+    throw new SfcError(
+      `${numFrames} latent frames do not split into chunks of ${framesPerChunk}${independentFirstFrame ? ' after the first frame' : ''}`,
+      { hint: `use a multiple of ${framesPerChunk}${independentFirstFrame ? ' plus one' : ''}` },
+    );
+  for (; left > 0; left -= framesPerChunk) out.push(framesPerChunk);
+  return out;
+}
+
+export class CausalPipeline {
+  readonly timesteps: number[];
+  private readonly sched: FlowMatchScheduler;
+
+  constructor(
+    readonly model: CausalWanModel,
+    readonly kernels: FlowKernels,
+    readonly o: CausalPipelineOptions,
+  ) {
+    const shift = o.shift ?? 5;
+    this.sched = FlowMatchScheduler.selfForcing(shift);
+    this.timesteps = denoisingTimesteps(o.denoisingSteps, shift, o.warpDenoisingStep ?? true);
+    // a trailing 0 (a clean "step") is not a denoising pass
+    if (this.timesteps.length > 1 && this.timesteps[this.timesteps.length - 1] === 0) this.timesteps.pop();
+    if (this.timesteps.length === 0) throw new SfcError('the denoising step list is empty');
+    if (o.height % 2 || o.width % 2)
+      throw new SfcError(`latent height and width must be even, got ${o.height} x ${o.width}`);
+  }
+
+  /** A KV cache sized for this run (flat in the video's length when a window is set). */
+  newCache(): KvCache {
+    const o = this.o;
+    return this.model.newCache({
+      frameTokens: (o.height / 2) * (o.width / 2),
+      localAttnSize: o.localAttnSize ?? -1,
+      sinkSize: o.sinkSize ?? 0,
+      maxFrames: Math.max(21, o.numFrames),
+    });
+  }
+
+  /**
+   * Generates the video chunk by chunk. `text(chunk)` gives the prompt's context for each chunk (a
+   * prompt schedule may switch it). The cache is reset first.
+   */
+  *generate(text: (chunk: number) => TextContext, cache: KvCache): Generator<ChunkOut> {
+    const o = this.o;
+    const dev = this.model.device;
+    const C = this.model.shape.in_dim;
+    const hw = o.height * o.width;
+    cache.reset();
+    // per-element sigma tables (the flow kernels index them by element / hw = channel * F + frame)
+    const sigmaOf = (t: number, F: number) =>
+      Tensor.from(dev, f32, [C * F], this.sched.sigmasFor(new Array<number>(C * F).fill(t)));
+    // the noise of a chunk: Philox stream (seed of the step, offset of the chunk's first element)
+    const seedOf = (step: number) => (o.seed ^ Math.imul(step + 1, 0x9e3779b9)) | 0;
+    let start = 0;
+    const chunks = chunkPlan(o.numFrames, o.framesPerChunk, o.independentFirstFrame);
+    for (const [index, F] of chunks.entries()) {
+      const t0 = performance.now();
+      const n = C * F * hw;
+      const shape = [C, F, o.height, o.width];
+      const offset = start * C * hw;
+      const ctx = text(index);
+      let x = Tensor.empty(dev, f32, shape);
+      launch(this.kernels.randnFill, [Math.ceil(n / 1024)], [x, n, seedOf(0), offset]);
+      let x0: Tensor | undefined;
+      for (const [i, t] of this.timesteps.entries()) {
+        const flow = this.model.forward(x, new Array<number>(F).fill(t), start, ctx, cache);
+        const sig = sigmaOf(t, F);
+        x0?.dispose();
+        x0 = Tensor.empty(dev, f32, shape);
+        launch(this.kernels.flowToX0, [Math.ceil(n / 1024)], [x, flow, sig, x0, n, hw]);
+        flow.dispose();
+        sig.dispose();
+        if (i + 1 < this.timesteps.length) {
+          // x_t = (1 - sigma) x0 + sigma noise at the next timestep, fresh noise for every step
+          const next = sigmaOf(this.timesteps[i + 1]!, F);
+          const xt = Tensor.empty(dev, f32, shape);
+          launch(this.kernels.renoise, [Math.ceil(n / 1024)], [x0, next, xt, n, hw, seedOf(i + 1), offset]);
+          next.dispose();
+          x.dispose();
+          x = xt;
+        }
+      }
+      x.dispose();
+      // the clean cache pass writes the chunk's k/v at t = context_noise
+      this.model.forward(x0!, new Array<number>(F).fill(o.contextNoise ?? 0), start, ctx, cache).dispose();
+      dev.synchronize();
+      yield { index, startFrame: start, latents: x0!, ms: performance.now() - t0 };
+      start += F;
+    }
+  }
+}
