@@ -5,6 +5,7 @@ import { registerBuild } from './commands/build.js';
 import { registerConfig } from './commands/config.js';
 import { registerConvert } from './commands/convert.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerInfer } from './commands/infer.js';
 import { reportError } from './errors.js';
 import { version } from './version.js';
 
@@ -30,6 +31,7 @@ export function buildProgram(io: Io): Command {
   registerConfig(program, io);
   registerConvert(program, io);
   registerDoctor(program, io);
+  registerInfer(program, io);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
   return program;
 }

@@ -35,7 +35,10 @@ function compileLayers(
   return plans;
 }
 
-/** Compiles the Wan DiT (models/wan/layers.ts + models/kernels/patch.ts) for a preset's sizes. */
+/**
+ * Compiles the Wan DiT (models/wan/layers.ts + models/kernels/patch.ts) for a preset's sizes, with the
+ * pipeline's flow-matching kernels (models/kernels/flow.ts).
+ */
 export function buildWanDitBundle(d: WanDitDims, options: PlanOptions = {}): ModelBundle {
   const headDim = d.dim / d.num_heads;
   if (!Number.isInteger(headDim) || (headDim !== 64 && headDim !== 128))
@@ -58,7 +61,9 @@ export function buildWanDitBundle(d: WanDitDims, options: PlanOptions = {}): Mod
   const k = Math.floor(headDim / 6);
   const consts = { PAIRS: headDim / 2, framePairs: (headDim - 4 * k) / 2, heightPairs: k, C: d.in_dim };
   const kernels = Object.fromEntries(
-    compileFiles([join(root, 'models', 'kernels', 'patch.ts')], { consts }).map((a) => [a.name, a]),
+    compileFiles([join(root, 'models', 'kernels', 'patch.ts'), join(root, 'models', 'kernels', 'flow.ts')], {
+      consts,
+    }).map((a) => [a.name, a]),
   );
   const attention = attentionSm90(
     headDim === 128 ? { input: 'bf16', headDim, bc: 128, stages: 3 } : { input: 'bf16', headDim, bc: 64, stages: 4 },

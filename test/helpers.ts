@@ -31,3 +31,12 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Runs the sfc CLI in-process; returns its exit code and what it printed. */
+export async function sfcCli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const { run } = await import('../cli/main.js');
+  let out = '';
+  let err = '';
+  const code = await run(argv, { stdout: (s) => void (out += s), stderr: (s) => void (err += s) });
+  return { code, out, err };
+}

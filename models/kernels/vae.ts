@@ -9,7 +9,6 @@ import {
   bf16,
   cast,
   exp,
-  f32,
   idiv,
   kernel,
   load,
@@ -22,6 +21,7 @@ import {
   store,
   sum,
   type Const,
+  type f32,
   type i32,
   type Ptr,
 } from '../../dsl/kernel.js';

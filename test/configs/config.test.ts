@@ -295,7 +295,7 @@ describe('model presets', () => {
     const big = loadModelPreset('wan2.1-t2v-14b');
     expect(big.dit).toMatchObject({ dim: 5120, ffn_dim: 13824, num_heads: 40, num_layers: 40 });
     const tiny = loadModelPreset('tiny');
-    expect(tiny.dit.dim / tiny.dit.num_heads).toBe(32);
+    expect(tiny.dit.dim / tiny.dit.num_heads).toBe(64);
   });
 
   it('names the nearest preset for a typo', () => {
@@ -309,7 +309,7 @@ describe('model presets', () => {
       'p.yaml': readFileSync(join(root, 'configs/models/tiny.yaml'), 'utf8').replace('num_heads: 2', 'num_heads: 3'),
     });
     expect(errorOf(() => loadModelPreset(join(dir, 'p.yaml'))).replace(dir, '<dir>')).toBe(
-      "<dir>/p.yaml:5:3: 'dit.dim' is 64 (a number); dim must be a multiple of num_heads (+1 more)",
+      "<dir>/p.yaml:6:3: 'dit.dim' is 128 (a number); dim must be a multiple of num_heads (+1 more)",
     );
   });
 });

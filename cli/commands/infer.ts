@@ -1,0 +1,351 @@
+// `sfc infer`: text -> video with the causal few-step pipeline. Prompts are encoded (UMT5, cached on
+// disk by prompt and weights), chunks of latent frames are generated on the KV cache and decoded by
+// the streaming VAE as they come, straight into the video file, so a long video never sits in memory.
+// With the tiny preset and no checkpoints, every model gets seeded random weights: the README's first
+// command produces a (noise-like) video on any machine without downloads.
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { buildUmt5Bundle, buildWanDitBundle, buildWanVaeKernels } from '../../compiler/bundle.js';
+import { loadConfig, loadModelPreset, type ModelPreset } from '../../configs/index.js';
+import type { ModelBundle } from '../../dsl/artifact.js';
+import { SfcError } from '../../dsl/errors.js';
+import { packageRoot } from '../../dsl/paths.js';
+import { openVideo, type VideoFormat } from '../../media/video.js';
+import { rgbFrame } from '../../media/frames.js';
+import { CausalPipeline, type FlowKernels } from '../../models/pipeline/causal.js';
+import { randomCheckpoint } from '../../models/random.js';
+import { PromptCache, PromptEncoder, weightsIdentity } from '../../models/text/prompts.js';
+import { UMT5Tokenizer } from '../../models/text/tokenizer.js';
+import { Umt5Encoder, umt5Params, type Umt5Bundle } from '../../models/text/umt5.js';
+import { WanVaeDecoder, decoderParams, vaeChannelCounts, type VaeKernels } from '../../models/vae/decoder.js';
+import { CausalWanModel, wanDitParams } from '../../models/wan/model.js';
+import { canonicalize, openCheckpoint, type CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
+import { CpuDevice } from '../../runtime/cpu.js';
+import { CudaDevice } from '../../runtime/cuda.js';
+import type { Device } from '../../runtime/device.js';
+import { KernelCache, defaultCacheDir } from '../../runtime/kernel-cache.js';
+import { cudaUnavailableReason } from '../../runtime/native/load.js';
+import { cachedBundle } from '../bundles.js';
+import type { Io } from '../main.js';
+
+export interface InferOptions {
+  config?: string;
+  set: string[];
+  model?: string;
+  modelDir?: string;
+  checkpoint?: string;
+  key?: string;
+  useEma?: boolean;
+  vae?: string;
+  textEncoder?: string;
+  tokenizer?: string;
+  prompt?: string;
+  prompts?: string;
+  out: string;
+  seed?: string;
+  numSamples: string;
+  numFrames?: string;
+  seconds?: string;
+  height?: string;
+  width?: string;
+  fps: string;
+  format: string;
+  saveWithIndex?: boolean;
+  device?: string;
+  profile?: boolean;
+  progress: boolean;
+}
+
+const int = (v: string | undefined, flag: string, min = 0): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min)
+    throw new SfcError(`${flag} takes a whole number >= ${min}, got '${v}'`, { exitCode: 2 });
+  return n;
+};
+
+function openDevice(spec: string | undefined): Device {
+  if (spec === 'cpu') return new CpuDevice();
+  const m = /^cuda(?::(\d+))?$/.exec(spec ?? 'cuda');
+  if (!m) throw new SfcError(`--device takes cpu, cuda or cuda:N, got '${spec}'`, { exitCode: 2 });
+  const why = cudaUnavailableReason();
+  if (why) {
+    if (spec === undefined) return new CpuDevice();
+    throw new SfcError(`no CUDA device: ${why}`, { hint: 'run `sfc doctor`, or pass --device cpu' });
+  }
+  return CudaDevice.open(Number(m[1] ?? 0), new KernelCache());
+}
+
+/** Prompts from --prompt or --prompts FILE (one per line, blank lines skipped). */
+export function readPrompts(o: Pick<InferOptions, 'prompt' | 'prompts'>): string[] {
+  if ((o.prompt === undefined) === (o.prompts === undefined))
+    throw new SfcError('give exactly one of --prompt TEXT and --prompts FILE', { exitCode: 2 });
+  if (o.prompt !== undefined) {
+    if (!o.prompt.trim()) throw new SfcError('the prompt is empty', { exitCode: 2 });
+    return [o.prompt];
+  }
+  if (!existsSync(o.prompts!)) throw new SfcError(`prompt file not found: ${o.prompts}`);
+  const lines = readFileSync(o.prompts!, 'utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean);
+  if (!lines.length) throw new SfcError(`${o.prompts} holds no prompts`);
+  return lines;
+}
+
+/** The reference's output name: the prompt's first 100 characters (made safe for file names) or the index. */
+export function outputName(prompt: string, index: number, sample: number, withIndex: boolean, ema: boolean): string {
+  if (withIndex) return `${index}-${sample}_${ema ? 'ema' : 'regular'}`;
+  const safe = [...prompt]
+    .slice(0, 100)
+    .join('')
+    // eslint-disable-next-line no-control-regex
+    .replace(/[/\\\u0000-\u001f]/g, '_')
+    .replace(/^\.+/, '_');
+  return `${safe}-${sample}`;
+}
+
+interface Weights {
+  dit: Map<string, CheckpointTensor>;
+  vae: Map<string, CheckpointTensor>;
+  text: Map<string, CheckpointTensor>;
+  textId: string;
+  tokenizer: UMT5Tokenizer;
+  random: boolean;
+  close: () => void;
+}
+
+function loadWeights(o: InferOptions, preset: ModelPreset, io: Io): Weights {
+  const dir = o.modelDir;
+  const file = (flag: string | undefined, name: string): string | undefined =>
+    flag ?? (dir ? join(dir, name) : undefined);
+  const ditPath = file(o.checkpoint, preset.files.dit);
+  const vaePath = file(o.vae, preset.files.vae);
+  const textPath = file(o.textEncoder, preset.files.text_encoder);
+  const tokPath = file(o.tokenizer, preset.files.tokenizer);
+  const seed = preset.inference?.random_weights_seed;
+  const textLen = preset.text_encoder.text_len;
+  if (!ditPath && !vaePath && !textPath && seed !== undefined) {
+    io.stderr(
+      `sfc: no checkpoints given: ${preset.name} with random weights (seed ${seed}); the video will be noise\n`,
+    );
+    const tok = tokPath ?? join(packageRoot(import.meta.url), 'configs', 'models', 'tiny-tokenizer', 'tokenizer.json');
+    return {
+      dit: randomCheckpoint(wanDitParams(preset.dit), seed),
+      vae: randomCheckpoint(decoderParams(preset.vae), seed + 1),
+      text: randomCheckpoint(umt5Params(preset.text_encoder), seed + 2),
+      textId: `random:${preset.name}:${seed}`,
+      tokenizer: UMT5Tokenizer.load(tok, textLen),
+      random: true,
+      close: () => {},
+    };
+  }
+  const missing = [
+    [ditPath, '--checkpoint'],
+    [vaePath, '--vae'],
+    [textPath, '--text-encoder'],
+    [tokPath, '--tokenizer'],
+  ].filter(([p]) => !p);
+  if (missing.length)
+    throw new SfcError(
+      `${preset.name} needs its weights: give --model-dir DIR or ${missing.map(([, f]) => f).join(', ')}`,
+      {
+        exitCode: 2,
+      },
+    );
+  for (const [p, what] of [
+    [ditPath!, 'DiT checkpoint'],
+    [vaePath!, 'VAE checkpoint'],
+    [textPath!, 'text encoder checkpoint'],
+  ])
+    if (!existsSync(p)) throw new SfcError(`${what} not found: ${p}`);
+  const key = o.useEma ? 'generator_ema' : o.key;
+  const opened = [openCheckpoint(ditPath!, key ? { key } : {}), openCheckpoint(vaePath!), openCheckpoint(textPath!)];
+  return {
+    dit: canonicalize(opened[0]!),
+    vae: canonicalize(opened[1]!),
+    text: canonicalize(opened[2]!),
+    textId: weightsIdentity(textPath!),
+    tokenizer: UMT5Tokenizer.load(tokPath!, textLen),
+    random: false,
+    close: () => opened.forEach((c) => c.close()),
+  };
+}
+
+export async function infer(o: InferOptions, io: Io): Promise<string[]> {
+  const prompts = readPrompts(o);
+  // without --config: Self-Forcing's own setup (4 steps, chunks of 3, shift 5)
+  const configPath = o.config ?? join(packageRoot(import.meta.url), 'configs', 'self_forcing_dmd.yaml');
+  const { config } = loadConfig({ configPath, overrides: o.set });
+  const preset = loadModelPreset(o.model ?? config.model_kwargs.model_name ?? 'Wan2.1-T2V-1.3B');
+  const inf = preset.inference ?? {};
+  const height = int(o.height, '--height', 16) ?? inf.height ?? config.height;
+  const width = int(o.width, '--width', 16) ?? inf.width ?? config.width;
+  if (height % 16 || width % 16)
+    throw new SfcError(`height and width must be multiples of 16, got ${height} x ${width}`, { exitCode: 2 });
+  const fps = int(o.fps, '--fps', 1)!;
+  const perChunk = config.num_frame_per_block;
+  const first = config.independent_first_frame ? 1 : 0;
+  let numFrames = int(o.numFrames, '--num-frames', 1) ?? inf.num_frames ?? config.image_or_video_shape?.[1] ?? 21;
+  if (o.seconds !== undefined) {
+    const s = Number(o.seconds);
+    if (!(s > 0)) throw new SfcError(`--seconds takes a positive number, got '${o.seconds}'`, { exitCode: 2 });
+    // 1 + 4 (F - 1) video frames from F latent frames, rounded up to whole chunks
+    const latent = Math.ceil((s * fps - 1) / 4) + 1;
+    numFrames = first + Math.ceil(Math.max(latent - first, 1) / perChunk) * perChunk;
+  }
+  const seed = int(o.seed, '--seed') ?? config.seed;
+  const samples = int(o.numSamples, '--num-samples', 1)!;
+  const format = o.format as VideoFormat;
+  const t0 = performance.now();
+  const device = openDevice(o.device);
+  const w = loadWeights(o, preset, io);
+  const written: string[] = [];
+  try {
+    const dit = cachedBundle<ModelBundle>('wan-dit', preset.dit, () => buildWanDitBundle(preset.dit));
+    const vaeKernels = cachedBundle<VaeKernels>('wan-vae', preset.vae, () =>
+      buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae) }),
+    );
+    const t5 = cachedBundle<Umt5Bundle>('umt5', preset.text_encoder, () => buildUmt5Bundle(preset.text_encoder));
+    const cacheDir = join(defaultCacheDir(), 'prompts');
+    const promptEncoder = new PromptEncoder({
+      tokenizer: w.tokenizer,
+      device,
+      load: () => Umt5Encoder.load(device, preset.text_encoder, t5, w.text),
+      cache: new PromptCache(cacheDir, w.textId, preset.text_encoder),
+      onTruncated: (_, n) =>
+        io.stderr(`sfc: a prompt is longer than ${preset.text_encoder.text_len} tokens; its last ${n} are dropped\n`),
+    });
+    const model = CausalWanModel.load(device, preset.dit, dit, w.dit);
+    const vae = WanVaeDecoder.load(device, preset.vae, vaeKernels, w.vae);
+    const pipeline = new CausalPipeline(model, dit.kernels as unknown as FlowKernels, {
+      numFrames,
+      framesPerChunk: perChunk,
+      height: height / 8,
+      width: width / 8,
+      denoisingSteps: config.denoising_step_list ?? [1000, 750, 500, 250],
+      warpDenoisingStep: config.warp_denoising_step,
+      contextNoise: config.context_noise,
+      shift: config.model_kwargs.timestep_shift ?? config.timestep_shift,
+      seed,
+      localAttnSize: config.model_kwargs.local_attn_size ?? -1,
+      sinkSize: config.model_kwargs.sink_size ?? 0,
+      independentFirstFrame: config.independent_first_frame,
+    });
+    const cache = pipeline.newCache();
+    const initMs = performance.now() - t0;
+    const videoFrames = 1 + 4 * (numFrames - 1);
+    const chunks = Math.ceil((numFrames - first) / perChunk) + first;
+    const bar =
+      o.progress && !o.profile
+        ? new cliProgress.SingleBar(
+            {
+              format: '{prompt} [{bar}] chunk {value}/{total} | {frames} frames',
+              stream: process.stderr,
+              clearOnComplete: true,
+              hideCursor: true,
+            },
+            cliProgress.Presets.shades_classic,
+          )
+        : undefined;
+    try {
+      for (const [pi, prompt] of prompts.entries()) {
+        const [context] = promptEncoder.encode([prompt]);
+        const text = model.encodeContext(context!);
+        context!.dispose();
+        try {
+          for (let sample = 0; sample < samples; sample++) {
+            const name = outputName(prompt, pi, sample, o.saveWithIndex ?? false, o.useEma ?? false);
+            const writer = await openVideo(resolve(o.out, name), { width, height, fps, format });
+            bar?.start(chunks, 0, { prompt: name.slice(0, 32), frames: 0 });
+            const stream = vae.stream();
+            const prof = { diffusion: [] as number[], decode: 0 };
+            try {
+              const gen = new CausalPipeline(model, pipeline.kernels, { ...pipeline.o, seed: seed + sample });
+              for (const c of gen.generate(() => text, cache)) {
+                prof.diffusion.push(c.ms);
+                const td = performance.now();
+                const v = stream.decode(c.latents);
+                c.latents.dispose();
+                const [, T, H, W] = v.shape as [number, number, number, number];
+                const px = v.toF32();
+                v.dispose();
+                prof.decode += performance.now() - td;
+                for (let t = 0; t < T; t++) await writer.append(rgbFrame(px, t, T, H, W));
+                bar?.increment(1, { frames: writer.frames });
+              }
+              written.push(await writer.close());
+            } catch (e) {
+              await writer.abort();
+              throw e;
+            } finally {
+              stream.dispose();
+              bar?.stop();
+            }
+            if (o.profile) {
+              const diff = prof.diffusion.reduce((a, b) => a + b, 0);
+              io.stdout(
+                [
+                  `profile ${name}: ${videoFrames} frames (${numFrames} latent) at ${width}x${height} on ${device.name}`,
+                  `  initialization ${initMs.toFixed(0)} ms`,
+                  ...prof.diffusion.map((ms, i) => `  diffusion block ${i}: ${ms.toFixed(1)} ms`),
+                  `  diffusion total ${diff.toFixed(0)} ms`,
+                  `  VAE decode ${prof.decode.toFixed(0)} ms`,
+                  `  total ${(diff + prof.decode).toFixed(0)} ms (${((videoFrames * 1000) / (diff + prof.decode)).toFixed(1)} frames/s)`,
+                  '',
+                ].join('\n'),
+              );
+            }
+          }
+        } finally {
+          text.dispose();
+        }
+      }
+    } finally {
+      cache.dispose();
+      vae.dispose();
+      model.dispose();
+      promptEncoder.release();
+    }
+  } finally {
+    w.close();
+  }
+  for (const p of written) io.stdout(`${p}\n`);
+  return written;
+}
+
+export function registerInfer(program: Command, io: Io): void {
+  program
+    .command('infer')
+    .description('generate videos from text with the causal few-step pipeline')
+    .option('--prompt <text>', 'the prompt')
+    .option('--prompts <file>', 'a file of prompts, one per line')
+    .option('-o, --out <dir>', 'output directory', 'outputs')
+    .option('--config <file>', 'task config merged over the defaults (default: configs/self_forcing_dmd.yaml)')
+    .option('--set <key=value>', 'override a config key (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
+    .option('--model <preset>', 'model preset (tiny, Wan2.1-T2V-1.3B, ...) or a preset YAML file')
+    .option('--model-dir <dir>', "a folder with the preset's files (DiT, VAE, text encoder, tokenizer)")
+    .option('--checkpoint <file>', 'generator checkpoint (.pt/.safetensors)')
+    .option('--key <name>', 'sub-dict of a .pt checkpoint (generator, generator_ema)')
+    .option('--use-ema', 'use the EMA generator weights (generator_ema)')
+    .option('--vae <file>', 'VAE checkpoint (Wan2.1_VAE.pth)')
+    .option('--text-encoder <file>', 'UMT5 checkpoint (models_t5_umt5-xxl-enc-bf16.pth)')
+    .option('--tokenizer <path>', 'tokenizer.json or its folder (google/umt5-xxl)')
+    .option('--seed <n>', 'random seed (default: the config seed)')
+    .option('--num-samples <n>', 'videos per prompt (seeds seed, seed + 1, ...)', '1')
+    .option('--num-frames <n>', 'latent frames (video frames = 1 + 4 (n - 1))')
+    .option('--seconds <s>', 'video length in seconds (rounded up to whole chunks)')
+    .option('--height <px>', 'video height (multiple of 16)')
+    .option('--width <px>', 'video width (multiple of 16)')
+    .option('--fps <n>', 'frames per second of the file', '16')
+    .option('--format <f>', 'auto (MP4 with ffmpeg, else AVI), mp4, avi or png', 'auto')
+    .option('--save-with-index', 'name files by prompt index instead of prompt text')
+    .option('--device <d>', 'cpu, cuda or cuda:N (default: cuda when present)')
+    .option('--profile', 'print a time breakdown (initialization, diffusion per block, decode, total)')
+    .option('--no-progress', 'no progress bar')
+    .action(async (opts: InferOptions) => {
+      await infer(opts, io);
+    });
+}
