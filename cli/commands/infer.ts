@@ -294,6 +294,7 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
                   `  diffusion total ${diff.toFixed(0)} ms`,
                   `  VAE decode ${prof.decode.toFixed(0)} ms`,
                   `  total ${(diff + prof.decode).toFixed(0)} ms (${((videoFrames * 1000) / (diff + prof.decode)).toFixed(1)} frames/s)`,
+                  `  peak device memory ${(device.memoryStats().peakInUse / 2 ** 30).toFixed(2)} GiB`,
                   '',
                 ].join('\n'),
               );
