@@ -5,7 +5,7 @@
 // GEMM tuning for its length); the times, errors, load time and the device memory the encoder holds
 // and gives back go to $SFC_BENCH_OUT/umt5-check-<device>.json.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +22,9 @@ describe.skipIf(noGpuReason)('UMT5-XXL on the GPU against the PyTorch reference'
       mkdirSync(dir, { recursive: true });
       execFileSync('python3', ['test/reference/umt5.py', '--preset', 'xxl', '--out', dir], { stdio: 'inherit' });
     }
+    const torchBf16 =
+      (JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8')) as { torch_bf16_rel_err?: number[] })
+        .torch_bf16_rel_err ?? [];
     const dev = openDevice(process.env.SFC_CACHE_DIR);
     const shape = loadModelPreset('Wan2.1-T2V-1.3B').text_encoder;
     const t0 = performance.now();
@@ -72,6 +75,7 @@ describe.skipIf(noGpuReason)('UMT5-XXL on the GPU against the PyTorch reference'
             inUseAfterRelease: inUseAfter,
             reservedAfterRelease: reservedAfter,
             runs,
+            torchBf16RelErr: torchBf16,
           },
           null,
           1,
@@ -79,10 +83,13 @@ describe.skipIf(noGpuReason)('UMT5-XXL on the GPU against the PyTorch reference'
       );
     }
     expect(results.map((r) => r.length)).toEqual([77, 512]);
-    for (const r of results) {
-      expect(r.relErr, `${r.length} tokens`).toBeLessThan(2e-2);
+    // PyTorch's own bf16 run of the same encoder strays from float32 by torchBf16[i]; with these
+    // random weights that can exceed 2e-2, and sfc is held to 2e-2 or 1.25x PyTorch's bf16 error
+    results.forEach((r, i) => {
+      const bound = Math.max(2e-2, 1.25 * (torchBf16[i] ?? 0));
+      expect(r.relErr, `${r.length} tokens (PyTorch bf16: ${torchBf16[i]})`).toBeLessThan(bound);
       expect(r.padMax).toBe(0);
-    }
+    });
     expect(weightBytes).toBeGreaterThan(11e9); // 5.68 B bf16 parameters
     expect(inUseAfter).toBeLessThanOrEqual(inUseBefore);
   }, 900_000);

@@ -107,6 +107,36 @@ def encode(p, w, ids, mask):
     return x
 
 
+def encode_bf16(p, w, ids, mask):
+    """the same encoder as PyTorch runs it in bf16 (Wan keeps the T5 in bf16): weights and activations
+    bf16, RMS statistics in float32; for comparing sfc's bf16 error with PyTorch's own"""
+    wb = {k: v.to(torch.bfloat16) for k, v in w.items()}
+    T, h = ids.shape[0], p["heads"]
+    hd = p["dim_attn"] // h
+    bf = torch.bfloat16
+    norm = lambda x, g: (x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + EPS)).to(bf) * g
+    x = wb["token_embedding.weight"][ids]
+    bk = buckets(T, p["buckets"], ids.device)
+    key_mask = (mask == 0)[None, None, :]
+    for i in range(p["layers"]):
+        b = f"blocks.{i}."
+        y = norm(x, wb[b + "norm1.weight"])
+        q = (y @ wb[b + "attn.q.weight"].T).view(T, h, hd).transpose(0, 1)
+        k = (y @ wb[b + "attn.k.weight"].T).view(T, h, hd).transpose(0, 1)
+        v = (y @ wb[b + "attn.v.weight"].T).view(T, h, hd).transpose(0, 1)
+        bias = wb[b + "pos_embedding.embedding.weight"][bk].permute(2, 0, 1)
+        bias = bias.masked_fill(key_mask, torch.finfo(bf).min)
+        att = torch.softmax((q @ k.transpose(1, 2) + bias).float(), dim=-1).to(bf)
+        o = (att @ v).transpose(0, 1).reshape(T, p["dim_attn"])
+        x = x + o @ wb[b + "attn.o.weight"].T
+        y = norm(x, wb[b + "norm2.weight"])
+        g = gelu_tanh((y @ wb[b + "ffn.gate.0.weight"].T).float()).to(bf)
+        x = x + ((y @ wb[b + "ffn.fc1.weight"].T) * g) @ wb[b + "ffn.fc2.weight"].T
+    x = norm(x, wb["norm.weight"]).float()
+    x[int(mask.sum()):] = 0.0
+    return x
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="tiny", choices=PRESETS)
@@ -134,6 +164,7 @@ def main():
         os.path.join(a.out, "weights.safetensors"),
     )
     tensors = {}
+    torch_bf16_err = []
     with torch.no_grad():
         for i, n in enumerate(lengths):
             ids = torch.zeros(T, dtype=torch.long, device=dev)  # 0 is UMT5's <pad>
@@ -144,6 +175,8 @@ def main():
             tensors[f"case{i}.ids"] = ids.to(torch.int32).cpu()
             tensors[f"case{i}.mask"] = mask.to(torch.int32).cpu()
             tensors[f"case{i}.out"] = out.float().cpu().contiguous()
+            ob = encode_bf16(p, w, ids, mask)
+            torch_bf16_err.append(float((ob - out).norm() / out.norm()))
     save_file(tensors, os.path.join(a.out, "cases.safetensors"))
     with open(os.path.join(a.out, "cases.json"), "w") as fh:
         shape = dict(
@@ -156,7 +189,11 @@ def main():
             num_buckets=p["buckets"],
             text_len=T,
         )
-        json.dump(dict(preset=a.preset, shape=shape, text_len=T, dim=p["dim"], lengths=lengths), fh, indent=1)
+        json.dump(
+            dict(preset=a.preset, shape=shape, text_len=T, dim=p["dim"], lengths=lengths, torch_bf16_rel_err=torch_bf16_err),
+            fh,
+            indent=1,
+        )
     print(f"wrote {len(lengths)} cases of {a.preset} (prompt lengths {lengths}) to {a.out}")
 
 
