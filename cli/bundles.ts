@@ -1,5 +1,5 @@
 // Compiled model bundles cached on disk ($SFC_CACHE_DIR/bundles/<hash>.json): the key hashes the sfc
-// version, every DSL source file of the project and the sizes the bundle is specialised for, so an
+// version, every DSL source file and compiler source of the project and the sizes the bundle is specialised for, so an
 // edited layer or another preset never reuses a stale bundle. Compiling takes seconds; loading the
 // JSON takes milliseconds.
 import { createHash } from 'node:crypto';
@@ -11,7 +11,15 @@ import { version } from './version.js';
 
 function dslSources(): string[] {
   const root = packageRoot(import.meta.url);
-  const dirs = ['models/kernels', 'models/wan', 'models/vae', 'models/text'].map((d) => join(root, d));
+  const dirs = [
+    'models/kernels',
+    'models/wan',
+    'models/vae',
+    'models/text',
+    'compiler',
+    'compiler/layer',
+    'compiler/templates',
+  ].map((d) => join(root, d));
   const files: string[] = [];
   for (const d of dirs) {
     if (!existsSync(d)) continue;

@@ -1,7 +1,7 @@
 // Model bundles: a model's layer source (models/<model>/layers.ts) and kernels compiled for one
 // preset's sizes into plain data (dsl/artifact.ts ModelBundle) that the runtime executes.
 import { join } from 'node:path';
-import type { KernelArtifact, ModelBundle } from '../dsl/artifact.js';
+import type { GemmArtifact, KernelArtifact, ModelBundle } from '../dsl/artifact.js';
 import { SfcError } from '../dsl/errors.js';
 import type { LaunchPlan } from '../dsl/plan.js';
 import { packageRoot } from '../dsl/paths.js';
@@ -10,6 +10,7 @@ import { DslProgram } from './frontend.js';
 import { lowerLayer } from './layer/frontend.js';
 import { planLayer, type PlanOptions } from './layer/plan.js';
 import { attentionSm90 } from './templates/attention.js';
+import { gemmSm90 } from './templates/gemm.js';
 
 /** The Wan DiT's sizes, as a model preset gives them. */
 export interface WanDitDims {
@@ -104,16 +105,31 @@ export function buildUmt5Bundle(d: Umt5Dims, options: PlanOptions = {}): Omit<Mo
 export interface WanVaeKernelNeeds {
   /** every channel count a kernel is used at */
   channels: number[];
+  /** output channel counts of the convolutions (for the sm_90a convolution GEMMs) */
+  convOutputs?: number[];
+}
+
+/** Channels rounded up to the convolution GEMM's K-slice (64 bf16). */
+export const convPitch = (c: number): number => Math.ceil(c / 64) * 64;
+
+/** The output tile width of the convolution GEMM for `cout` output channels. */
+export function convTile(cout: number): number {
+  return [256, 192, 128, 96, 64].find((bn) => cout % bn === 0) ?? 64;
 }
 
 /**
  * Compiles the VAE decoder's kernels (models/kernels/vae.ts) for each channel count, keyed
  * `${name}:${C}`; normActPad is built in four variants: normActPad (RMS norm + SiLU), normPad,
- * siluPad and castPad (neither).
+ * siluPad and castPad (neither). Convolution inputs also get variants padded to the GEMM's
+ * K-slice (`${name}:${C}p${CP}`), and the sm_90a implicit-GEMM convolutions are instantiated per
+ * output tile width (`convGemms[bn]`).
  */
-export function buildWanVaeKernels(needs: WanVaeKernelNeeds): Record<string, KernelArtifact> {
+export function buildWanVaeKernels(needs: WanVaeKernelNeeds): {
+  kernels: Record<string, KernelArtifact>;
+  convGemms: Record<string, GemmArtifact>;
+} {
   const file = join(packageRoot(import.meta.url), 'models', 'kernels', 'vae.ts');
-  const out: Record<string, KernelArtifact> = {};
+  const kernels: Record<string, KernelArtifact> = {};
   const program = new DslProgram([file]);
   const variants: [string, number, number][] = [
     ['normActPad', 1, 1],
@@ -122,12 +138,27 @@ export function buildWanVaeKernels(needs: WanVaeKernelNeeds): Record<string, Ker
     ['castPad', 0, 0],
   ];
   for (const C of needs.channels) {
-    for (const [name, NORM, SILU] of variants) {
-      const a = compileFiles([file], { consts: { C, NORM, SILU } }, program).find((k) => k.name === 'normActPad')!;
-      out[`${name}:${C}`] = { ...a, name: `${name}_c${C}` };
+    const pitches = [...new Set([C, convPitch(C)])];
+    for (const CP of pitches) {
+      const key = (n: string) => (CP === C ? `${n}:${C}` : `${n}:${C}p${CP}`);
+      const sfx = CP === C ? `_c${C}` : `_c${C}p${CP}`;
+      for (const [name, NORM, SILU] of variants) {
+        const a = compileFiles([file], { consts: { C, CP, NORM, SILU } }, program).find(
+          (k) => k.name === 'normActPad',
+        )!;
+        kernels[key(name)] = { ...a, name: `${name}${sfx}` };
+      }
+      for (const a of compileFiles([file], { consts: { C, CP } }, program)) {
+        if (a.name === 'normActPad') continue;
+        if (CP !== C && a.name !== 'upsamplePad') continue;
+        kernels[key(a.name)] = { ...a, name: `${a.name}${sfx}` };
+      }
     }
-    for (const a of compileFiles([file], { consts: { C } }, program))
-      if (a.name !== 'normActPad') out[`${a.name}:${C}`] = { ...a, name: `${a.name}_c${C}` };
   }
-  return out;
+  const convGemms: Record<string, GemmArtifact> = {};
+  for (const C of needs.convOutputs ?? []) {
+    const bn = convTile(C);
+    convGemms[bn] ??= gemmSm90({ input: 'bf16', output: 'f32', bn, stages: 4, conv: true });
+  }
+  return { kernels, convGemms };
 }

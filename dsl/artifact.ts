@@ -85,6 +85,14 @@ export interface GemmSpec {
    * per tile, epilogue staged through shared memory with coalesced stores).
    */
   persistent?: boolean;
+  /**
+   * Implicit-GEMM convolution: A is a zero-padded channels-last buffer [rows, convC] and K runs over
+   * (tap, channel) with taps (x fastest, then y, then t) of extents convTx x convTy x (K / convC /
+   * convTx / convTy); the K-slice of tap (x, y, t) reads A's rows shifted by x + y * convPy + t * convPt.
+   * convC must be a multiple of the K-slice (64 bf16). Adds the i32 parameters convC, convTx, convTy,
+   * convPy, convPt. Not with `persistent`.
+   */
+  conv?: boolean;
   epilogue?: GemmEpilogue;
 }
 

@@ -334,3 +334,75 @@ export function tuneGemm(
   atomicWrite(file, JSON.stringify(table, null, 1));
   return { chosen, timings, fromCache: false };
 }
+
+/** Operands of an implicit-GEMM convolution (a `conv` instantiation of the GEMM template). */
+export interface ConvGemmOperands {
+  /** zero-padded channels-last input [rows, C] (bf16); reads past its rows are zeros */
+  buf: Tensor;
+  /** weights [N, taps * C] (bf16), K ordered (tap, channel), taps x fastest, then y, then t */
+  w: Tensor;
+  /** output [M, N] (f32), row r = the convolution at buffer row r (before the taps' shifts) */
+  out: Tensor;
+  /** tap extents and the row offsets of one step in y and in t */
+  taps: { x: number; y: number; t: number; py: number; pt: number };
+}
+
+/** Runs a convolution GEMM: out[r] = sum over taps and channels of buf[r + offset(tap)] . w. */
+export function runConvGemm(art: GemmArtifact, op: ConvGemmOperands): void {
+  const dev = op.buf.device;
+  if (!(dev instanceof CudaDevice) || dev.arch !== art.arch || !art.spec.conv)
+    throw new SfcError(`${art.name} is an sm_90a convolution GEMM; ${dev.name} cannot run it`);
+  const [rows, C] = op.buf.shape as [number, number];
+  const [N, K] = op.w.shape as [number, number];
+  const [M, No] = op.out.shape as [number, number];
+  const taps = op.taps.x * op.taps.y * op.taps.t;
+  if (C % art.bk !== 0)
+    throw new ShapeError(`${art.name}: the input's channels (${C}) must be a multiple of ${art.bk}`);
+  if (K !== taps * C)
+    throw new ShapeError(`${art.name}: weights [${N}, ${K}] do not match ${taps} taps of ${C} channels`);
+  if (No !== N || op.out.dtype.name !== 'f32') throw new ShapeError(`${art.name}: the output must be f32 [M, ${N}]`);
+  for (const [t, what] of [
+    [op.buf, 'input'],
+    [op.w, 'weights'],
+    [op.out, 'output'],
+  ] as const)
+    if (!t.isContiguous()) throw new ShapeError(`${art.name}: the ${what} must be contiguous`);
+  const map = (t: Tensor, r: number, cols: number, boxRows: number) =>
+    tensorMapOf(dev, {
+      address: addressOf(dev, t),
+      elementBytes: 2,
+      rows: r,
+      cols,
+      pitchBytes: cols * 2,
+      boxRows,
+      boxCols: art.bk,
+      swizzle: '128B',
+    });
+  const values: Record<string, number | Uint8Array> = {
+    tmA: map(op.buf, rows, C, art.bm),
+    tmB: map(op.w, N, K, art.spec.bn),
+    C: addressOf(dev, op.out),
+    M,
+    N,
+    K,
+    ldc: N,
+    convC: C,
+    convTx: op.taps.x,
+    convTy: op.taps.y,
+    convPy: op.taps.py,
+    convPt: op.taps.pt,
+  };
+  dev.launch(
+    kernelOf(dev, art),
+    {
+      grid: [Math.ceil(M / art.bm), Math.ceil(N / art.spec.bn), 1],
+      block: [art.threads, 1, 1],
+      sharedBytes: art.sharedBytes,
+    },
+    art.params.map((p) => {
+      const v = values[p.name];
+      if (v === undefined) throw new SfcError(`${art.name}: no value for parameter '${p.name}'`);
+      return v;
+    }),
+  );
+}

@@ -188,18 +188,21 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   validateGemmSpec(specIn);
   const epilogue = specIn.epilogue ?? {};
   const persistent = specIn.persistent ?? false;
+  const conv = specIn.conv ?? false;
+  if (conv && persistent) throw new Error('the convolution GEMM has no persistent variant');
   const spec = {
     input: specIn.input,
     output: specIn.output,
     bn: specIn.bn,
     stages: specIn.stages,
     persistent,
+    conv,
     epilogue,
   };
   const { bn, stages, input, output } = spec;
   const bk = 128 / elementBytes(input); // 128-byte rows: the 128-byte swizzle span
   const kStep = wgmmaK(input);
-  const entry = `sfc_gemm_sm90_${input}_${output}_128x${bn}x${bk}_s${stages}${persistent ? '_p' : ''}${tag(epilogue)}`;
+  const entry = `sfc_gemm_sm90_${input}_${output}_128x${bn}x${bk}_s${stages}${persistent ? '_p' : ''}${conv ? '_conv' : ''}${tag(epilogue)}`;
   const extra = epilogueParams(epilogue);
   const params: GemmArtifact['params'] = [
     { name: 'tmA', type: 'tmap' },
@@ -209,9 +212,21 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
     { name: 'N', type: 'i32' },
     { name: 'K', type: 'i32' },
     { name: 'ldc', type: 'i32' },
+    ...(conv
+      ? (['convC', 'convTx', 'convTy', 'convPy', 'convPt'] as const).map((name) => ({ name, type: 'i32' as const }))
+      : []),
     ...extra.map(({ name, type }) => ({ name, type })),
   ];
   const aBytes = BM * 128;
+  // the A K-slice kt: a plain GEMM reads columns kt * bk of rows m0..; a convolution reads the
+  // slice's channels of the rows shifted by its tap's offset
+  const loadA = conv
+    ? `{
+          const int k0 = kt * ${bk}, tap = k0 / convC, c0 = k0 - tap * convC;
+          const int tx = tap % convTx, tyt = tap / convTx, ty = tyt % convTy, tt = tyt / convTy;
+          sfc_tma_load_2d(sfc_smem(ringA + s * ${aBytes}), &tmA, c0, m0 + tx + ty * convPy + tt * convPt, full);
+        }`
+    : `sfc_tma_load_2d(sfc_smem(ringA + s * ${aBytes}), &tmA, kt * ${bk}, m0, full);`;
   const bBytes = bn * 128;
   const pitch = bn + 8; // f32 staging row pitch: == 8 (mod 32) words, conflict-free float2 writes
   const regs = bn / 2;
@@ -225,7 +240,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
         sfc_mbar_wait(sfc_smem(&bars[${stages} + s]), ((kt / ${stages}) & 1) ^ 1);
         const sfc_u32 full = sfc_smem(&bars[s]);
         sfc_mbar_expect_tx(full, ${aBytes + bBytes});
-        sfc_tma_load_2d(sfc_smem(ringA + s * ${aBytes}), &tmA, kt * ${bk}, m0, full);
+        ${loadA}
         sfc_tma_load_2d(sfc_smem(ringB + s * ${bBytes}), &tmB, kt * ${bk}, n0, full);
       }
     }
@@ -361,7 +376,7 @@ __device__ __forceinline__ float sfc_epilogue(float y, const int row, const int 
 
 extern "C" __global__ void __launch_bounds__(${THREADS}, 1)
 ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTensorMap tmB,
-    ${ctype[output]}* __restrict__ C, const int M, const int N, const int K, const int ldc${extra.map((p) => `,\n    ${p.decl}`).join('')}) {
+    ${ctype[output]}* __restrict__ C, const int M, const int N, const int K, const int ldc${conv ? ',\n    const int convC, const int convTx, const int convTy, const int convPy, const int convPt' : ''}${extra.map((p) => `,\n    ${p.decl}`).join('')}) {
   extern __shared__ unsigned char sfc_smem_raw[];
   unsigned char* smem = (unsigned char*)(((sfc_u64)sfc_smem_raw + 1023) & ~(sfc_u64)1023);
   unsigned char* ringA = smem;                          // [stages][${BM} rows][128 bytes]

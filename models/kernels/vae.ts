@@ -27,9 +27,10 @@ import {
 } from '../../dsl/kernel.js';
 
 /**
- * dst (bf16, [T, H + 2 pad, W + 2 pad, C], borders zero) = act(src + bias), act = optional RMS norm
- * over channels (x * rsqrt(mean(x^2)) * gamma, i.e. unit L2 norm times sqrt(C) times gamma) then
- * optional SiLU. src is [T, H, W, C] (srcGrid 0) or a convolution's padded-grid output (srcGrid 1).
+ * dst (bf16, [T, H + 2 pad, W + 2 pad, CP], borders and channels past C zero) = act(src + bias), act =
+ * optional RMS norm over channels (x * rsqrt(mean(x^2)) * gamma, i.e. unit L2 norm times sqrt(C)
+ * times gamma) then optional SiLU. src is [T, H, W, C] (srcGrid 0) or a convolution's padded-grid
+ * output (srcGrid 1). CP >= C is the buffer's channel pitch (a multiple of the GEMM's K-slice).
  */
 export const normActPad = kernel(
   (
@@ -42,6 +43,7 @@ export const normActPad = kernel(
     srcGrid: i32,
     pad: i32,
     C: Const<96>,
+    CP: Const<96>,
     NORM: Const<1>,
     SILU: Const<1>,
   ) => {
@@ -54,13 +56,14 @@ export const normActPad = kernel(
     const y = yp - pad;
     const x = r - yp * Wp - pad;
     const inside = y >= 0 && y < H && x >= 0 && x < W;
-    const c = arange(0, C);
+    const c = arange(0, CP);
+    const real = c < C;
     const sW = W + 2 * srcGrid;
     const sH = H + 2 * srcGrid;
-    const v = load(src, ((t * sH + y) * sW + x) * C + c, inside, 0) + load(bias, c);
-    const n = NORM === 1 ? v * rsqrt(maximum(sum(v * v) / C, 1e-30)) * load(gamma, c) : v;
+    const v = load(src, ((t * sH + y) * sW + x) * C + c, inside && real, 0) + load(bias, c, real, 0);
+    const n = NORM === 1 ? v * rsqrt(maximum(sum(v * v) / C, 1e-30)) * load(gamma, c, real, 0) : v;
     const a = SILU === 1 ? n * sigmoid(n) : n;
-    store(dst, pix * C + c, inside ? a : 0);
+    store(dst, pix * CP + c, inside && real ? a : 0);
   },
 );
 
@@ -106,12 +109,12 @@ export const convBias = kernel(
 );
 
 /**
- * Nearest 2x spatial upsampling into a zero-padded bf16 buffer [T split, 2H + 2, 2W + 2, C] for a
+ * Nearest 2x spatial upsampling into a zero-padded bf16 buffer [T split, 2H + 2, 2W + 2, CP] for a
  * 3x3 convolution: src + bias with src [T, H, W, split C]. split 2 is the temporal upsampling's
- * output: channel half j of frame t becomes frame 2t + j.
+ * output: channel half j of frame t becomes frame 2t + j. Channels past C are zero.
  */
 export const upsamplePad = kernel(
-  (src: Ptr<f32>, bias: Ptr<f32>, dst: Ptr<bf16>, H: i32, W: i32, split: i32, C: Const<96>) => {
+  (src: Ptr<f32>, bias: Ptr<f32>, dst: Ptr<bf16>, H: i32, W: i32, split: i32, C: Const<96>, CP: Const<96>) => {
     const pix = programId(0);
     const Wp = 2 * W + 2;
     const Hp = 2 * H + 2;
@@ -123,10 +126,11 @@ export const upsamplePad = kernel(
     const inside = y2 >= 0 && y2 < 2 * H && x2 >= 0 && x2 < 2 * W;
     const t = idiv(t2, split);
     const half = t2 - t * split;
-    const c = arange(0, C);
+    const c = arange(0, CP);
+    const real = c < C;
     const s = ((t * H + (y2 >> 1)) * W + (x2 >> 1)) * (C * split) + half * C + c;
-    const v = load(src, s, inside, 0) + load(bias, half * C + c);
-    store(dst, pix * C + c, inside ? v : 0);
+    const v = load(src, s, inside && real, 0) + load(bias, half * C + c, real, 0);
+    store(dst, pix * CP + c, inside && real ? v : 0);
   },
 );
 

@@ -8,7 +8,7 @@
 // as one GEMM per kernel tap over the buffer shifted by the tap's offset (cuBLASLt, accumulating in
 // f32; a CPU loop on the CPU device); its output lives on the padded grid and the next kernel reads
 // the valid pixels (models/kernels/vae.ts fuses bias, residual, RMS norm, SiLU and upsampling there).
-import type { KernelArtifact } from '../../dsl/artifact.js';
+import type { GemmArtifact, KernelArtifact } from '../../dsl/artifact.js';
 import { bf16, f32 } from '../../dsl/dtypes.js';
 import { SfcError } from '../../dsl/errors.js';
 import type { CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
@@ -16,6 +16,7 @@ import { decode, encodeInto, rawArray } from '../../runtime/convert.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import { CudaDevice } from '../../runtime/cuda.js';
 import type { Device } from '../../runtime/device.js';
+import { runConvGemm } from '../../runtime/gemm.js';
 import { launch } from '../../runtime/kernels.js';
 import { CudaDataType } from '../../runtime/native/api.js';
 import { Tensor, fmtShape } from '../../runtime/tensor.js';
@@ -105,8 +106,30 @@ export const WAN_LATENT_STD = [
   2.8251, 1.916,
 ];
 
-/** Kernel artifacts of models/kernels/vae.ts per channel count: `${name}:${C}`. */
-export type VaeKernels = Record<string, KernelArtifact>;
+/**
+ * Kernel artifacts of models/kernels/vae.ts per channel count (`${name}:${C}`, and `${name}:${C}p${CP}`
+ * writing buffers padded to CP channels), and the sm_90a convolution GEMMs per output tile width.
+ */
+export interface VaeKernels {
+  kernels: Record<string, KernelArtifact>;
+  convGemms: Record<string, GemmArtifact>;
+}
+
+/** Output channel counts of the decoder's 3x3 (and temporal) convolutions. */
+export function vaeConvOutputs(s: WanVaeShape): number[] {
+  const cs = new Set<number>();
+  for (const m of decoderLayout(s)) {
+    if (m.kind === 'conv' || m.kind === 'res' || m.kind === 'head') cs.add(m.cout);
+    if (m.kind === 'up3d' || m.kind === 'up2d') cs.add(m.cout);
+    if (m.kind === 'up3d') cs.add(2 * m.cin);
+  }
+  return [...cs].sort((a, b) => a - b);
+}
+
+/** Channels rounded up to the convolution GEMM's K-slice (64 bf16). */
+const convPitch = (c: number): number => Math.ceil(c / 64) * 64;
+/** The convolution GEMM's output tile width for `cout` channels (as compiler/bundle.ts chooses it). */
+const convTile = (cout: number): number => [256, 192, 128, 96, 64].find((bn) => cout % bn === 0) ?? 64;
 
 /** The channel counts the decoder's kernels are specialised for. */
 export function vaeChannelCounts(s: WanVaeShape): number[] {
@@ -231,6 +254,8 @@ function shiftedGemms(
 interface Conv {
   /** [taps, cout, cin] bf16, taps ordered (kt, ky, kx) */
   taps: Tensor;
+  /** for the sm_90a convolution GEMM: [cout, taps * CP] bf16, channels padded to CP with zeros */
+  packed?: Tensor;
   bias: Tensor;
   kt: number;
   ky: number;
@@ -311,6 +336,7 @@ export class WanVaeDecoder {
         for (let t = 0; t < taps; t++) out[(t * cout + o) * cin + i] = w[(o * cin + i) * taps + t]!;
     return {
       taps: Tensor.from(this.device, bf16, [taps, cout, cin], out),
+      packed: taps > 1 && this.implicit(cin) ? this.packed(out, taps, cout, cin) : undefined,
       bias: Tensor.from(this.device, f32, [cout], bias),
       kt,
       ky,
@@ -320,8 +346,19 @@ export class WanVaeDecoder {
     };
   }
 
+  /** [taps, cout, cin] -> [cout, taps * CP] with zero channels past cin */
+  private packed(taps: Float32Array, n: number, cout: number, cin: number): Tensor {
+    const cp = convPitch(cin);
+    const out = new Float32Array(cout * n * cp);
+    for (let t = 0; t < n; t++)
+      for (let o = 0; o < cout; o++)
+        for (let i = 0; i < cin; i++) out[(o * n + t) * cp + i] = taps[(t * cout + o) * cin + i]!;
+    return Tensor.from(this.device, bf16, [cout, n * cp], out);
+  }
+
   dispose(): void {
     for (const c of this.convs.values()) {
+      c.packed?.dispose();
       c.taps.dispose();
       c.bias.dispose();
     }
@@ -346,8 +383,24 @@ export class WanVaeDecoder {
     return z;
   }
 
-  kernel(name: string, c: number): KernelArtifact {
-    const k = this.kernels[`${name}:${c}`];
+  /** Whether convolutions over `cin` input channels run as implicit GEMMs on this device. */
+  implicit(cin: number): boolean {
+    return (
+      this.device instanceof CudaDevice &&
+      this.device.arch === 'sm_90a' &&
+      Object.keys(this.kernels.convGemms).length > 0 &&
+      cin >= 16
+    );
+  }
+
+  convGemm(cout: number): GemmArtifact {
+    const g = this.kernels.convGemms[convTile(cout)];
+    if (!g) throw new SfcError(`the VAE kernels have no convolution GEMM for ${cout} output channels`);
+    return g;
+  }
+
+  kernel(name: string, c: number, cp = c): KernelArtifact {
+    const k = this.kernels.kernels[cp === c ? `${name}:${c}` : `${name}:${c}p${cp}`];
     if (!k) throw new SfcError(`the VAE kernels were not built for ${c} channels (${name})`);
     return k;
   }
@@ -473,17 +526,14 @@ export class VaeDecodeStream {
     const Wp = W + 2;
     const frame = Hp * Wp;
     const slack = 2 * Wp + 2;
-    const buf = this.tmp(bf16, [(T + 2) * frame + slack, c.cin]);
-    let hist = this.hist.get(name);
-    if (!hist || hist.shape[0] !== 2 * frame) {
-      hist?.dispose();
-      hist = Tensor.zeros(d.device, bf16, [2 * frame, c.cin]);
-      this.hist.set(name, hist);
-    }
+    const fast = d.implicit(c.cin);
+    const CP = fast ? convPitch(c.cin) : c.cin;
+    const buf = this.tmp(bf16, [(T + 2) * frame + slack, CP]);
+    const hist = this.history(name, 2 * frame, CP);
     d.device.copy(buf.storage, buf.byteOffset, hist.storage, hist.byteOffset, hist.nbytes);
     const k = act.norm ? (act.silu ? 'normActPad' : 'normPad') : act.silu ? 'siluPad' : 'castPad';
     launch(
-      d.kernel(k, c.cin),
+      d.kernel(k, c.cin, CP),
       [T * frame],
       [
         src,
@@ -496,12 +546,16 @@ export class VaeDecodeStream {
         1,
       ],
     );
-    d.device.copy(hist.storage, hist.byteOffset, buf.storage, buf.byteOffset + T * frame * c.cin * 2, hist.nbytes);
+    d.device.copy(hist.storage, hist.byteOffset, buf.storage, buf.byteOffset + T * frame * CP * 2, hist.nbytes);
     const out = this.tmp(f32, [T * frame, c.cout]);
-    const offsets: number[] = [];
-    for (let kt = 0; kt < 3; kt++)
-      for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) offsets.push((kt * Hp + ky) * Wp + kx);
-    shiftedGemms(buf, c.taps, offsets, out, T * frame, c.cout, c.cin);
+    if (fast)
+      runConvGemm(d.convGemm(c.cout), { buf, w: c.packed!, out, taps: { x: 3, y: 3, t: 3, py: Wp, pt: frame } });
+    else {
+      const offsets: number[] = [];
+      for (let kt = 0; kt < 3; kt++)
+        for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) offsets.push((kt * Hp + ky) * Wp + kx);
+      shiftedGemms(buf, c.taps, offsets, out, T * frame, c.cout, c.cin);
+    }
     return { out, T, H, W, name };
   }
 
@@ -587,13 +641,19 @@ export class VaeDecodeStream {
     const W2 = 2 * W;
     const frame = (H2 + 2) * (W2 + 2);
     const slack = 2 * (W2 + 2) + 2;
-    const buf = this.tmp(bf16, [T2 * frame + slack, C]);
-    launch(d.kernel('upsamplePad', C), [T2 * frame], [src, bias, buf, H, W, split]);
+    const fast = d.implicit(C);
+    const CP = fast ? convPitch(C) : C;
+    const buf = this.tmp(bf16, [T2 * frame + slack, CP]);
+    launch(d.kernel('upsamplePad', C, CP), [T2 * frame], [src, bias, buf, H, W, split]);
     const c = d.conv(`${name}.resample.1`);
     const out = this.tmp(f32, [T2 * frame, c.cout]);
-    const offsets: number[] = [];
-    for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) offsets.push(ky * (W2 + 2) + kx);
-    shiftedGemms(buf, c.taps, offsets, out, T2 * frame, c.cout, C);
+    if (fast)
+      runConvGemm(d.convGemm(c.cout), { buf, w: c.packed!, out, taps: { x: 3, y: 3, t: 1, py: W2 + 2, pt: 0 } });
+    else {
+      const offsets: number[] = [];
+      for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) offsets.push(ky * (W2 + 2) + kx);
+      shiftedGemms(buf, c.taps, offsets, out, T2 * frame, c.cout, C);
+    }
     return this.convOut(`${name}.resample.1`, { out, T: T2, H: H2, W: W2 });
   }
 
@@ -603,22 +663,28 @@ export class VaeDecodeStream {
     const c = d.conv(name);
     const [T, H, W] = x.shape as [number, number, number, number];
     const frame = H * W;
-    const buf = this.tmp(bf16, [(T + 2) * frame, c.cin]);
+    const fast = d.implicit(c.cin);
+    const CP = fast ? convPitch(c.cin) : c.cin;
+    const buf = this.tmp(bf16, [(T + 2) * frame, CP]);
+    const hist = this.history(name, 2 * frame, CP);
+    d.device.copy(buf.storage, buf.byteOffset, hist.storage, hist.byteOffset, hist.nbytes);
+    const z = d.zerosOf(c.cin);
+    launch(d.kernel('castPad', c.cin, CP), [T * frame], [x, z, z, buf.narrow(0, 2 * frame, T * frame), H, W, 0, 0]);
+    d.device.copy(hist.storage, hist.byteOffset, buf.storage, buf.byteOffset + T * frame * CP * 2, hist.nbytes);
+    const out = this.tmp(f32, [T * frame, c.cout]);
+    if (fast) runConvGemm(d.convGemm(c.cout), { buf, w: c.packed!, out, taps: { x: 1, y: 1, t: 3, py: 0, pt: frame } });
+    else shiftedGemms(buf, c.taps, [0, frame, 2 * frame], out, T * frame, c.cout, c.cin);
+    return out.reshape([T, H, W, c.cout]);
+  }
+
+  /** The two-frame history of a causal convolution ([2 * frame, CP] bf16, zeros at the start). */
+  private history(name: string, rows: number, cp: number): Tensor {
     let hist = this.hist.get(name);
-    if (!hist || hist.shape[0] !== 2 * frame) {
+    if (!hist || hist.shape[0] !== rows || hist.shape[1] !== cp) {
       hist?.dispose();
-      hist = Tensor.zeros(d.device, bf16, [2 * frame, c.cin]);
+      hist = Tensor.zeros(this.d.device, bf16, [rows, cp]);
       this.hist.set(name, hist);
     }
-    d.device.copy(buf.storage, buf.byteOffset, hist.storage, hist.byteOffset, hist.nbytes);
-    launch(
-      d.kernel('castPad', c.cin),
-      [T * frame],
-      [x, d.zerosOf(c.cin), d.zerosOf(c.cin), buf.narrow(0, 2 * frame, T * frame), H, W, 0, 0],
-    );
-    d.device.copy(hist.storage, hist.byteOffset, buf.storage, buf.byteOffset + T * frame * c.cin * 2, hist.nbytes);
-    const out = this.tmp(f32, [T * frame, c.cout]);
-    shiftedGemms(buf, c.taps, [0, frame, 2 * frame], out, T * frame, c.cout, c.cin);
-    return out.reshape([T, H, W, c.cout]);
+    return hist;
   }
 }

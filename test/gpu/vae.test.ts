@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildWanVaeKernels } from '../../compiler/bundle.js';
 import { loadModelPreset } from '../../configs/presets.js';
-import { vaeChannelCounts } from '../../models/vae/decoder.js';
+import { vaeChannelCounts, vaeConvOutputs } from '../../models/vae/decoder.js';
 import { relErr } from '../models/wan-rollout.js';
 import { decodeStreamed, loadReferenceVae, readReferenceDecode } from '../models/vae-check.js';
 import { noGpuReason, openDevice } from './gpu.js';
@@ -42,7 +42,12 @@ describe.skipIf(noGpuReason)('Wan VAE decoder on the GPU against the PyTorch ref
     }
     const dev = openDevice(process.env.SFC_CACHE_DIR);
     const preset = loadModelPreset('Wan2.1-T2V-1.3B');
-    const d = loadReferenceVae(dir, dev, preset.vae, buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae) }));
+    const d = loadReferenceVae(
+      dir,
+      dev,
+      preset.vae,
+      buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae), convOutputs: vaeConvOutputs(preset.vae) }),
+    );
     const ref = readReferenceDecode(dir, dev);
     const first = d.decode(ref.latent); // warm-up (kernel loads, cuBLASLt heuristics)
     first.dispose();

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { buildWanVaeKernels } from '../../compiler/bundle.js';
 import { loadModelPreset } from '../../configs/presets.js';
 import { CpuDevice } from '../../runtime/cpu.js';
-import { decoderLayout, vaeChannelCounts } from '../../models/vae/decoder.js';
+import { decoderLayout, vaeChannelCounts, vaeConvOutputs } from '../../models/vae/decoder.js';
 import { relErr } from './wan-rollout.js';
 import { decodeStreamed, loadReferenceVae, readReferenceDecode } from './vae-check.js';
 
@@ -15,7 +15,12 @@ const preset = loadModelPreset('tiny');
 
 describe('Wan VAE decoder (tiny) against the PyTorch reference', () => {
   const dev = new CpuDevice();
-  const d = loadReferenceVae(dir, dev, preset.vae, buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae) }));
+  const d = loadReferenceVae(
+    dir,
+    dev,
+    preset.vae,
+    buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae), convOutputs: vaeConvOutputs(preset.vae) }),
+  );
   const ref = readReferenceDecode(dir, dev);
 
   it('decodes 3 latent frames into 9 video frames within 2e-2 of the reference', () => {
@@ -32,7 +37,7 @@ describe('Wan VAE decoder (tiny) against the PyTorch reference', () => {
   });
 
   it('a checkpoint that does not fit is one clear error listing the problems', () => {
-    expect(() => loadReferenceVae(dir, dev, { ...preset.vae, base_dim: 16 }, {})).toThrow(
+    expect(() => loadReferenceVae(dir, dev, { ...preset.vae, base_dim: 16 }, { kernels: {}, convGemms: {} })).toThrow(
       /the VAE checkpoint does not fit the decoder \(\d+ problems\): 'decoder.conv1.weight' is \[32, 16, 3, 3, 3\], the decoder needs \[64, 16, 3, 3, 3\]/,
     );
   });
