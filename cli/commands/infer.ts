@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { buildUmt5Bundle, buildWanDitBundle, buildWanVaeKernels } from '../../compiler/bundle.js';
 import { loadConfig, loadModelPreset, type ModelPreset } from '../../configs/index.js';
 import type { ModelBundle } from '../../dsl/artifact.js';
@@ -60,8 +60,93 @@ export interface InferOptions {
   format: string;
   saveWithIndex?: boolean;
   device?: string;
+  gpus?: string;
+  shard?: string;
   profile?: boolean;
   progress: boolean;
+}
+
+/** `--shard i/N`: this process takes the prompts whose index is i modulo N. */
+export function parseShard(s: string | undefined): { index: number; count: number } | undefined {
+  if (s === undefined) return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(s);
+  if (!m || Number(m[1]) >= Number(m[2]))
+    throw new SfcError(`--shard takes i/N with i < N, got '${s}'`, { exitCode: 2 });
+  return { index: Number(m[1]), count: Number(m[2]) };
+}
+
+/**
+ * `--gpus N`: one `sfc infer` process per device (cuda:0..N-1, or N simulated CPU devices with
+ * --device cpu), each taking every N-th prompt; prompts keep their indices and seeds, so the files
+ * are the ones a single process writes. Returns the files written (grouped by process).
+ */
+/** The command line of an `sfc infer` child for the same options (paths made absolute). */
+function childArgs(o: InferOptions): string[] {
+  const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(p));
+  const flags: [string, string | undefined][] = [
+    ['--config', abs(o.config)],
+    ['--model', o.model],
+    ['--model-dir', abs(o.modelDir)],
+    ['--checkpoint', abs(o.checkpoint)],
+    ['--key', o.key],
+    ['--vae', abs(o.vae)],
+    ['--text-encoder', abs(o.textEncoder)],
+    ['--tokenizer', abs(o.tokenizer)],
+    ['--prompt', o.prompt],
+    ['--prompts', abs(o.prompts)],
+    ['--out', abs(o.out)],
+    ['--seed', o.seed],
+    ['--num-samples', o.numSamples],
+    ['--num-frames', o.numFrames],
+    ['--seconds', o.seconds],
+    ['--height', o.height],
+    ['--width', o.width],
+    ['--fps', o.fps],
+    ['--format', o.format],
+  ];
+  const args = ['infer', ...flags.flatMap(([f, v]) => (v === undefined ? [] : [f, v]))];
+  for (const s of o.set) args.push('--set', s);
+  if (o.useEma) args.push('--use-ema');
+  if (o.saveWithIndex) args.push('--save-with-index');
+  if (o.profile) args.push('--profile');
+  return args;
+}
+
+async function inferSharded(o: InferOptions, n: number, io: Io): Promise<string[]> {
+  const { spawn } = await import('node:child_process');
+  const entry = join(packageRoot(import.meta.url), 'cli', 'sfc.js');
+  const base = childArgs(o);
+  const cpu = o.device === 'cpu';
+  const runs = Array.from(
+    { length: n },
+    (_, g) =>
+      new Promise<string[]>((resolveRun, reject) => {
+        const args = [entry, ...base, '--device', cpu ? 'cpu' : `cuda:${g}`, '--shard', `${g}/${n}`, '--no-progress'];
+        const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        const tag = cpu ? `[cpu ${g}] ` : `[gpu ${g}] `;
+        const lines = (chunk: Buffer, to: (s: string) => void) =>
+          chunk
+            .toString()
+            .split(/\n/)
+            .filter(Boolean)
+            .forEach((l) => to(`${tag}${l}\n`));
+        child.stdout.on('data', (c: Buffer) => {
+          out += c.toString();
+          if (o.profile) lines(c, io.stdout);
+        });
+        child.stderr.on('data', (c: Buffer) => lines(c, io.stderr));
+        child.on('error', reject);
+        child.on('close', (code) =>
+          code === 0
+            ? resolveRun(out.split('\n').filter((l) => l.startsWith('/') || /^[A-Za-z]:\\/.test(l)))
+            : reject(new SfcError(`${tag.trim()} failed (exit code ${code})`)),
+        );
+      }),
+  );
+  const files = (await Promise.all(runs)).flat();
+  for (const f of files) if (!o.profile) io.stdout(`${f}\n`);
+  return files;
 }
 
 const int = (v: string | undefined, flag: string, min = 0): number | undefined => {
@@ -181,7 +266,16 @@ function loadWeights(o: InferOptions, preset: ModelPreset, io: Io): Weights {
 }
 
 export async function infer(o: InferOptions, io: Io): Promise<string[]> {
-  const prompts = readPrompts(o);
+  const gpus = int(o.gpus, '--gpus', 1) ?? 1;
+  if (gpus > 1) {
+    if (o.shard) throw new SfcError('--gpus and --shard do not combine', { exitCode: 2 });
+    readPrompts(o); // errors here, not N times in the children
+    return inferSharded(o, gpus, io);
+  }
+  const shard = parseShard(o.shard);
+  const prompts = readPrompts(o)
+    .map((p, i) => ({ p, i }))
+    .filter(({ i }) => !shard || i % shard.count === shard.index);
   // without --config: Self-Forcing's own setup (4 steps, chunks of 3, shift 5)
   const configPath = o.config ?? join(packageRoot(import.meta.url), 'configs', 'self_forcing_dmd.yaml');
   const { config } = loadConfig({ configPath, overrides: o.set });
@@ -257,7 +351,7 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
           )
         : undefined;
     try {
-      for (const [pi, prompt] of prompts.entries()) {
+      for (const { p: prompt, i: pi } of prompts) {
         const [context] = promptEncoder.encode([prompt]);
         const text = model.encodeContext(context!);
         context!.dispose();
@@ -350,6 +444,8 @@ export function registerInfer(program: Command, io: Io): void {
     .option('--format <f>', 'auto (MP4 with ffmpeg, else AVI), mp4, avi or png', 'auto')
     .option('--save-with-index', 'name files by prompt index instead of prompt text')
     .option('--device <d>', 'cpu, cuda or cuda:N (default: cuda when present)')
+    .option('--gpus <n>', 'one process per GPU, prompts shared out round-robin (with --device cpu: simulated)')
+    .addOption(new Option('--shard <i/N>', 'take every N-th prompt from the i-th (what --gpus runs)').hideHelp())
     .option('--profile', 'print a time breakdown (initialization, diffusion per block, decode, total)')
     .option('--no-progress', 'no progress bar')
     .action(async (opts: InferOptions) => {

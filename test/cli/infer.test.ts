@@ -1,7 +1,7 @@
 // `sfc infer` end to end on the CPU with the embedded tiny default (seeded random weights, the
 // embedded tokenizer): the video file is written and reads back with the right size and frame count;
 // user mistakes are one-line errors with exit code 2.
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -61,6 +61,35 @@ describe('sfc infer', () => {
       /multiples of 16, got 100 x 96/,
     );
   });
+
+  it('--gpus 2 with --device cpu: two processes share the prompts and write the same files as one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sfc-infer-shard-'));
+    process.env.SFC_CACHE_DIR = join(dir, 'cache');
+    const prompts = join(dir, 'prompts.txt');
+    writeFileSync(prompts, 'a red fox in snow\n\na blue boat on a lake\nsunrise over hills\n');
+    const common = [
+      'infer',
+      '--model',
+      'tiny',
+      '--prompts',
+      prompts,
+      '--format',
+      'avi',
+      '--device',
+      'cpu',
+      '--no-progress',
+      '--save-with-index',
+    ];
+    const two = await sfc(...common, '--out', join(dir, 'two'), '--gpus', '2');
+    expect(two.code, two.err).toBe(0);
+    expect(two.err).toMatch(/^\[cpu 1\] /m);
+    const one = await sfc(...common, '--out', join(dir, 'one'));
+    expect(one.code).toBe(0);
+    const names = readdirSync(join(dir, 'one')).sort();
+    expect(names).toEqual(['0-0_regular.avi', '1-0_regular.avi', '2-0_regular.avi']);
+    expect(readdirSync(join(dir, 'two')).sort()).toEqual(names);
+    for (const n of names) expect(readFileSync(join(dir, 'two', n))).toEqual(readFileSync(join(dir, 'one', n)));
+  }, 300_000);
 
   it('names files like the reference', () => {
     expect(outputName('a cat/dog', 3, 1, false, false)).toBe('a cat_dog-1');
