@@ -169,4 +169,24 @@ export interface NativeAddon {
     swizzle: number,
     l2Promotion: number,
   ): Uint8Array;
+  /** one communicator per device ordinal, all in this process (ncclCommInitAll) */
+  ncclCommInitAll(devices: number[]): number[];
+  /** a 128-byte id for ncclCommInitRank (multi-process) */
+  ncclGetUniqueId(): Uint8Array;
+  ncclCommInitRank(nranks: number, id: Uint8Array, rank: number): number;
+  ncclCommDestroy(comm: number): void;
+  /**
+   * All-reduce (opOrRoot = ncclRedOp) or broadcast (opOrRoot = root rank) of `count` elements, one
+   * send/receive buffer and stream per communicator, enqueued in one NCCL group.
+   */
+  ncclCollective(
+    comms: number[],
+    sends: number[],
+    recvs: number[],
+    count: number,
+    dataType: number,
+    opOrRoot: number,
+    streams: number[],
+    broadcast: boolean,
+  ): void;
 }

@@ -798,6 +798,101 @@ Napi::Value TensorMapEncodeTiled(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// ---- NCCL -------------------------------------------------------------------------------------------
+// Communicators are opaque handles (numbers). Collectives over several devices of this process are
+// enqueued inside one ncclGroupStart/End, each on its device's stream; errors name the NCCL call.
+NcclApi& ncclReady(const Napi::Env& env) {
+  auto& n = nccl();
+  if (!n.ok()) throw Napi::Error::New(env, "NCCL is not available: " + (n.error.empty() ? std::string("not loaded") : n.error));
+  return n;
+}
+
+void checkNccl(const Napi::Env& env, const char* call, int r) {
+  if (r == 0) return;
+  auto& n = nccl();
+  std::string msg = n.ncclGetErrorString ? n.ncclGetErrorString(r) : "error " + std::to_string(r);
+  auto err = Napi::Error::New(env, std::string(call) + " failed: " + msg);
+  err.Value().Set("call", call);
+  err.Value().Set("ncclError", r);
+  throw err;
+}
+
+std::vector<uint64_t> handles(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return u64ListArg(info, i, what);
+}
+
+Napi::Value NcclCommInitAll(const Napi::CallbackInfo& info) {
+  requireInit(info.Env());
+  auto& n = ncclReady(info.Env());
+  auto devs = u64ListArg(info, 0, "devices");
+  if (devs.empty()) rangeError(info.Env(), "ncclCommInitAll needs at least one device");
+  std::vector<int> list(devs.begin(), devs.end());
+  std::vector<ncclComm_t> comms(list.size());
+  checkNccl(info.Env(), "ncclCommInitAll", n.ncclCommInitAll(comms.data(), static_cast<int>(list.size()), list.data()));
+  auto out = Napi::Array::New(info.Env(), comms.size());
+  for (size_t k = 0; k < comms.size(); k++)
+    out.Set(static_cast<uint32_t>(k), Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(comms[k]))));
+  return out;
+}
+
+Napi::Value NcclGetUniqueId(const Napi::CallbackInfo& info) {
+  auto& n = ncclReady(info.Env());
+  NcclUniqueId id;
+  checkNccl(info.Env(), "ncclGetUniqueId", n.ncclGetUniqueId(&id));
+  auto out = Napi::Uint8Array::New(info.Env(), sizeof(id));
+  std::memcpy(out.Data(), &id, sizeof(id));
+  return out;
+}
+
+Napi::Value NcclCommInitRank(const Napi::CallbackInfo& info) {
+  requireInit(info.Env());
+  auto& n = ncclReady(info.Env());
+  int nranks = static_cast<int>(u64Arg(info, 0, "nranks"));
+  Bytes idb = viewArg(info, 1, "id");
+  int rank = static_cast<int>(u64Arg(info, 2, "rank"));
+  if (idb.size != sizeof(NcclUniqueId)) rangeError(info.Env(), "an NCCL unique id is 128 bytes");
+  NcclUniqueId id;
+  std::memcpy(&id, idb.data, sizeof(id));
+  ncclComm_t comm = nullptr;
+  checkNccl(info.Env(), "ncclCommInitRank", n.ncclCommInitRank(&comm, nranks, id, rank));
+  return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(comm)));
+}
+
+void NcclCommDestroy(const Napi::CallbackInfo& info) {
+  auto& n = ncclReady(info.Env());
+  checkNccl(info.Env(), "ncclCommDestroy", n.ncclCommDestroy(reinterpret_cast<ncclComm_t>(u64Arg(info, 0, "comm"))));
+}
+
+// (comms[], sends[], recvs[], count, dataType, opOrRoot, streams[], broadcast)
+void NcclCollective(const Napi::CallbackInfo& info) {
+  requireInit(info.Env());
+  auto& n = ncclReady(info.Env());
+  auto comms = handles(info, 0, "comms");
+  auto sends = handles(info, 1, "sends");
+  auto recvs = handles(info, 2, "recvs");
+  uint64_t count = u64Arg(info, 3, "count");
+  int dtype = static_cast<int>(u64Arg(info, 4, "dataType"));
+  int opOrRoot = static_cast<int>(u64Arg(info, 5, "opOrRoot"));
+  auto streams = handles(info, 6, "streams");
+  bool broadcast = info.Length() > 7 && info[7].ToBoolean().Value();
+  if (sends.size() != comms.size() || recvs.size() != comms.size() || streams.size() != comms.size())
+    rangeError(info.Env(), "one send buffer, receive buffer and stream per communicator");
+  checkNccl(info.Env(), "ncclGroupStart", n.ncclGroupStart());
+  int failed = 0;
+  const char* call = broadcast ? "ncclBroadcast" : "ncclAllReduce";
+  for (size_t k = 0; k < comms.size() && failed == 0; k++) {
+    auto comm = reinterpret_cast<ncclComm_t>(comms[k]);
+    auto stream = reinterpret_cast<CUstream>(streams[k]);
+    auto src = reinterpret_cast<const void*>(sends[k]);
+    auto dst = reinterpret_cast<void*>(recvs[k]);
+    failed = broadcast ? n.ncclBroadcast(src, dst, count, dtype, opOrRoot, comm, stream)
+                       : n.ncclAllReduce(src, dst, count, dtype, opOrRoot, comm, stream);
+  }
+  int end = n.ncclGroupEnd();
+  checkNccl(info.Env(), call, failed);
+  checkNccl(info.Env(), "ncclGroupEnd", end);
+}
+
 #define SFC_FN(name, impl, R) exports.Set(name, Napi::Function::New(env, guarded<R, impl>, name))
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
@@ -840,6 +935,11 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   SFC_FN("nvrtcCompile", NvrtcCompile, Napi::Value);
   SFC_FN("gemm", Gemm, void);
   SFC_FN("tensorMapEncodeTiled", TensorMapEncodeTiled, Napi::Value);
+  SFC_FN("ncclCommInitAll", NcclCommInitAll, Napi::Value);
+  SFC_FN("ncclGetUniqueId", NcclGetUniqueId, Napi::Value);
+  SFC_FN("ncclCommInitRank", NcclCommInitRank, Napi::Value);
+  SFC_FN("ncclCommDestroy", NcclCommDestroy, void);
+  SFC_FN("ncclCollective", NcclCollective, void);
   return exports;
 }
 

@@ -92,6 +92,15 @@ NcclApi& nccl() {
     NcclApi a;
     a.handle = openFirst({"libnccl.so.2", "libnccl.so"}, a.path, a.error);
     resolve(a, "ncclGetVersion", a.ncclGetVersion);
+    resolve(a, "ncclGetErrorString", a.ncclGetErrorString);
+    resolve(a, "ncclGetUniqueId", a.ncclGetUniqueId);
+    resolve(a, "ncclCommInitRank", a.ncclCommInitRank);
+    resolve(a, "ncclCommInitAll", a.ncclCommInitAll);
+    resolve(a, "ncclCommDestroy", a.ncclCommDestroy);
+    resolve(a, "ncclAllReduce", a.ncclAllReduce);
+    resolve(a, "ncclBroadcast", a.ncclBroadcast);
+    resolve(a, "ncclGroupStart", a.ncclGroupStart);
+    resolve(a, "ncclGroupEnd", a.ncclGroupEnd);
     return a;
   }();
   return api;

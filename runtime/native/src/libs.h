@@ -188,11 +188,24 @@ struct CublasLtApi {
   bool ok() const { return handle != nullptr && error.empty(); }
 };
 
-// ---- NCCL (version only for now; collectives arrive with multi-GPU training) -------------------
+// ---- NCCL: communicators and the collectives sfc uses ------------------------------------------
+typedef struct ncclComm* ncclComm_t;
+struct NcclUniqueId {
+  char internal[128];
+};
 struct NcclApi {
   void* handle = nullptr;
   std::string path, error;
   int (*ncclGetVersion)(int*) = nullptr;
+  const char* (*ncclGetErrorString)(int) = nullptr;
+  int (*ncclGetUniqueId)(NcclUniqueId*) = nullptr;
+  int (*ncclCommInitRank)(ncclComm_t*, int, NcclUniqueId, int) = nullptr;
+  int (*ncclCommInitAll)(ncclComm_t*, int, const int*) = nullptr;
+  int (*ncclCommDestroy)(ncclComm_t) = nullptr;
+  int (*ncclAllReduce)(const void*, void*, size_t, int, int, ncclComm_t, CUstream) = nullptr;
+  int (*ncclBroadcast)(const void*, void*, size_t, int, int, ncclComm_t, CUstream) = nullptr;
+  int (*ncclGroupStart)() = nullptr;
+  int (*ncclGroupEnd)() = nullptr;
   bool ok() const { return handle != nullptr && error.empty(); }
 };
 
