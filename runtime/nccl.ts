@@ -7,7 +7,7 @@ import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
 import { CudaDevice } from './cuda.js';
 import type { Device } from './device.js';
-import { fmtShape, Tensor } from './tensor.js';
+import { fmtShape, type Tensor } from './tensor.js';
 
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'avg';
 
