@@ -91,6 +91,7 @@ describe.skipIf(noGpuReason)('UMT5-XXL on the GPU against the PyTorch reference'
       expect(r.padMax).toBe(0);
     });
     expect(weightBytes).toBeGreaterThan(11e9); // 5.68 B bf16 parameters
-    expect(inUseAfter).toBeLessThanOrEqual(inUseBefore);
+    // everything but the device's cuBLASLt workspace (allocated on the first GEMM, kept) is returned
+    expect(inUseAfter).toBeLessThanOrEqual(inUseBefore + 64 * 2 ** 20);
   }, 900_000);
 });
