@@ -13,7 +13,6 @@ import type { ModelBundle } from '../../dsl/artifact.js';
 import { SfcError } from '../../dsl/errors.js';
 import { packageRoot } from '../../dsl/paths.js';
 import { openVideo, type VideoFormat } from '../../media/video.js';
-import { rgbFrame } from '../../media/frames.js';
 import { CausalPipeline, type FlowKernels } from '../../models/pipeline/causal.js';
 import { randomCheckpoint } from '../../models/random.js';
 import { PromptCache, PromptEncoder, weightsIdentity } from '../../models/text/prompts.js';
@@ -369,11 +368,10 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
                 const td = performance.now();
                 const v = stream.decode(c.latents);
                 c.latents.dispose();
-                const [, T, H, W] = v.shape as [number, number, number, number];
-                const px = v.toF32();
+                const frames = vae.toRgb(v);
                 v.dispose();
                 prof.decode += performance.now() - td;
-                for (let t = 0; t < T; t++) await writer.append(rgbFrame(px, t, T, H, W));
+                for (const f of frames) await writer.append(f);
                 bar?.increment(1, { frames: writer.frames });
               }
               written.push(await writer.close());

@@ -9,6 +9,7 @@ import {
   bf16,
   cast,
   exp,
+  floor,
   idiv,
   kernel,
   load,
@@ -24,6 +25,7 @@ import {
   type f32,
   type i32,
   type Ptr,
+  u8,
 } from '../../dsl/kernel.js';
 
 /**
@@ -188,3 +190,17 @@ export const latentIn = kernel(
     store(out, p * Z + c, cast(load(z, (c * F + f) * HW + p) * load(std, c) + load(mean, c), bf16));
   },
 );
+
+/**
+ * Video frames as RGB bytes for the file writers: rgb (u8 [T, HW, 3]) = trunc(255 clamp(x / 2 + 1/2,
+ * 0, 1)) of video (f32 [3, T, HW]), as media/frames.ts pixelOf converts (and the reference writes).
+ */
+export const toRgb8 = kernel((video: Ptr<f32>, rgb: Ptr<u8>, THW: i32, BLOCK: Const<1024>) => {
+  const i = programId(0) * BLOCK + arange(0, BLOCK); // output byte: pixel i / 3, channel i % 3
+  const m = i < 3 * THW;
+  const p = idiv(i, 3);
+  const c = i - p * 3;
+  const x = load(video, c * THW + p, m, 0);
+  const v = minimum(maximum(x * 0.5 + 0.5, 0), 1);
+  store(rgb, i, cast(floor(255 * v), u8), m);
+});

@@ -1,7 +1,8 @@
 // Library cases of the Wan DiT's and VAE's helper kernels (models/kernels/patch.ts, flow.ts users,
 // vae.ts), each against a float64 reference written here, on random inputs with poisoned outputs.
 // Kernels are compiled with their default specialisation (C = 96, 64 pairs of a 128 head dim).
-import { bf16, f32 } from '../../dsl/dtypes.js';
+import { bf16, f32, u8 } from '../../dsl/dtypes.js';
+import { pixelOf } from '../../media/frames.js';
 import type { Device } from '../../runtime/device.js';
 import { launch } from '../../runtime/kernels.js';
 import { Tensor } from '../../runtime/tensor.js';
@@ -239,6 +240,22 @@ export const wanCases: Case[] = [
       for (let p = 0; p < HW; p++)
         for (let c = 0; c < 16; c++) ref[p * 16 + c] = zr[(c * F + f) * HW + p]! * sdr[c]! + mr[c]!;
       return [{ name: 'out', got: out, ref, tol: 1e-2 }];
+    },
+  },
+  {
+    kernel: 'toRgb8',
+    run: (dev, seed): Output[] => {
+      const [T, HW] = [3, 41];
+      const [video, vr] = rand(dev, f32, [3, T, HW], seed, 1.2);
+      const rgb = Tensor.empty(dev, u8, [T, HW, 3]);
+      dev.fill(rgb.storage, 0, rgb.storage.bytes, 0xab);
+      launch(k('toRgb8'), [Math.ceil((3 * T * HW) / 1024)], [video, rgb, T * HW]);
+      const ref = new Float64Array(3 * T * HW);
+      for (let t = 0; t < T; t++)
+        for (let p = 0; p < HW; p++)
+          for (let c = 0; c < 3; c++) ref[(t * HW + p) * 3 + c] = pixelOf(vr[(c * T + t) * HW + p]!);
+      const got = Tensor.from(dev, f32, [3 * T * HW], Array.from(rgb.toArray() as Uint8Array));
+      return [{ name: 'rgb', got, ref, tol: 1e-9 }];
     },
   },
 ];
