@@ -4,6 +4,8 @@
 // noise generation costs no extra pass and no noise tensor.
 import {
   arange,
+  bf16,
+  cast,
   idiv,
   kernel,
   load,
@@ -41,3 +43,19 @@ export const randnFill = kernel((out: Ptr<f32>, n: i32, seed: i32, offset: i32, 
   const i = programId(0) * BLOCK + arange(0, BLOCK);
   store(out, i, randn(seed, offset + i), i < n);
 });
+
+/** out = mean + std * randn(seed, offset + i) in bf16: random weights made on the device */
+export const randnAffineBf16 = kernel(
+  (out: Ptr<bf16>, n: i32, seed: i32, offset: i32, std: f32, mean: f32, BLOCK: Const<1024>) => {
+    const i = programId(0) * BLOCK + arange(0, BLOCK);
+    store(out, i, cast(mean + std * randn(seed, offset + i), bf16), i < n);
+  },
+);
+
+/** out = mean + std * randn(seed, offset + i) in f32 */
+export const randnAffineF32 = kernel(
+  (out: Ptr<f32>, n: i32, seed: i32, offset: i32, std: f32, mean: f32, BLOCK: Const<1024>) => {
+    const i = programId(0) * BLOCK + arange(0, BLOCK);
+    store(out, i, mean + std * randn(seed, offset + i), i < n);
+  },
+);

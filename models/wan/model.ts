@@ -285,6 +285,19 @@ export class CausalWanModel {
     return new CausalWanModel(device, shape, bundle, w);
   }
 
+  /** Builds the model from tensors already on the device (e.g. random weights); takes ownership. */
+  static fromWeights(device: Device, shape: WanDitShape, bundle: ModelBundle, w: Map<string, Tensor>): CausalWanModel {
+    for (const p of wanDitParams(shape)) {
+      const t = w.get(p.name);
+      if (!t) throw new SfcError(`missing parameter '${p.name}'`);
+      if (t.device !== device || t.dtype !== p.dtype || t.shape.join() !== p.shape.join())
+        throw new SfcError(
+          `'${p.name}' must be ${p.dtype.name}${fmtShape(p.shape)} on ${device.name}, got ${t.toString()}`,
+        );
+    }
+    return new CausalWanModel(device, shape, bundle, w);
+  }
+
   dispose(): void {
     for (const t of this.w.values()) t.dispose();
     this.ropeCos.dispose();

@@ -2,6 +2,7 @@
 // vae.ts), each against a float64 reference written here, on random inputs with poisoned outputs.
 // Kernels are compiled with their default specialisation (C = 96, 64 pairs of a 128 head dim).
 import { bf16, f32, u8 } from '../../dsl/dtypes.js';
+import { randn as philoxRandn } from '../../dsl/random.js';
 import { pixelOf } from '../../media/frames.js';
 import type { Device } from '../../runtime/device.js';
 import { launch } from '../../runtime/kernels.js';
@@ -258,4 +259,14 @@ export const wanCases: Case[] = [
       return [{ name: 'rgb', got, ref, tol: 1e-9 }];
     },
   },
+  ...(['randnAffineBf16', 'randnAffineF32'] as const).map((name): Case => ({
+    kernel: name,
+    run: (dev, seed): Output[] => {
+      const n = 3001;
+      const out = poisoned(dev, name.endsWith('Bf16') ? bf16 : f32, [n]);
+      launch(k(name), [Math.ceil(n / 1024)], [out, n, seed, 77, 0.25, 1.5]);
+      const ref = Float64Array.from({ length: n }, (_, i) => 1.5 + 0.25 * philoxRandn(seed, 77 + i));
+      return [{ name: 'out', got: out, ref, tol: name.endsWith('Bf16') ? 1e-2 : 1e-6 }];
+    },
+  })),
 ];

@@ -109,11 +109,13 @@ def apply_rope(x, tabs, f0, f, h, w):
     ).reshape(L, 1, D // 2)
     xc = torch.view_as_complex(x.to(torch.float64).reshape(L, H, D // 2, 2))
     y = xc * torch.polar(torch.ones_like(ang), ang)
-    return torch.view_as_real(y).reshape(L, H, D).float()
+    return torch.view_as_real(y).reshape(L, H, D).to(x.dtype)
 
 
 def rms(x, w):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * w
+    """RMS norm with float32 statistics, in x's dtype (float32 everywhere in the correctness runs)"""
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + EPS)).to(x.dtype) * w
 
 
 def ln(x, w=None, b=None):
@@ -139,8 +141,9 @@ class CausalWan:
         self.max_attn = (21 if local_attn_size == -1 else local_attn_size) * frame_tokens
         cap = (max_frames if local_attn_size == -1 else local_attn_size) * frame_tokens
         dev = w["head.modulation"].device
-        self.k = [torch.zeros(cap, self.h, self.hd, device=dev) for _ in range(p["layers"])]
-        self.v = [torch.zeros(cap, self.h, self.hd, device=dev) for _ in range(p["layers"])]
+        dt = w["head.modulation"].dtype
+        self.k = [torch.zeros(cap, self.h, self.hd, device=dev, dtype=dt) for _ in range(p["layers"])]
+        self.v = [torch.zeros(cap, self.h, self.hd, device=dev, dtype=dt) for _ in range(p["layers"])]
         self.global_end = 0
         self.local_end = 0
 
@@ -167,7 +170,7 @@ class CausalWan:
         h = tok @ pw.T + w["patch_embedding.bias"]  # [L, D]
         L = h.shape[0]
         T = gh * gw
-        e = sinusoid(self.p["freq"], t).float()
+        e = sinusoid(self.p["freq"], t).to(w["head.modulation"].dtype)
         e = self.lin(torch.nn.functional.silu(self.lin(e, "time_embedding.0")), "time_embedding.2")  # [F, D]
         e0 = self.lin(torch.nn.functional.silu(e), "time_projection.1").reshape(f, 6, d)
         per_frame = lambda r: r.repeat_interleave(T, dim=0)  # [F, D] -> [L, D]
