@@ -19,7 +19,13 @@ import {
   type Arch,
   type KernelReport,
 } from '../../compiler/nvcc.js';
-import type { KernelArtifact } from '../../dsl/artifact.js';
+import type { KernelArtifact, ModelBundle } from '../../dsl/artifact.js';
+import type { PlanStep } from '../../dsl/plan.js';
+import { buildUmt5Bundle, buildWanDitBundle, buildWanVaeKernels } from '../../compiler/bundle.js';
+import { loadModelPreset } from '../../configs/index.js';
+import { vaeChannelCounts, vaeConvOutputs, type VaeKernels } from '../../models/vae/decoder.js';
+import type { Umt5Bundle } from '../../models/text/umt5.js';
+import { cachedBundle } from '../bundles.js';
 import { SfcError } from '../../dsl/errors.js';
 import { packageRoot } from '../../dsl/paths.js';
 import { kernelCompileOptions } from '../../runtime/cuda.js';
@@ -37,6 +43,7 @@ export function projectKernelFiles(): string[] {
 }
 
 interface BuildOptions {
+  model?: string;
   graph?: string;
   arch: string;
   file: string[];
@@ -44,6 +51,53 @@ interface BuildOptions {
   dump?: string;
   jobs: string;
   progress: boolean;
+}
+
+/** One CUDA source to compile: a kernel variant or a template instantiation (sm_90a only). */
+interface Unit {
+  name: string;
+  source: string;
+  entry: string;
+  sharedBytes: number;
+  archs?: Arch[];
+}
+
+/** Every CUDA source a model preset runs: its bundles' plans, kernels and template instantiations. */
+export function modelUnits(presetName: string): Unit[] {
+  const preset = loadModelPreset(presetName);
+  const dit = cachedBundle<ModelBundle>('wan-dit', preset.dit, () => buildWanDitBundle(preset.dit));
+  const vae = cachedBundle<VaeKernels>('wan-vae', preset.vae, () =>
+    buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae), convOutputs: vaeConvOutputs(preset.vae) }),
+  );
+  const t5 = cachedBundle<Umt5Bundle>('umt5', preset.text_encoder, () => buildUmt5Bundle(preset.text_encoder));
+  const units = new Map<string, Unit>();
+  const kernel = (a: KernelArtifact) => {
+    for (const v of a.cuda)
+      units.set(v.source, { name: a.name, source: v.source, entry: v.entry, sharedBytes: v.sharedBytes });
+  };
+  const template = (a: { name: string; source: string; entry: string; sharedBytes: number }) =>
+    units.set(a.source, {
+      name: a.name,
+      source: a.source,
+      entry: a.entry,
+      sharedBytes: a.sharedBytes,
+      archs: ['sm_90a'],
+    });
+  const step = (s: PlanStep): void => {
+    if (s.kind === 'kernel') kernel(s.artifact);
+    else if (s.kind === 'gemm') {
+      s.candidates.forEach(template);
+      s.fallback.forEach(step);
+    }
+  };
+  for (const b of [dit, t5]) {
+    for (const p of Object.values(b.plans)) p.steps.forEach(step);
+    Object.values(b.kernels).forEach(kernel);
+  }
+  template(dit.attention);
+  Object.values(vae.kernels).forEach(kernel);
+  Object.values(vae.convGemms).forEach(template);
+  return [...units.values()];
 }
 
 async function pool<T>(items: (() => Promise<T>)[], jobs: number, onDone: () => void): Promise<T[]> {
@@ -114,34 +168,41 @@ export async function build(opts: BuildOptions, io: Io): Promise<KernelReport[]>
       hint: 'install the CUDA toolkit (nvcc), set SFC_NVCC or CUDA_HOME, or run `sfc doctor`',
     });
   }
-  const variants = artifacts.flatMap((a) => a.cuda.map((v) => ({ a, v })));
+  const variants: Unit[] = opts.model
+    ? modelUnits(opts.model)
+    : artifacts.flatMap((a) =>
+        a.cuda.map((v) => ({ name: a.name, source: v.source, entry: v.entry, sharedBytes: v.sharedBytes })),
+      );
   const tasks = archs.flatMap((arch) =>
-    variants.map(({ a, v }) => async (): Promise<KernelReport[]> => {
-      const options = kernelCompileOptions(arch);
-      const key = keyOf({ source: v.source, options, arch });
-      if (nvcc) {
-        const r = await compileCudaAsync({ source: v.source, arch, name: `${a.name}.cu`, nvcc });
-        cache.put(key, arch, r.toolchain, r.cubin, r.reports);
-        return r.reports
-          .filter((k) => k.name === v.entry)
-          .map((k) => ({ ...k, sharedBytes: k.sharedBytes + v.sharedBytes }));
-      }
-      const r = native!.nvrtcCompile(v.source, `${a.name}.cu`, [...options, '-Xptxas', '-v'], true);
-      if (!r.ok || !r.binary) throw new SfcError(`NVRTC failed to compile ${a.name} for ${arch}:\n${r.log.trim()}`);
-      const nv = native!.status().nvrtc.version as number[];
-      cache.put(key, arch, `nvrtc-${nv.join('.')}`, r.binary);
-      return [
-        {
-          name: v.entry,
-          arch,
-          registers: NaN,
-          sharedBytes: v.sharedBytes,
-          stackBytes: NaN,
-          spillStoreBytes: NaN,
-          spillLoadBytes: NaN,
-        },
-      ];
-    }),
+    variants
+      .filter((u) => !u.archs || u.archs.includes(arch))
+      .map((v) => ({ a: { name: v.name }, v }))
+      .map(({ a, v }) => async (): Promise<KernelReport[]> => {
+        const options = kernelCompileOptions(arch);
+        const key = keyOf({ source: v.source, options, arch });
+        if (nvcc) {
+          const r = await compileCudaAsync({ source: v.source, arch, name: `${a.name}.cu`, nvcc });
+          cache.put(key, arch, r.toolchain, r.cubin, r.reports);
+          return r.reports
+            .filter((k) => k.name === v.entry)
+            .map((k) => ({ ...k, sharedBytes: k.sharedBytes + v.sharedBytes }));
+        }
+        const r = native!.nvrtcCompile(v.source, `${a.name}.cu`, [...options, '-Xptxas', '-v'], true);
+        if (!r.ok || !r.binary) throw new SfcError(`NVRTC failed to compile ${a.name} for ${arch}:\n${r.log.trim()}`);
+        const nv = native!.status().nvrtc.version as number[];
+        cache.put(key, arch, `nvrtc-${nv.join('.')}`, r.binary);
+        return [
+          {
+            name: v.entry,
+            arch,
+            registers: NaN,
+            sharedBytes: v.sharedBytes,
+            stackBytes: NaN,
+            spillStoreBytes: NaN,
+            spillLoadBytes: NaN,
+          },
+        ];
+      }),
   );
   const bar = opts.progress
     ? new cliProgress.SingleBar(
@@ -159,7 +220,9 @@ export async function build(opts: BuildOptions, io: Io): Promise<KernelReport[]>
   }
   io.stdout(`${formatReportTable(reports)}\n`);
   io.stdout(
-    `${artifacts.length} kernels (${variants.length} variants) x ${archs.length} architectures with ${nvcc ? 'nvcc' : 'NVRTC'} -> ${cache.dir}\n`,
+    opts.model
+      ? `${opts.model}: ${variants.length} kernels (layer plans, GEMM and attention templates, VAE and UMT5 kernels) for ${archs.join(', ')} with ${nvcc ? 'nvcc' : 'NVRTC'} -> ${cache.dir}\n`
+      : `${artifacts.length} kernels (${variants.length} variants) x ${archs.length} architectures with ${nvcc ? 'nvcc' : 'NVRTC'} -> ${cache.dir}\n`,
   );
   return reports;
 }
@@ -171,6 +234,10 @@ export function registerBuild(program: Command, io: Io): void {
       'compile every DSL kernel for sm_80, sm_89 and sm_90a into the kernel cache; print registers, smem and spills',
     )
     .option('--arch <list>', 'comma-separated architectures', BUILD_ARCHS.join(','))
+    .option(
+      '--model <preset>',
+      'compile everything a model preset runs (plans, templates) instead of the kernel library; warms the cache so the first generation does not compile',
+    )
     .option('--file <path>', 'also compile the kernels of this DSL source file (repeatable)', collect, [])
     .option('--kernel <name>', 'only this kernel (repeatable)', collect, [])
     .option('--dump <stages>', 'print compiler stages: ir, js, cuda (comma-separated)')
