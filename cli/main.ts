@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerBuild } from './commands/build.js';
 import { registerConfig } from './commands/config.js';
 import { registerConvert } from './commands/convert.js';
+import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerInfer } from './commands/infer.js';
 import { reportError } from './errors.js';
@@ -30,6 +31,7 @@ export function buildProgram(io: Io): Command {
   registerBuild(program, io);
   registerConfig(program, io);
   registerConvert(program, io);
+  registerDemo(program, io);
   registerDoctor(program, io);
   registerInfer(program, io);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
