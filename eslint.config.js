@@ -46,4 +46,17 @@ export default tseslint.config(
     },
   },
   ...layerRules,
+  {
+    // the demo page's script runs in the browser
+    files: ['cli/demo/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: Object.fromEntries(
+        ['document', 'location', 'WebSocket', 'Blob', 'createImageBitmap', 'setTimeout', 'clearTimeout'].map((g) => [
+          g,
+          'readonly',
+        ]),
+      ),
+    },
+  },
 );

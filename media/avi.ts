@@ -39,6 +39,27 @@ export interface AviOptions {
   quality?: number;
 }
 
+/**
+ * One RGB8 frame (width x height x 3) as a baseline JPEG; `rgba` is an optional scratch buffer of
+ * width x height x 4 bytes reused between frames.
+ */
+export function encodeJpeg(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  quality = 90,
+  rgba: Uint8Array<ArrayBuffer> = new Uint8Array(width * height * 4),
+): Uint8Array {
+  const px = width * height;
+  for (let i = 0; i < px; i++) {
+    rgba[i * 4] = rgb[i * 3]!;
+    rgba[i * 4 + 1] = rgb[i * 3 + 1]!;
+    rgba[i * 4 + 2] = rgb[i * 3 + 2]!;
+    rgba[i * 4 + 3] = 255;
+  }
+  return jpeg.encode({ width, height, data: rgba }, quality).data;
+}
+
 export class MjpegAviWriter implements VideoWriter {
   readonly width: number;
   readonly height: number;
@@ -46,7 +67,7 @@ export class MjpegAviWriter implements VideoWriter {
   readonly quality: number;
   private readonly file: TempFile;
   private readonly index: number[] = []; // offset, size per frame
-  private readonly rgba: Uint8Array;
+  private readonly rgba: Uint8Array<ArrayBuffer>;
   private maxChunk = 0;
   private state: 'open' | 'closed' | 'failed' = 'open';
 
@@ -79,14 +100,12 @@ export class MjpegAviWriter implements VideoWriter {
   async append(rgb: Uint8Array): Promise<void> {
     this.live();
     checkFrame(rgb, this.width, this.height);
-    const px = this.width * this.height;
-    for (let i = 0; i < px; i++) {
-      this.rgba[i * 4] = rgb[i * 3]!;
-      this.rgba[i * 4 + 1] = rgb[i * 3 + 1]!;
-      this.rgba[i * 4 + 2] = rgb[i * 3 + 2]!;
-      this.rgba[i * 4 + 3] = 255;
-    }
-    const jpg = jpeg.encode({ width: this.width, height: this.height, data: this.rgba }, this.quality).data;
+    await this.appendJpeg(encodeJpeg(rgb, this.width, this.height, this.quality, this.rgba));
+  }
+
+  /** Appends a frame already encoded as a baseline JPEG of the writer's size (`encodeJpeg`). */
+  async appendJpeg(jpg: Uint8Array): Promise<void> {
+    this.live();
     const padded = jpg.length + (jpg.length & 1);
     // the chunk, the index entry and the closing bytes must stay under the limit
     if (this.file.size + 8 + padded + 16 * (this.frames + 1) + 8 > AVI_MAX_BYTES) {

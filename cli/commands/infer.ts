@@ -13,7 +13,7 @@ import type { ModelBundle } from '../../dsl/artifact.js';
 import { SfcError } from '../../dsl/errors.js';
 import { packageRoot } from '../../dsl/paths.js';
 import { openVideo, type VideoFormat } from '../../media/video.js';
-import { CausalPipeline, type FlowKernels } from '../../models/pipeline/causal.js';
+import { CausalPipeline, type CausalPipelineOptions, type FlowKernels } from '../../models/pipeline/causal.js';
 import { randomCheckpoint } from '../../models/random.js';
 import { PromptCache, PromptEncoder, weightsIdentity } from '../../models/text/prompts.js';
 import { UMT5Tokenizer } from '../../models/text/tokenizer.js';
@@ -148,7 +148,7 @@ async function inferSharded(o: InferOptions, n: number, io: Io): Promise<string[
   return files;
 }
 
-const int = (v: string | undefined, flag: string, min = 0): number | undefined => {
+export const int = (v: string | undefined, flag: string, min = 0): number | undefined => {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min)
@@ -156,7 +156,7 @@ const int = (v: string | undefined, flag: string, min = 0): number | undefined =
   return n;
 };
 
-function openDevice(spec: string | undefined): Device {
+export function openDevice(spec: string | undefined): Device {
   if (spec === 'cpu') return new CpuDevice();
   const m = /^cuda(?::(\d+))?$/.exec(spec ?? 'cuda');
   if (!m) throw new SfcError(`--device takes cpu, cuda or cuda:N, got '${spec}'`, { exitCode: 2 });
@@ -207,7 +207,7 @@ interface Weights {
   close: () => void;
 }
 
-function loadWeights(o: InferOptions, preset: ModelPreset, io: Io): Weights {
+function loadWeights(o: ModelFlags, preset: ModelPreset, io: Io): Weights {
   const dir = o.modelDir;
   const file = (flag: string | undefined, name: string): string | undefined =>
     flag ?? (dir ? join(dir, name) : undefined);
@@ -264,17 +264,33 @@ function loadWeights(o: InferOptions, preset: ModelPreset, io: Io): Weights {
   };
 }
 
-export async function infer(o: InferOptions, io: Io): Promise<string[]> {
-  const gpus = int(o.gpus, '--gpus', 1) ?? 1;
-  if (gpus > 1) {
-    if (o.shard) throw new SfcError('--gpus and --shard do not combine', { exitCode: 2 });
-    readPrompts(o); // errors here, not N times in the children
-    return inferSharded(o, gpus, io);
-  }
-  const shard = parseShard(o.shard);
-  const prompts = readPrompts(o)
-    .map((p, i) => ({ p, i }))
-    .filter(({ i }) => !shard || i % shard.count === shard.index);
+/** The flags that choose the models, their weights and the video size (shared by `sfc infer` and `sfc demo`). */
+export type ModelFlags = Pick<
+  InferOptions,
+  | 'config'
+  | 'set'
+  | 'model'
+  | 'modelDir'
+  | 'checkpoint'
+  | 'key'
+  | 'useEma'
+  | 'vae'
+  | 'textEncoder'
+  | 'tokenizer'
+  | 'height'
+  | 'width'
+  | 'device'
+>;
+
+/** The config, preset and video size the flags ask for (validated; nothing is loaded yet). */
+export interface Setup {
+  config: ReturnType<typeof loadConfig>['config'];
+  preset: ModelPreset;
+  height: number;
+  width: number;
+}
+
+export function resolveSetup(o: ModelFlags): Setup {
   // without --config: Self-Forcing's own setup (4 steps, chunks of 3, shift 5)
   const configPath = o.config ?? join(packageRoot(import.meta.url), 'configs', 'self_forcing_dmd.yaml');
   const { config } = loadConfig({ configPath, overrides: o.set });
@@ -284,24 +300,26 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
   const width = int(o.width, '--width', 16) ?? inf.width ?? config.width;
   if (height % 16 || width % 16)
     throw new SfcError(`height and width must be multiples of 16, got ${height} x ${width}`, { exitCode: 2 });
-  const fps = int(o.fps, '--fps', 1)!;
-  const perChunk = config.num_frame_per_block;
-  const first = config.independent_first_frame ? 1 : 0;
-  let numFrames = int(o.numFrames, '--num-frames', 1) ?? inf.num_frames ?? config.image_or_video_shape?.[1] ?? 21;
-  if (o.seconds !== undefined) {
-    const s = Number(o.seconds);
-    if (!(s > 0)) throw new SfcError(`--seconds takes a positive number, got '${o.seconds}'`, { exitCode: 2 });
-    // 1 + 4 (F - 1) video frames from F latent frames, rounded up to whole chunks
-    const latent = Math.ceil((s * fps - 1) / 4) + 1;
-    numFrames = first + Math.ceil(Math.max(latent - first, 1) / perChunk) * perChunk;
-  }
-  const seed = int(o.seed, '--seed') ?? config.seed;
-  const samples = int(o.numSamples, '--num-samples', 1)!;
-  const format = o.format as VideoFormat;
-  const t0 = performance.now();
+  return { config, preset, height, width };
+}
+
+/** The loaded models: prompt encoder, causal DiT, VAE decoder, and the options of their pipeline. */
+export interface Models {
+  device: Device;
+  promptEncoder: PromptEncoder;
+  model: CausalWanModel;
+  vae: WanVaeDecoder;
+  kernels: FlowKernels;
+  /** the pipeline's options for `numFrames` latent frames from `seed` (window and sink from the config) */
+  pipelineOptions: (numFrames: number, seed: number) => CausalPipelineOptions;
+  dispose: () => void;
+}
+
+/** Opens the device, loads (or makes random) weights and compiles/loads the bundles. */
+export function loadModels(o: ModelFlags, s: Setup, io: Io): Models {
+  const { config, preset } = s;
   const device = openDevice(o.device);
   const w = loadWeights(o, preset, io);
-  const written: string[] = [];
   try {
     const dit = cachedBundle<ModelBundle>('wan-dit', preset.dit, () => buildWanDitBundle(preset.dit));
     const vaeKernels = cachedBundle<VaeKernels>('wan-vae', preset.vae, () =>
@@ -319,20 +337,73 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
     });
     const model = CausalWanModel.load(device, preset.dit, dit, w.dit);
     const vae = WanVaeDecoder.load(device, preset.vae, vaeKernels, w.vae);
-    const pipeline = new CausalPipeline(model, dit.kernels as unknown as FlowKernels, {
-      numFrames,
-      framesPerChunk: perChunk,
-      height: height / 8,
-      width: width / 8,
-      denoisingSteps: config.denoising_step_list ?? [1000, 750, 500, 250],
-      warpDenoisingStep: config.warp_denoising_step,
-      contextNoise: config.context_noise,
-      shift: config.model_kwargs.timestep_shift ?? config.timestep_shift,
-      seed,
-      localAttnSize: config.model_kwargs.local_attn_size ?? -1,
-      sinkSize: config.model_kwargs.sink_size ?? 0,
-      independentFirstFrame: config.independent_first_frame,
-    });
+    return {
+      device,
+      promptEncoder,
+      model,
+      vae,
+      kernels: dit.kernels as unknown as FlowKernels,
+      pipelineOptions: (numFrames, seed) => ({
+        numFrames,
+        framesPerChunk: config.num_frame_per_block,
+        height: s.height / 8,
+        width: s.width / 8,
+        denoisingSteps: config.denoising_step_list ?? [1000, 750, 500, 250],
+        warpDenoisingStep: config.warp_denoising_step,
+        contextNoise: config.context_noise,
+        shift: config.model_kwargs.timestep_shift ?? config.timestep_shift,
+        seed,
+        localAttnSize: config.model_kwargs.local_attn_size ?? -1,
+        sinkSize: config.model_kwargs.sink_size ?? 0,
+        independentFirstFrame: config.independent_first_frame,
+      }),
+      dispose: () => {
+        vae.dispose();
+        model.dispose();
+        promptEncoder.release();
+        w.close();
+      },
+    };
+  } catch (e) {
+    w.close();
+    throw e;
+  }
+}
+
+export async function infer(o: InferOptions, io: Io): Promise<string[]> {
+  const gpus = int(o.gpus, '--gpus', 1) ?? 1;
+  if (gpus > 1) {
+    if (o.shard) throw new SfcError('--gpus and --shard do not combine', { exitCode: 2 });
+    readPrompts(o); // errors here, not N times in the children
+    return inferSharded(o, gpus, io);
+  }
+  const shard = parseShard(o.shard);
+  const prompts = readPrompts(o)
+    .map((p, i) => ({ p, i }))
+    .filter(({ i }) => !shard || i % shard.count === shard.index);
+  const setup = resolveSetup(o);
+  const { config, preset, height, width } = setup;
+  const inf = preset.inference ?? {};
+  const fps = int(o.fps, '--fps', 1)!;
+  const perChunk = config.num_frame_per_block;
+  const first = config.independent_first_frame ? 1 : 0;
+  let numFrames = int(o.numFrames, '--num-frames', 1) ?? inf.num_frames ?? config.image_or_video_shape?.[1] ?? 21;
+  if (o.seconds !== undefined) {
+    const s = Number(o.seconds);
+    if (!(s > 0)) throw new SfcError(`--seconds takes a positive number, got '${o.seconds}'`, { exitCode: 2 });
+    // 1 + 4 (F - 1) video frames from F latent frames, rounded up to whole chunks
+    const latent = Math.ceil((s * fps - 1) / 4) + 1;
+    numFrames = first + Math.ceil(Math.max(latent - first, 1) / perChunk) * perChunk;
+  }
+  const seed = int(o.seed, '--seed') ?? config.seed;
+  const samples = int(o.numSamples, '--num-samples', 1)!;
+  const format = o.format as VideoFormat;
+  const t0 = performance.now();
+  const models = loadModels(o, setup, io);
+  const { device, promptEncoder, model, vae } = models;
+  const written: string[] = [];
+  try {
+    const pipeline = new CausalPipeline(model, models.kernels, models.pipelineOptions(numFrames, seed));
     const cache = pipeline.newCache();
     const initMs = performance.now() - t0;
     const videoFrames = 1 + 4 * (numFrames - 1);
@@ -404,24 +475,17 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
       }
     } finally {
       cache.dispose();
-      vae.dispose();
-      model.dispose();
-      promptEncoder.release();
     }
   } finally {
-    w.close();
+    models.dispose();
   }
   for (const p of written) io.stdout(`${p}\n`);
   return written;
 }
 
-export function registerInfer(program: Command, io: Io): void {
-  program
-    .command('infer')
-    .description('generate videos from text with the causal few-step pipeline')
-    .option('--prompt <text>', 'the prompt')
-    .option('--prompts <file>', 'a file of prompts, one per line')
-    .option('-o, --out <dir>', 'output directory', 'outputs')
+/** The options of ModelFlags but --height, --width and --device (their place in the help differs). */
+export function modelOptions(cmd: Command): Command {
+  return cmd
     .option('--config <file>', 'task config merged over the defaults (default: configs/self_forcing_dmd.yaml)')
     .option('--set <key=value>', 'override a config key (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
     .option('--model <preset>', 'model preset (tiny, Wan2.1-T2V-1.3B, ...) or a preset YAML file')
@@ -431,7 +495,17 @@ export function registerInfer(program: Command, io: Io): void {
     .option('--use-ema', 'use the EMA generator weights (generator_ema)')
     .option('--vae <file>', 'VAE checkpoint (Wan2.1_VAE.pth)')
     .option('--text-encoder <file>', 'UMT5 checkpoint (models_t5_umt5-xxl-enc-bf16.pth)')
-    .option('--tokenizer <path>', 'tokenizer.json or its folder (google/umt5-xxl)')
+    .option('--tokenizer <path>', 'tokenizer.json or its folder (google/umt5-xxl)');
+}
+
+export function registerInfer(program: Command, io: Io): void {
+  const cmd = program
+    .command('infer')
+    .description('generate videos from text with the causal few-step pipeline')
+    .option('--prompt <text>', 'the prompt')
+    .option('--prompts <file>', 'a file of prompts, one per line')
+    .option('-o, --out <dir>', 'output directory', 'outputs');
+  modelOptions(cmd)
     .option('--seed <n>', 'random seed (default: the config seed)')
     .option('--num-samples <n>', 'videos per prompt (seeds seed, seed + 1, ...)', '1')
     .option('--num-frames <n>', 'latent frames (video frames = 1 + 4 (n - 1))')
