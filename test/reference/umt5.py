@@ -38,7 +38,7 @@ def bf16_randn(gen, shape, std, mean=0.0, device="cpu"):
 
 
 def make_weights(p, gen, device):
-    """random weights at scales that keep the attention neither flat nor one-hot"""
+    """random weights at T5's initialisation scales (q: (d_model d_kv)^-1/2, so unscaled scores have std ~1)"""
     d, a, f = p["dim"], p["dim_attn"], p["ffn"]
     hd = a // p["heads"]
     r = lambda shape, std, mean=0.0: bf16_randn(gen, shape, std, mean, device)
@@ -46,7 +46,7 @@ def make_weights(p, gen, device):
     for i in range(p["layers"]):
         b = f"blocks.{i}."
         w[b + "norm1.weight"] = r((d,), 0.1, 1.0)
-        w[b + "attn.q.weight"] = r((a, d), 2.0 / math.sqrt(hd * d))
+        w[b + "attn.q.weight"] = r((a, d), 1.0 / math.sqrt(hd * d))  # T5's own init scale: unscaled scores of std ~1
         w[b + "attn.k.weight"] = r((a, d), 1.0 / math.sqrt(d))
         w[b + "attn.v.weight"] = r((a, d), 1.0 / math.sqrt(d))
         w[b + "attn.o.weight"] = r((d, a), 1.0 / math.sqrt(a))
