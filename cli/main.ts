@@ -6,6 +6,7 @@ import { registerConfig } from './commands/config.js';
 import { registerConvert } from './commands/convert.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerBench } from './commands/bench.js';
 import { registerInfer } from './commands/infer.js';
 import { reportError } from './errors.js';
 import { version } from './version.js';
@@ -28,6 +29,7 @@ export function buildProgram(io: Io): Command {
     .showSuggestionAfterError(true)
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .exitOverride();
+  registerBench(program, io);
   registerBuild(program, io);
   registerConfig(program, io);
   registerConvert(program, io);

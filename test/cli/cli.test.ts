@@ -24,7 +24,7 @@ describe('sfc CLI', () => {
     const r = await sfc('--help');
     expect(r.code).toBe(0);
     const commands = [...r.out.matchAll(/^ {2}(\w+)/gm)].map((m) => m[1]);
-    expect(commands).toEqual(['build', 'config', 'convert', 'demo', 'doctor', 'infer', 'help']);
+    expect(commands).toEqual(['bench', 'build', 'config', 'convert', 'demo', 'doctor', 'infer', 'help']);
   });
 
   it('--version prints the package version', async () => {
