@@ -48,6 +48,7 @@ export interface InferOptions {
   tokenizer?: string;
   prompt?: string;
   prompts?: string;
+  promptSchedule?: string;
   out: string;
   seed?: string;
   numSamples: string;
@@ -93,6 +94,7 @@ function childArgs(o: InferOptions): string[] {
     ['--tokenizer', abs(o.tokenizer)],
     ['--prompt', o.prompt],
     ['--prompts', abs(o.prompts)],
+    ['--prompt-schedule', abs(o.promptSchedule)],
     ['--out', abs(o.out)],
     ['--seed', o.seed],
     ['--num-samples', o.numSamples],
@@ -183,6 +185,32 @@ export function readPrompts(o: Pick<InferOptions, 'prompt' | 'prompts'>): string
     .filter(Boolean);
   if (!lines.length) throw new SfcError(`${o.prompts} holds no prompts`);
   return lines;
+}
+
+/**
+ * `--prompt-schedule FILE`: lines `CHUNK: prompt` (from that chunk on, this prompt; `#` comments and
+ * blank lines skipped), starting at chunk 0, chunks increasing.
+ */
+export function readPromptSchedule(file: string): { chunk: number; prompt: string }[] {
+  if (!existsSync(file)) throw new SfcError(`prompt schedule not found: ${file}`);
+  const out: { chunk: number; prompt: string }[] = [];
+  readFileSync(file, 'utf8')
+    .split(/\r?\n/)
+    .forEach((raw, i) => {
+      const line = raw.trim();
+      if (!line || line.startsWith('#')) return;
+      const m = /^(\d+)\s*:\s*(.+)$/.exec(line);
+      if (!m)
+        throw new SfcError(`${file}:${i + 1}: expected 'CHUNK: prompt', got '${line.slice(0, 60)}'`, { exitCode: 2 });
+      const chunk = Number(m[1]);
+      const last = out[out.length - 1];
+      if (last && chunk <= last.chunk)
+        throw new SfcError(`${file}:${i + 1}: chunk ${chunk} must come after chunk ${last.chunk}`, { exitCode: 2 });
+      out.push({ chunk, prompt: m[2]!.trim() });
+    });
+  if (!out.length) throw new SfcError(`${file} holds no prompts`, { exitCode: 2 });
+  if (out[0]!.chunk !== 0) throw new SfcError(`${file}: the schedule must start at chunk 0`, { exitCode: 2 });
+  return out;
 }
 
 /** The reference's output name: the prompt's first 100 characters (made safe for file names) or the index. */
@@ -374,11 +402,16 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
   const gpus = int(o.gpus, '--gpus', 1) ?? 1;
   if (gpus > 1) {
     if (o.shard) throw new SfcError('--gpus and --shard do not combine', { exitCode: 2 });
+    if (o.promptSchedule)
+      throw new SfcError('--gpus shares prompts out; a --prompt-schedule is one video', { exitCode: 2 });
     readPrompts(o); // errors here, not N times in the children
     return inferSharded(o, gpus, io);
   }
   const shard = parseShard(o.shard);
-  const prompts = readPrompts(o)
+  if (o.promptSchedule && (o.prompt !== undefined || o.prompts !== undefined))
+    throw new SfcError('--prompt-schedule replaces --prompt and --prompts', { exitCode: 2 });
+  const schedule = o.promptSchedule ? readPromptSchedule(o.promptSchedule) : undefined;
+  const prompts = (schedule ? [schedule[0]!.prompt] : readPrompts(o))
     .map((p, i) => ({ p, i }))
     .filter(({ i }) => !shard || i % shard.count === shard.index);
   const setup = resolveSetup(o);
@@ -422,9 +455,14 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
         : undefined;
     try {
       for (const { p: prompt, i: pi } of prompts) {
-        const [context] = promptEncoder.encode([prompt]);
-        const text = model.encodeContext(context!);
-        context!.dispose();
+        // one context per scheduled prompt (or the one prompt); chunk -> context
+        const entries = schedule ?? [{ chunk: 0, prompt }];
+        const contexts = promptEncoder.encode(entries.map((e) => e.prompt)).map((c) => {
+          const t = model.encodeContext(c);
+          c.dispose();
+          return t;
+        });
+        const textOf = (chunk: number) => contexts[entries.findLastIndex((e) => e.chunk <= chunk)]!;
         try {
           for (let sample = 0; sample < samples; sample++) {
             const name = outputName(prompt, pi, sample, o.saveWithIndex ?? false, o.useEma ?? false);
@@ -433,8 +471,12 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
             const stream = vae.stream();
             const prof = { diffusion: [] as number[], decode: 0 };
             try {
-              const gen = new CausalPipeline(model, pipeline.kernels, { ...pipeline.o, seed: seed + sample });
-              for (const c of gen.generate(() => text, cache)) {
+              const gen = new CausalPipeline(model, pipeline.kernels, {
+                ...pipeline.o,
+                seed: seed + sample,
+                recache: schedule !== undefined,
+              });
+              for (const c of gen.generate(textOf, cache)) {
                 prof.diffusion.push(c.ms);
                 const td = performance.now();
                 const v = stream.decode(c.latents);
@@ -470,7 +512,7 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
             }
           }
         } finally {
-          text.dispose();
+          for (const t of contexts) t.dispose();
         }
       }
     } finally {
@@ -504,6 +546,10 @@ export function registerInfer(program: Command, io: Io): void {
     .description('generate videos from text with the causal few-step pipeline')
     .option('--prompt <text>', 'the prompt')
     .option('--prompts <file>', 'a file of prompts, one per line')
+    .option(
+      '--prompt-schedule <file>',
+      "one video whose prompt changes by chunk: lines 'CHUNK: prompt' (KV re-cache at each switch)",
+    )
     .option('-o, --out <dir>', 'output directory', 'outputs');
   modelOptions(cmd)
     .option('--seed <n>', 'random seed (default: the config seed)')

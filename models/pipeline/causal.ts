@@ -37,6 +37,13 @@ export interface CausalPipelineOptions {
   sinkSize?: number;
   /** generate the first latent frame as its own chunk (`independent_first_frame`) */
   independentFirstFrame?: boolean;
+  /**
+   * KV re-cache on prompt switches: keep every chunk's clean latents, and when `text(chunk)` returns
+   * another context than the chunk before, recompute the cache (the clean passes of all earlier
+   * chunks, in order, through the same window) under the new prompt before generating the chunk.
+   * Default false (a switch then only changes the cross-attention of the following chunks).
+   */
+  recache?: boolean;
 }
 
 export interface ChunkOut {
@@ -134,39 +141,59 @@ export class CausalPipeline {
     const seedOf = (step: number) => (o.seed ^ Math.imul(step + 1, 0x9e3779b9)) | 0;
     let start = 0;
     const chunks = chunkPlan(o.numFrames, o.framesPerChunk, o.independentFirstFrame);
-    for (const [index, F] of chunks.entries()) {
-      const t0 = performance.now();
-      const n = C * F * hw;
-      const shape = [C, F, o.height, o.width];
-      const offset = start * C * hw;
-      const ctx = text(index);
-      let x = Tensor.empty(dev, f32, shape);
-      launch(this.kernels.randnFill, [Math.ceil(n / 1024)], [x, n, seedOf(0), offset]);
-      let x0: Tensor | undefined;
-      for (const [i, t] of this.timesteps.entries()) {
-        const flow = this.model.forward(x, new Array<number>(F).fill(t), start, ctx, cache);
-        const sig = sigmaOf(t, F);
-        x0?.dispose();
-        x0 = Tensor.empty(dev, f32, shape);
-        launch(this.kernels.flowToX0, [Math.ceil(n / 1024)], [x, flow, sig, x0, n, hw]);
-        flow.dispose();
-        sig.dispose();
-        if (i + 1 < this.timesteps.length) {
-          // x_t = (1 - sigma) x0 + sigma noise at the next timestep, fresh noise for every step
-          const next = sigmaOf(this.timesteps[i + 1]!, F);
-          const xt = Tensor.empty(dev, f32, shape);
-          launch(this.kernels.renoise, [Math.ceil(n / 1024)], [x0, next, xt, n, hw, seedOf(i + 1), offset]);
-          next.dispose();
-          x.dispose();
-          x = xt;
+    const kept: { start: number; x0: Tensor }[] = [];
+    let prev: TextContext | undefined;
+    try {
+      for (const [index, F] of chunks.entries()) {
+        const t0 = performance.now();
+        const n = C * F * hw;
+        const shape = [C, F, o.height, o.width];
+        const offset = start * C * hw;
+        const ctx = text(index);
+        if (o.recache && prev && ctx !== prev) {
+          // the cache as if the new prompt had been used for every clean pass so far
+          cache.reset();
+          for (const k of kept) {
+            const Fk = k.x0.shape[1]!;
+            this.model.forward(k.x0, new Array<number>(Fk).fill(o.contextNoise ?? 0), k.start, ctx, cache).dispose();
+          }
         }
+        prev = ctx;
+        let x = Tensor.empty(dev, f32, shape);
+        launch(this.kernels.randnFill, [Math.ceil(n / 1024)], [x, n, seedOf(0), offset]);
+        let x0: Tensor | undefined;
+        for (const [i, t] of this.timesteps.entries()) {
+          const flow = this.model.forward(x, new Array<number>(F).fill(t), start, ctx, cache);
+          const sig = sigmaOf(t, F);
+          x0?.dispose();
+          x0 = Tensor.empty(dev, f32, shape);
+          launch(this.kernels.flowToX0, [Math.ceil(n / 1024)], [x, flow, sig, x0, n, hw]);
+          flow.dispose();
+          sig.dispose();
+          if (i + 1 < this.timesteps.length) {
+            // x_t = (1 - sigma) x0 + sigma noise at the next timestep, fresh noise for every step
+            const next = sigmaOf(this.timesteps[i + 1]!, F);
+            const xt = Tensor.empty(dev, f32, shape);
+            launch(this.kernels.renoise, [Math.ceil(n / 1024)], [x0, next, xt, n, hw, seedOf(i + 1), offset]);
+            next.dispose();
+            x.dispose();
+            x = xt;
+          }
+        }
+        x.dispose();
+        // the clean cache pass writes the chunk's k/v at t = context_noise
+        this.model.forward(x0!, new Array<number>(F).fill(o.contextNoise ?? 0), start, ctx, cache).dispose();
+        if (o.recache) {
+          const copy = Tensor.empty(dev, f32, shape);
+          dev.copy(copy.storage, copy.byteOffset, x0!.storage, x0!.byteOffset, x0!.nbytes);
+          kept.push({ start, x0: copy });
+        }
+        dev.synchronize();
+        yield { index, startFrame: start, latents: x0!, ms: performance.now() - t0 };
+        start += F;
       }
-      x.dispose();
-      // the clean cache pass writes the chunk's k/v at t = context_noise
-      this.model.forward(x0!, new Array<number>(F).fill(o.contextNoise ?? 0), start, ctx, cache).dispose();
-      dev.synchronize();
-      yield { index, startFrame: start, latents: x0!, ms: performance.now() - t0 };
-      start += F;
+    } finally {
+      for (const k of kept) k.x0.dispose();
     }
   }
 }

@@ -91,6 +91,40 @@ describe('sfc infer', () => {
     for (const n of names) expect(readFileSync(join(dir, 'two', n))).toEqual(readFileSync(join(dir, 'one', n)));
   }, 300_000);
 
+  it('--prompt-schedule: one video whose prompt switches by chunk; malformed schedules are clear errors', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sfc-infer-schedule-'));
+    process.env.SFC_CACHE_DIR = join(dir, 'cache');
+    const file = join(dir, 'story.txt');
+    writeFileSync(file, '# a short story\n0: a red fox in snow\n1: the fox jumps into a river\n');
+    const r = await sfc(
+      'infer',
+      '--model',
+      'tiny',
+      '--prompt-schedule',
+      file,
+      '--out',
+      dir,
+      '--format',
+      'avi',
+      '--device',
+      'cpu',
+      '--no-progress',
+    );
+    expect(r.code, r.err).toBe(0);
+    expect(parseAvi(readFileSync(join(dir, 'a red fox in snow-0.avi'))).frames).toHaveLength(21);
+    writeFileSync(file, '1: starts late\n');
+    expect((await sfc('infer', '--model', 'tiny', '--prompt-schedule', file, '--device', 'cpu')).err).toMatch(
+      /the schedule must start at chunk 0/,
+    );
+    writeFileSync(file, '0: a\nthen b\n');
+    expect((await sfc('infer', '--model', 'tiny', '--prompt-schedule', file, '--device', 'cpu')).err).toMatch(
+      /story\.txt:2: expected 'CHUNK: prompt', got 'then b'/,
+    );
+    expect(
+      (await sfc('infer', '--model', 'tiny', '--prompt-schedule', file, '--prompt', 'x', '--device', 'cpu')).err,
+    ).toMatch(/--prompt-schedule replaces --prompt and --prompts/);
+  }, 180_000);
+
   it('names files like the reference', () => {
     expect(outputName('a cat/dog', 3, 1, false, false)).toBe('a cat_dog-1');
     expect(outputName('x'.repeat(150), 0, 0, false, false)).toBe(`${'x'.repeat(100)}-0`);

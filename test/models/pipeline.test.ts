@@ -38,7 +38,18 @@ describe('causal pipeline on the tiny model (CPU)', () => {
     Array.from({ length: 512 }, (_, i) => Math.sin(i * 0.37)),
   );
   const text = model.encodeContext(ctx);
-  const run = (o: { numFrames: number; seed: number; localAttnSize?: number; sinkSize?: number }) => {
+  const text2 = model.encodeContext(
+    Tensor.from(
+      dev,
+      bf16,
+      [16, 32],
+      Array.from({ length: 512 }, (_, i) => Math.cos(i * 0.11)),
+    ),
+  );
+  const run = (
+    o: { numFrames: number; seed: number; localAttnSize?: number; sinkSize?: number; recache?: boolean },
+    textOf: (chunk: number) => typeof text = () => text,
+  ) => {
     const p = new CausalPipeline(model, bundle.kernels as unknown as FlowKernels, {
       framesPerChunk: 3,
       height: 4,
@@ -48,7 +59,7 @@ describe('causal pipeline on the tiny model (CPU)', () => {
     });
     const cache = p.newCache();
     const out: { start: number; x: Float32Array; capacity: number }[] = [];
-    for (const c of p.generate(() => text, cache)) {
+    for (const c of p.generate(textOf, cache)) {
       out.push({ start: c.startFrame, x: c.latents.toF32(), capacity: cache.capacity });
       c.latents.dispose();
     }
@@ -71,5 +82,18 @@ describe('causal pipeline on the tiny model (CPU)', () => {
     expect(r).toHaveLength(8);
     expect(new Set(r.map((x) => x.capacity))).toEqual(new Set([6 * 6]));
     for (const ch of r) expect(ch.x.every(Number.isFinite)).toBe(true);
+  });
+
+  it('KV re-cache on a prompt switch: no switch changes nothing; a switch re-encodes the cache', () => {
+    const plain = run({ numFrames: 9, seed: 3 });
+    const same = run({ numFrames: 9, seed: 3, recache: true });
+    expect(same.map((c) => c.x)).toEqual(plain.map((c) => c.x));
+    const sw = (chunk: number) => (chunk >= 1 ? text2 : text);
+    const withRecache = run({ numFrames: 9, seed: 3, recache: true }, sw);
+    const without = run({ numFrames: 9, seed: 3 }, sw);
+    expect(withRecache[0]!.x).toEqual(plain[0]!.x); // chunk 0 is generated before the switch
+    expect(without[0]!.x).toEqual(plain[0]!.x);
+    expect(withRecache[1]!.x).not.toEqual(without[1]!.x); // the cache it attends to was re-encoded
+    for (const c of [...withRecache, ...without]) expect(c.x.every(Number.isFinite)).toBe(true);
   });
 });
