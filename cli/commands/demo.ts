@@ -13,7 +13,8 @@ import type { Command } from 'commander';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { SfcError } from '../../dsl/errors.js';
 import { packageRoot } from '../../dsl/paths.js';
-import { MjpegAviWriter, encodeJpeg } from '../../media/avi.js';
+import { MjpegAviWriter } from '../../media/avi.js';
+import { JpegPool } from '../../media/jpeg-pool.js';
 import { CausalPipeline, chunkPlan, type ChunkOut } from '../../models/pipeline/causal.js';
 import type { TextContext } from '../../models/wan/model.js';
 import type { Io } from '../main.js';
@@ -153,6 +154,7 @@ export async function startDemo(o: DemoOptions, io: Io): Promise<DemoServer> {
     sinkSize: windowed ? base.sinkSize : DEMO_SINK,
   };
   const cache = new CausalPipeline(models.model, models.kernels, options).newCache();
+  const jpegs = new JpegPool(); // a chunk's frames are JPEG-encoded in parallel, off the main thread
   const workDir = mkdtempSync(join(tmpdir(), 'sfc-demo-'));
   const staticDir = join(packageRoot(import.meta.url), 'cli', 'demo');
   const defaults = { seed: config.seed, fps: 16 };
@@ -225,8 +227,8 @@ export async function startDemo(o: DemoOptions, io: Io): Promise<DemoServer> {
         c.latents.dispose();
         const frames = models.vae.toRgb(v);
         v.dispose();
-        for (const f of frames) {
-          const jpg = encodeJpeg(f, width, height);
+        const encoded = await Promise.all(frames.map((f) => jpegs.encode(f, width, height)));
+        for (const jpg of encoded) {
           const msg = Buffer.alloc(FRAME_HEADER_BYTES + jpg.length);
           msg.writeUInt32LE(s.frames, 0);
           msg.writeUInt32LE(c.index, 4);
@@ -358,6 +360,7 @@ export async function startDemo(o: DemoOptions, io: Io): Promise<DemoServer> {
     ws.on('error', (e) => io.stderr(`sfc demo: a client connection failed: ${e.message}\n`));
   });
   const dispose = () => {
+    void jpegs.close();
     cache.dispose();
     models.dispose();
     rmSync(workDir, { recursive: true, force: true });

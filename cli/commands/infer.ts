@@ -12,6 +12,8 @@ import { loadConfig, loadModelPreset, type ModelPreset } from '../../configs/ind
 import type { ModelBundle } from '../../dsl/artifact.js';
 import { SfcError } from '../../dsl/errors.js';
 import { packageRoot } from '../../dsl/paths.js';
+import { MjpegAviWriter } from '../../media/avi.js';
+import { JpegPool } from '../../media/jpeg-pool.js';
 import { openVideo, type VideoFormat } from '../../media/video.js';
 import { CausalPipeline, type CausalPipelineOptions, type FlowKernels } from '../../models/pipeline/causal.js';
 import { randomCheckpoint } from '../../models/random.js';
@@ -435,6 +437,7 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
   const models = loadModels(o, setup, io);
   const { device, promptEncoder, model, vae } = models;
   const written: string[] = [];
+  let jpegs: JpegPool | undefined;
   try {
     const pipeline = new CausalPipeline(model, models.kernels, models.pipelineOptions(numFrames, seed));
     const cache = pipeline.newCache();
@@ -484,7 +487,12 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
                 const frames = vae.toRgb(v);
                 v.dispose();
                 prof.decode += performance.now() - td;
-                for (const f of frames) await writer.append(f);
+                if (writer instanceof MjpegAviWriter) {
+                  // JPEG on worker threads: the pure-JS encoder would otherwise bound the frame rate
+                  jpegs ??= new JpegPool();
+                  const jpgs = await Promise.all(frames.map((f) => jpegs!.encode(f, width, height)));
+                  for (const j of jpgs) await writer.appendJpeg(j);
+                } else for (const f of frames) await writer.append(f);
                 bar?.increment(1, { frames: writer.frames });
               }
               written.push(await writer.close());
@@ -519,6 +527,7 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
       cache.dispose();
     }
   } finally {
+    await jpegs?.close();
     models.dispose();
   }
   for (const p of written) io.stdout(`${p}\n`);
