@@ -146,7 +146,8 @@ export async function startDemo(o: DemoOptions, io: Io): Promise<DemoServer> {
   const { config, preset, height, width } = setup;
   const windowed = config.model_kwargs.local_attn_size !== -1;
   const numFrames = demoFrames(setup);
-  const models: Models = loadModels(o, setup, io);
+  // prompts change while the demo runs: keep UMT5 resident on a GPU (a switch then costs one encode, not a load)
+  const models: Models = loadModels(o, setup, io, { keepTextEncoder: o.device !== 'cpu' });
   const base = models.pipelineOptions(numFrames, config.seed);
   const options = {
     ...base,

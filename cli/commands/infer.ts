@@ -346,7 +346,11 @@ export interface Models {
 }
 
 /** Opens the device, loads (or makes random) weights and compiles/loads the bundles. */
-export function loadModels(o: ModelFlags, s: Setup, io: Io): Models {
+/**
+ * Loads the models for `s`. `keepTextEncoder`: keep UMT5 on the device after a prompt (the demo, where
+ * prompts change while it runs) instead of releasing its memory after each encode.
+ */
+export function loadModels(o: ModelFlags, s: Setup, io: Io, opts: { keepTextEncoder?: boolean } = {}): Models {
   const { config, preset } = s;
   const device = openDevice(o.device);
   const w = loadWeights(o, preset, io);
@@ -362,6 +366,7 @@ export function loadModels(o: ModelFlags, s: Setup, io: Io): Models {
       device,
       load: () => Umt5Encoder.load(device, preset.text_encoder, t5, w.text),
       cache: new PromptCache(cacheDir, w.textId, preset.text_encoder),
+      release: !opts.keepTextEncoder,
       onTruncated: (_, n) =>
         io.stderr(`sfc: a prompt is longer than ${preset.text_encoder.text_len} tokens; its last ${n} are dropped\n`),
     });
