@@ -1,7 +1,7 @@
 // A launch plan: what the compiler emits for a layer and the runtime executes (plain, JSON-able
 // data). Buffers have dtypes and shapes over symbolic dims, bound from the inputs at run time;
 // steps are fused kernels (artifacts), matmuls (library GEMMs: cuBLASLt on CUDA) and views.
-import type { GemmArtifact, KernelArtifact } from './artifact.js';
+import type { AttentionArtifact, GemmArtifact, KernelArtifact } from './artifact.js';
 import type { DTypeName } from './dtypes.js';
 
 export type PlanDim = number | string;
@@ -49,6 +49,25 @@ export type PlanStep =
       k: PlanDim[];
       /** values of the generated epilogue's parameters, in order */
       extra: PlanArg[];
+      fallback: PlanStep[];
+      label: string;
+    }
+  | {
+      /**
+       * softmax(q k^T * scale) v per head (q [Lq, H, D], k and v [Lk, H, D]): the flash-attention
+       * template where the device has its instantiation (`candidates`), else `fallback` (the DSL kernel).
+       */
+      kind: 'attention';
+      candidates: AttentionArtifact[];
+      q: number;
+      k: number;
+      v: number;
+      out: number;
+      lq: PlanDim[];
+      lk: PlanDim[];
+      heads: PlanDim[];
+      headDim: number;
+      scale: number;
       fallback: PlanStep[];
       label: string;
     };

@@ -11,6 +11,7 @@ import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
 import { CudaDevice } from './cuda.js';
 import type { Device } from './device.js';
+import { runAttention } from './attention.js';
 import { runGemm, tuneGemm, type GemmOperands } from './gemm.js';
 import { launch } from './kernels.js';
 import { CudaDataType } from './native/api.js';
@@ -117,6 +118,19 @@ export class PlanRunner {
         launch(s.artifact, s.grid.map(size), args);
       } else if (s.kind === 'matmul') {
         matmul(device, tensorOf(s.a), tensorOf(s.b), tensorOf(s.out), s.transB, size(s.m), size(s.n), size(s.k));
+      } else if (s.kind === 'attention') {
+        const art = s.candidates[0];
+        if (device instanceof CudaDevice && art && art.arch === device.arch) {
+          const [Lq, Lk, H] = [size(s.lq), size(s.lk), size(s.heads)];
+          const as4 = (t: Tensor, L: number) => t.reshape([1, L, H, s.headDim]);
+          runAttention(art, {
+            q: as4(tensorOf(s.q), Lq),
+            k: as4(tensorOf(s.k), Lk),
+            v: as4(tensorOf(s.v), Lk),
+            o: as4(tensorOf(s.out), Lq),
+            scale: s.scale,
+          });
+        } else for (const f of s.fallback) exec(f);
       } else if (device instanceof CudaDevice && s.candidates.length > 0 && s.candidates[0]!.arch === device.arch) {
         const [M, N, K] = [size(s.m), size(s.n), size(s.k)];
         const extra: Record<string, Tensor | number> = {};

@@ -85,7 +85,7 @@ export function modelUnits(presetName: string): Unit[] {
     });
   const step = (s: PlanStep): void => {
     if (s.kind === 'kernel') kernel(s.artifact);
-    else if (s.kind === 'gemm') {
+    else if (s.kind === 'gemm' || s.kind === 'attention') {
       s.candidates.forEach(template);
       s.fallback.forEach(step);
     }

@@ -12,6 +12,7 @@ import { groupKernel } from './codegen.js';
 import { epilogueObstacle, fuseEpilogue } from './epilogue.js';
 import { fuse, type FusionGroup } from './fuse.js';
 import { gemmSm90, maxStages } from '../templates/gemm.js';
+import { attentionSm90 } from '../templates/attention.js';
 
 export interface PlanOptions {
   /**
@@ -95,7 +96,7 @@ export function planLayer(g: LayerGraph, options: PlanOptions = {}): LaunchPlan 
       const lse = buffers.length;
       buffers.push({ id: lse, dtype: 'f32', shape: q.type.shape.slice(0, 2), kind: 'temp' });
       const [Lq, H, D] = q.type.shape as [Dim, Dim, number];
-      steps.push({
+      const kernelStep: PlanStep = {
         kind: 'kernel',
         artifact: attentionArtifact(D),
         grid: [[Lq], [H]],
@@ -110,7 +111,30 @@ export function planLayer(g: LayerGraph, options: PlanOptions = {}): LaunchPlan 
           { value: n.op === 'attention' ? n.scale : 1 },
         ],
         label: `attention %${n.id}`,
-      });
+      };
+      // the sm_90a flash-attention template where it is built for this head dim and dtype
+      const dt = q.type.dtype;
+      if ((D === 64 || D === 128) && (dt === 'bf16' || dt === 'f16')) {
+        steps.push({
+          kind: 'attention',
+          candidates: [
+            attentionSm90(
+              D === 128 ? { input: dt, headDim: D, bc: 128, stages: 3 } : { input: dt, headDim: D, bc: 64, stages: 4 },
+            ),
+          ],
+          q: bufOf.get(q.id)!,
+          k: bufOf.get(kk.id)!,
+          v: bufOf.get(v.id)!,
+          out,
+          lq: [Lq],
+          lk: [kk.type.shape[0]!],
+          heads: [H],
+          headDim: D,
+          scale: n.op === 'attention' ? n.scale : 1,
+          fallback: [kernelStep],
+          label: `attention %${n.id}`,
+        });
+      } else steps.push(kernelStep);
       continue;
     }
     const grp = item.group;
@@ -172,6 +196,8 @@ export function stepBuffers(s: PlanStep): number[] {
       return s.args.flatMap((a) => ('buffer' in a ? [a.buffer] : []));
     case 'matmul':
       return [s.a, s.b, s.out];
+    case 'attention':
+      return [s.q, s.k, s.v, s.out, ...s.fallback.flatMap(stepBuffers)];
     case 'gemm':
       return [
         s.a,

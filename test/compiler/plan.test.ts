@@ -67,6 +67,10 @@ export const rotQ = layer((q: Tensor<bf16, ['L', 4, 32]>, w: Tensor<bf16, [128]>
   rope(reshape(rmsNorm(reshape(q, ['L', 128]), w, 1e-6), ['L', 4, 32]), cos, sin));
 
 export const views = layer((x: Tensor<f32, ['L', 2, 16]>) => layerNorm(reshape(x, ['L', 32]), 1e-5) * 2);
+
+/** head dim 128: a flash-attention template step (the DSL kernel as its fallback) */
+export const attn128 = layer((q: Tensor<bf16, ['L', 2, 128]>, k: Tensor<bf16, ['S', 2, 128]>, v: Tensor<bf16, ['S', 2, 128]>) =>
+  attention(q, k, v));
 `.replace('import {\n  layer,', 'import {\n  cast, layer,');
 
 const path = join(virtualDir, 'plans.ts');
@@ -106,6 +110,7 @@ describe('layer plans on the CPU', () => {
     ['views', { L: 4 }, 1e-6],
     ['selfAttn', { L: 37 }, 2e-2],
     ['rotQ', { L: 6 }, 1e-2],
+    ['attn128', { L: 9, S: 13 }, 1e-2],
   ] as const)('%s: fused plan agrees with unfused execution', (name, dims, tol) => {
     const g = graphs.get(name)!;
     const { host, tensors } = inputsFor(g, dims);
@@ -128,18 +133,23 @@ describe('layer plans on the CPU', () => {
         kernels: p.steps.filter((s) => s.kind === 'kernel').length,
         matmuls: p.steps.filter((s) => s.kind === 'matmul').length,
         gemms: p.steps.filter((s) => s.kind === 'gemm').length,
+        attention: p.steps.filter((s) => s.kind === 'attention').length,
       };
     };
     // modulated LN (1 kernel) -> fc1 with bias + GELU as its epilogue -> fc2 with bias + gated residual
-    expect(count('ffnBlock')).toEqual({ kernels: 1, matmuls: 0, gemms: 2 });
+    expect(count('ffnBlock')).toEqual({ kernels: 1, matmuls: 0, gemms: 2, attention: 0 });
     // unfused: modulated LN, fc1, bias + GELU, fc2, bias + gated residual
-    expect(count('ffnBlock', { fuseGemmEpilogues: false })).toEqual({ kernels: 3, matmuls: 2, gemms: 0 });
-    expect(count('qk')).toEqual({ kernels: 1, matmuls: 0, gemms: 0 });
-    expect(count('views')).toEqual({ kernels: 1, matmuls: 0, gemms: 0 });
+    expect(count('ffnBlock', { fuseGemmEpilogues: false })).toEqual({ kernels: 3, matmuls: 2, gemms: 0, attention: 0 });
+    expect(count('qk')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
+    expect(count('views')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
     // modulated LN; q -> bias + RMSNorm; k -> bias + RMSNorm (row reductions stay kernels); v with its
     // bias fused; attention; o with bias + gated residual fused
-    expect(count('selfAttn', { fuseGemmEpilogues: false })).toEqual({ kernels: 6, matmuls: 4, gemms: 0 });
-    expect(count('selfAttn')).toEqual({ kernels: 4, matmuls: 2, gemms: 2 });
+    // (head dim 32: the attention is the DSL kernel; 64 and 128 become template steps, see below)
+    expect(count('selfAttn', { fuseGemmEpilogues: false })).toEqual({ kernels: 6, matmuls: 4, gemms: 0, attention: 0 });
+    expect(count('selfAttn')).toEqual({ kernels: 4, matmuls: 2, gemms: 2, attention: 0 });
+    expect(count('attn128')).toEqual({ kernels: 0, matmuls: 0, gemms: 0, attention: 1 });
+    const step = planLayer(graphs.get('attn128')!).steps[0]!;
+    expect(step.kind === 'attention' && step.candidates[0]!.name).toBe('sfc_attn_fwd_sm90_bf16_d128_bc128_s3');
   });
 
   it('generates GEMM epilogues from the layer ops, compiled for sm_90a with wgmma and no spills', async () => {
