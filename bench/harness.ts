@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../dsl/paths.js';
-import type { CudaDevice } from '../runtime/cuda.js';
+import { CudaDevice } from '../runtime/cuda.js';
+import type { Device } from '../runtime/device.js';
 import { atomicWrite } from '../runtime/kernel-cache.js';
 
 export function median(xs: readonly number[]): number {
@@ -32,22 +33,26 @@ export interface Stamp {
   commit: string;
   command: string;
   device: string;
-  computeCapability: string;
-  driver: string;
+  computeCapability?: string;
+  driver?: string;
   node: string;
 }
 
-export function stamp(dev: CudaDevice): Stamp {
-  const s = dev.native.status();
-  const v = s.cuda.version as number | undefined;
-  return {
+/** Where and how a result was measured; `command` defaults to this process's command line. */
+export function stamp(dev: Device, command?: string): Stamp {
+  const base = {
     date: new Date().toISOString(),
     commit: commit(),
-    command: process.env.SFC_BENCH_COMMAND ?? process.argv.slice(1).join(' '),
+    command: command ?? process.env.SFC_BENCH_COMMAND ?? process.argv.slice(1).join(' '),
+    node: process.version,
+  };
+  if (!(dev instanceof CudaDevice)) return { ...base, device: dev.name };
+  const v = dev.native.status().cuda.version as number | undefined;
+  return {
+    ...base,
     device: dev.info.name,
     computeCapability: dev.info.computeCapability.join('.'),
     driver: v ? `CUDA ${Math.floor(v / 1000)}.${(v % 1000) / 10}` : 'unknown',
-    node: process.version,
   };
 }
 

@@ -9,6 +9,16 @@ import { packageRoot } from '../dsl/paths.js';
 import { atomicWrite, defaultCacheDir } from '../runtime/kernel-cache.js';
 import { version } from './version.js';
 
+let sourcesDigest: string | undefined;
+
+/** One hash of every source a bundle is compiled from (read once per process). */
+function sourcesHash(): string {
+  if (sourcesDigest) return sourcesDigest;
+  const h = createHash('sha256').update(version());
+  for (const f of dslSources()) h.update(f).update(readFileSync(f));
+  return (sourcesDigest = h.digest('hex'));
+}
+
 function dslSources(): string[] {
   const root = packageRoot(import.meta.url);
   const dirs = [
@@ -30,8 +40,7 @@ function dslSources(): string[] {
 
 /** The bundle for `key` from the cache, or built (and stored) now. */
 export function cachedBundle<T>(what: string, key: unknown, build: () => T): T {
-  const h = createHash('sha256').update(version()).update(what).update(JSON.stringify(key));
-  for (const f of dslSources()) h.update(f).update(readFileSync(f));
+  const h = createHash('sha256').update(sourcesHash()).update(what).update(JSON.stringify(key));
   const path = join(defaultCacheDir(), 'bundles', `${what}-${h.digest('hex').slice(0, 24)}.json`);
   if (existsSync(path)) {
     try {

@@ -1,7 +1,7 @@
 // Model bundles: a model's layer source (models/<model>/layers.ts) and kernels compiled for one
 // preset's sizes into plain data (dsl/artifact.ts ModelBundle) that the runtime executes.
 import { join } from 'node:path';
-import type { GemmArtifact, KernelArtifact, ModelBundle } from '../dsl/artifact.js';
+import { convPitch, convTile, type GemmArtifact, type KernelArtifact, type ModelBundle } from '../dsl/artifact.js';
 import { SfcError } from '../dsl/errors.js';
 import type { LaunchPlan } from '../dsl/plan.js';
 import { packageRoot } from '../dsl/paths.js';
@@ -107,14 +107,6 @@ export interface WanVaeKernelNeeds {
   channels: number[];
   /** output channel counts of the convolutions (for the sm_90a convolution GEMMs) */
   convOutputs?: number[];
-}
-
-/** Channels rounded up to the convolution GEMM's K-slice (64 bf16). */
-export const convPitch = (c: number): number => Math.ceil(c / 64) * 64;
-
-/** The output tile width of the convolution GEMM for `cout` output channels. */
-export function convTile(cout: number): number {
-  return [256, 192, 128, 96, 64].find((bn) => cout % bn === 0) ?? 64;
 }
 
 /**

@@ -156,3 +156,13 @@ export interface ModelBundle {
   kernels: Record<string, KernelArtifact>;
   attention: AttentionArtifact;
 }
+
+// ---- implicit-GEMM convolutions ----------------------------------------------------------------
+
+/** Channels rounded up to the convolution GEMM's K-slice (64 bf16 = one 128-byte TMA row). */
+export const convPitch = (c: number): number => Math.ceil(c / 64) * 64;
+
+/** The convolution GEMM's output tile width for `cout` output channels. */
+export function convTile(cout: number): number {
+  return [256, 192, 128, 96, 64].find((bn) => cout % bn === 0) ?? 64;
+}

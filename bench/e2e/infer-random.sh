@@ -7,13 +7,8 @@
 #   bench/e2e/infer-random.sh OUT_DIR
 set -euo pipefail
 out=${1:?output directory}
-w=${SFC_E2E_WEIGHTS:-/tmp/sfc-e2e-weights}
-mkdir -p "$out" "$w"
-[[ -f $w/dit/weights.safetensors ]] || python3 test/reference/wan_dit.py --preset 1.3b --out "$w/dit" --chunks 1 --name warm >"$out/ref-dit.log" 2>&1
-[[ -f $w/vae/vae.safetensors ]] || python3 test/reference/wan_vae.py --preset wan2.1 --out "$w/vae" --frames 1 --height 60 --width 104 >"$out/ref-vae.log" 2>&1
-[[ -f $w/t5/weights.safetensors ]] || python3 test/reference/umt5.py --preset xxl --out "$w/t5" --lengths 77 >"$out/ref-t5.log" 2>&1
-args=(--model Wan2.1-T2V-1.3B --checkpoint "$w/dit/weights.safetensors" --vae "$w/vae/vae.safetensors"
-  --text-encoder "$w/t5/weights.safetensors" --tokenizer test/fixtures/tokenizer/tokenizer.json
+source bench/e2e/random-weights.sh
+args=("${weights[@]}"
   --prompt "a red fox running through fresh snow at dawn" --format avi --no-progress --profile)
 node cli/sfc.js infer "${args[@]}" --out /tmp/sfc-e2e-videos/short --num-frames 21 | tee "$out/infer-21.txt"
 node cli/sfc.js infer "${args[@]}" --out /tmp/sfc-e2e-videos/long --num-frames 120 \

@@ -7,15 +7,10 @@
 # 2. The NCCL GPU test (all-reduce and broadcast through the runtime's bindings).
 set -euo pipefail
 out=${1:?output directory}
-w=${SFC_E2E_WEIGHTS:-/tmp/sfc-e2e-weights}
-mkdir -p "$out" "$w"
-[[ -f $w/dit/weights.safetensors ]] || python3 test/reference/wan_dit.py --preset 1.3b --out "$w/dit" --chunks 1 --name warm >"$out/ref-dit.log" 2>&1
-[[ -f $w/vae/vae.safetensors ]] || python3 test/reference/wan_vae.py --preset wan2.1 --out "$w/vae" --frames 1 --height 60 --width 104 >"$out/ref-vae.log" 2>&1
-[[ -f $w/t5/weights.safetensors ]] || python3 test/reference/umt5.py --preset xxl --out "$w/t5" --lengths 77 >"$out/ref-t5.log" 2>&1
+source bench/e2e/random-weights.sh
 printf '%s\n' "a red fox running through fresh snow at dawn" "a sailboat crossing a calm bay at sunset" \
   "a busy night market with lanterns" "waves breaking on black volcanic rocks" >"$out/prompts.txt"
-args=(--model Wan2.1-T2V-1.3B --checkpoint "$w/dit/weights.safetensors" --vae "$w/vae/vae.safetensors"
-  --text-encoder "$w/t5/weights.safetensors" --tokenizer test/fixtures/tokenizer/tokenizer.json
+args=("${weights[@]}"
   --prompts "$out/prompts.txt" --format avi --no-progress --save-with-index --num-frames 21)
 # warm both GPUs' kernel caches (one shared cache directory) so neither timing includes compiling
 node cli/sfc.js infer "${args[@]}" --gpus 2 --num-frames 3 --out /tmp/sfc-mg/warm >/dev/null

@@ -2,11 +2,12 @@
 // the same GPU when python3 with torch is present (bench/reference/*.py). Each writes JSON (device,
 // driver, commit, command, every number), a Markdown table and an SVG chart under --out
 // (default bench/results/).
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { barChartSvg } from '../../bench/chart.js';
+import { stamp } from '../../bench/harness.js';
 import { benchE2e, type E2eResult } from '../../bench/e2e/bench.js';
 import { benchAttention } from '../../bench/kernels/attention.js';
 import { benchGemm } from '../../bench/kernels/gemm.js';
@@ -41,29 +42,9 @@ interface E2eCliOptions {
 
 const root = () => packageRoot(import.meta.url);
 
-function commitOf(): string {
-  if (process.env.SFC_COMMIT) return process.env.SFC_COMMIT;
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
-      cwd: root(),
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
+/** The harness's stamp plus the sfc version. */
 function stampOf(dev: Device, command: string): Record<string, unknown> {
-  const base = { date: new Date().toISOString(), sfc: version(), commit: commitOf(), command, node: process.version };
-  if (!(dev instanceof CudaDevice)) return { ...base, device: 'cpu' };
-  const v = dev.native.status().cuda.version as number | undefined;
-  return {
-    ...base,
-    device: dev.info.name,
-    computeCapability: dev.info.computeCapability.join('.'),
-    driver: v ? `CUDA ${Math.floor(v / 1000)}.${(v % 1000) / 10}` : 'unknown',
-  };
+  return { ...stamp(dev, command), sfc: version() };
 }
 
 const slug = (s: string) => s.replace(/\W+/g, '_');
@@ -265,7 +246,6 @@ export function benchKernelsCommand(o: KernelCliOptions, io: Io): string[] {
   if (why) io.stderr(`sfc: PyTorch side not measured: ${why}\n`);
   written.push(...gemmCharts(out), ...attentionCharts(out));
   for (const f of written) io.stdout(`${f}\n`);
-  if (!existsSync(out)) throw new SfcError(`nothing written to ${out}`);
   return written;
 }
 

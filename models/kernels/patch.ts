@@ -18,15 +18,19 @@ import {
   type Ptr,
 } from '../../dsl/kernel.js';
 
+/** Token `tok` of frames of gridH x gridW tokens: its frame, row and column. */
+export function tokenPosition(tok: number, gridH: number, gridW: number): [number, number, number] {
+  const perFrame = gridH * gridW;
+  const f = idiv(tok, perFrame);
+  const inFrame = tok - f * perFrame;
+  const row = idiv(inFrame, gridW);
+  return [f, row, inFrame - row * gridW];
+}
+
 /** x [C, F, H, W] (f32) -> tokens [F * H/2 * W/2, C * 4] (bf16), values ordered (c, kh, kw) */
 export const patchify = kernel((x: Ptr<f32>, tokens: Ptr<bf16>, F: i32, H: i32, W: i32, C: Const<16>) => {
   const tok = programId(0);
-  const gw = W >> 1;
-  const perFrame = (H >> 1) * gw;
-  const f = idiv(tok, perFrame);
-  const inFrame = tok - f * perFrame;
-  const hh = idiv(inFrame, gw);
-  const ww = inFrame - hh * gw;
+  const [f, hh, ww] = tokenPosition(tok, H >> 1, W >> 1);
   const e = arange(0, C * 4);
   const c = e >> 2;
   const kh = (e >> 1) & 1;
@@ -38,12 +42,7 @@ export const patchify = kernel((x: Ptr<f32>, tokens: Ptr<bf16>, F: i32, H: i32, 
 /** tokens [F * H/2 * W/2, 4 * C] (f32, values ordered (kh, kw, c)) -> out [C, F, H, W] (f32) */
 export const unpatchify = kernel((tokens: Ptr<f32>, out: Ptr<f32>, F: i32, H: i32, W: i32, C: Const<16>) => {
   const tok = programId(0);
-  const gw = W >> 1;
-  const perFrame = (H >> 1) * gw;
-  const f = idiv(tok, perFrame);
-  const inFrame = tok - f * perFrame;
-  const hh = idiv(inFrame, gw);
-  const ww = inFrame - hh * gw;
+  const [f, hh, ww] = tokenPosition(tok, H >> 1, W >> 1);
   const e = arange(0, C * 4);
   const c = e % C;
   const kw = idiv(e, C) & 1;
@@ -72,11 +71,8 @@ export const ropeTables = kernel(
     heightPairs: Const<21>,
   ) => {
     const tok = programId(0);
-    const perFrame = gridH * gridW;
-    const inFrame = tok - idiv(tok, perFrame) * perFrame;
-    const f = idiv(tok, perFrame) + frameOffset;
-    const hh = idiv(inFrame, gridW);
-    const ww = inFrame - hh * gridW;
+    const [f0, hh, ww] = tokenPosition(tok, gridH, gridW);
+    const f = f0 + frameOffset;
     const e = arange(0, 2 * PAIRS);
     const j = e >> 1;
     const pos = j < framePairs ? f : j < framePairs + heightPairs ? hh : ww;

@@ -9,7 +9,6 @@ import {
   arange,
   cast,
   f32,
-  idiv,
   kernel,
   load,
   programId,
@@ -20,6 +19,7 @@ import {
   type i32,
   type Ptr,
 } from '../../dsl/kernel.js';
+import { tokenPosition } from './patch.js';
 
 export const rope3d = kernel(
   (
@@ -37,11 +37,8 @@ export const rope3d = kernel(
     heightPairs: Const<21>,
   ) => {
     const tok = programId(0);
-    const perFrame = gridH * gridW;
-    const inFrame = tok - idiv(tok, perFrame) * perFrame;
-    const f = idiv(tok, perFrame) + frameOffset;
-    const hh = idiv(inFrame, gridW);
-    const ww = inFrame - hh * gridW;
+    const [f0, hh, ww] = tokenPosition(tok, gridH, gridW);
+    const f = f0 + frameOffset;
     const e = arange(0, HEADS * 2 * PAIRS); // every value of the token, all heads
     const m = e < H * 2 * PAIRS;
     const j = (e >> 1) % PAIRS; // the pair within the head

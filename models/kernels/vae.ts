@@ -69,6 +69,14 @@ export const normActPad = kernel(
   },
 );
 
+/** Pixel `pix` of frames of H x W pixels: its frame, row and column. */
+function pixelPosition(pix: number, H: number, W: number): [number, number, number] {
+  const t = idiv(pix, H * W);
+  const r = pix - t * H * W;
+  const y = idiv(r, W);
+  return [t, y, r - y * W];
+}
+
 /**
  * out (f32, [T, H, W, C]) = conv + bias + res + resBias, conv on a grid with `gridPad` extra rows and
  * columns (2 for a padded 3x3 convolution, 0 for a plain GEMM), res [T, H, W, C]
@@ -86,10 +94,7 @@ export const convResidual = kernel(
     C: Const<96>,
   ) => {
     const pix = programId(0);
-    const t = idiv(pix, H * W);
-    const r = pix - t * H * W;
-    const y = idiv(r, W);
-    const x = r - y * W;
+    const [t, y, x] = pixelPosition(pix, H, W);
     const c = arange(0, C);
     const g = (t * (H + gridPad) + y) * (W + gridPad) + x;
     store(out, pix * C + c, load(conv, g * C + c) + load(bias, c) + load(res, pix * C + c) + load(resBias, c));
@@ -100,10 +105,7 @@ export const convResidual = kernel(
 export const convBias = kernel(
   (conv: Ptr<f32>, bias: Ptr<f32>, out: Ptr<f32>, H: i32, W: i32, gridPad: i32, C: Const<96>) => {
     const pix = programId(0);
-    const t = idiv(pix, H * W);
-    const r = pix - t * H * W;
-    const y = idiv(r, W);
-    const x = r - y * W;
+    const [t, y, x] = pixelPosition(pix, H, W);
     const c = arange(0, C);
     const g = (t * (H + gridPad) + y) * (W + gridPad) + x;
     store(out, pix * C + c, load(conv, g * C + c) + load(bias, c));

@@ -8,7 +8,7 @@
 // as one GEMM per kernel tap over the buffer shifted by the tap's offset (cuBLASLt, accumulating in
 // f32; a CPU loop on the CPU device); its output lives on the padded grid and the next kernel reads
 // the valid pixels (models/kernels/vae.ts fuses bias, residual, RMS norm, SiLU and upsampling there).
-import type { GemmArtifact, KernelArtifact } from '../../dsl/artifact.js';
+import { convPitch, convTile, type GemmArtifact, type KernelArtifact } from '../../dsl/artifact.js';
 import { bf16, f32, u8 } from '../../dsl/dtypes.js';
 import { SfcError } from '../../dsl/errors.js';
 import type { CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
@@ -125,11 +125,6 @@ export function vaeConvOutputs(s: WanVaeShape): number[] {
   }
   return [...cs].sort((a, b) => a - b);
 }
-
-/** Channels rounded up to the convolution GEMM's K-slice (64 bf16). */
-const convPitch = (c: number): number => Math.ceil(c / 64) * 64;
-/** The convolution GEMM's output tile width for `cout` channels (as compiler/bundle.ts chooses it). */
-const convTile = (cout: number): number => [256, 192, 128, 96, 64].find((bn) => cout % bn === 0) ?? 64;
 
 /** The channel counts the decoder's kernels are specialised for. */
 export function vaeChannelCounts(s: WanVaeShape): number[] {

@@ -4,11 +4,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelBundle } from '../../dsl/artifact.js';
+import { relErr } from '../kernels/library.js';
 import { f32 } from '../../dsl/dtypes.js';
 import { canonicalize, openCheckpoint } from '../../runtime/checkpoint/state-dict.js';
 import type { Device } from '../../runtime/device.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { CausalWanModel, type WanDitShape } from '../../models/wan/model.js';
+
+/** ||a - b|| / ||b||, NaN when a holds a NaN (the kernel library's check) */
+export { relErr };
 
 export interface RolloutMeta {
   preset: string;
@@ -25,17 +29,6 @@ export interface PassResult {
   timestep: number;
   relErr: number;
   ms: number;
-}
-
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    const d = a[i]! - b[i]!;
-    num += d * d;
-    den += b[i]! * b[i]!;
-  }
-  return Math.sqrt(num / den);
 }
 
 /** Loads the reference weights into a model (the caller disposes it). */
