@@ -5,7 +5,7 @@ import { convPitch, convTile, type GemmArtifact, type KernelArtifact, type Model
 import { SfcError } from '../dsl/errors.js';
 import type { LaunchPlan } from '../dsl/plan.js';
 import { packageRoot } from '../dsl/paths.js';
-import { compileFiles } from './compile.js';
+import { artifactOf, compileFiles, lowerKernel } from './compile.js';
 import { DslProgram } from './frontend.js';
 import { lowerLayer } from './layer/frontend.js';
 import { planLayer, type PlanOptions } from './layer/plan.js';
@@ -107,7 +107,12 @@ export interface WanVaeKernelNeeds {
   channels: number[];
   /** output channel counts of the convolutions (for the sm_90a convolution GEMMs) */
   convOutputs?: number[];
+  /** channel counts of the encoder's stride-2 convolutions (space-to-depth kernels) */
+  downsample?: number[];
 }
+
+/** Kernels of models/kernels/vae.ts with their own specialisations (not one per channel count). */
+const VAE_SPECIAL = new Set(['videoInPad', 's2dPad', 'latentOut']);
 
 /**
  * Compiles the VAE decoder's kernels (models/kernels/vae.ts) for each channel count, keyed
@@ -141,14 +146,63 @@ export function buildWanVaeKernels(needs: WanVaeKernelNeeds): {
         kernels[key(name)] = { ...a, name: `${name}${sfx}` };
       }
       for (const a of compileFiles([file], { consts: { C, CP } }, program)) {
-        if (a.name === 'normActPad') continue;
+        if (a.name === 'normActPad' || VAE_SPECIAL.has(a.name)) continue;
         if (CP !== C && a.name !== 'upsamplePad') continue;
         kernels[key(a.name)] = { ...a, name: `${a.name}${sfx}` };
       }
     }
   }
+  const special = (name: string, key: string, consts: Record<string, number>) => {
+    const a = artifactOf(lowerKernel(program, file, name, { consts }));
+    kernels[key] = { ...a, name: `${name}_${key.split(':')[1]}` };
+  };
+  // the encoder: the video into its first convolution's buffer (3 channels, plain or GEMM pitch),
+  // space-to-depth for the stride-2 convolutions (4C channels), the latents out
+  for (const CP of [3, convPitch(3)]) special('videoInPad', CP === 3 ? 'videoInPad:3' : `videoInPad:3p${CP}`, { CP });
+  for (const C of needs.downsample ?? [])
+    for (const CP of new Set([4 * C, convPitch(4 * C)])) special('s2dPad', `s2dPad:${C}p${CP}`, { C, CP });
+  special('latentOut', 'latentOut:16', { Z: 16 });
   const convGemms: Record<string, GemmArtifact> = {};
   for (const C of needs.convOutputs ?? []) {
+    const bn = convTile(C);
+    convGemms[bn] ??= gemmSm90({ input: 'bf16', output: 'f32', bn, stages: 4, conv: true });
+  }
+  return { kernels, convGemms };
+}
+
+/**
+ * Compiles the TAEHV decoder's kernels (models/kernels/taehv.ts, plus toRgb8 of models/kernels/vae.ts)
+ * for its stage widths `nf` (taew2_1: [256, 128, 64, 64]) and `latent` channels, keyed `${name}:${C}`,
+ * and `${name}:${C}p${CP}` for the variants writing buffers padded to the convolution GEMM's K-slice;
+ * each program covers PIX pixels (tiles of about 2048 elements). The sm_90a implicit-GEMM
+ * convolutions are instantiated per output tile width (`convGemms[bn]`: the 3x3 convolutions, the
+ * MemBlocks' two-frame ones and the TGrow 1x1s).
+ */
+export function buildTaehvKernels(
+  nf: readonly number[] = [256, 128, 64, 64],
+  latent = 16,
+): { kernels: Record<string, KernelArtifact>; convGemms: Record<string, GemmArtifact> } {
+  if (nf.length !== 4 || nf.some((c) => !Number.isInteger(c) || c < 1))
+    throw new SfcError(`the TAEHV decoder has 4 stage widths, got [${nf.join(', ')}]`);
+  const root = join(packageRoot(import.meta.url), 'models', 'kernels');
+  const file = join(root, 'taehv.ts');
+  const program = new DslProgram([file, join(root, 'vae.ts')]);
+  const kernels: Record<string, KernelArtifact> = {};
+  const pix = (cp: number) => 2 ** Math.max(0, Math.floor(Math.log2(2048 / cp)));
+  const add = (f: string, name: string, C: number, CP: number, consts: Record<string, number>) => {
+    const a = artifactOf(lowerKernel(program, f, name, { consts }));
+    const sfx = CP === C ? `_c${C}` : `_c${C}p${CP}`;
+    kernels[CP === C ? `${name}:${C}` : `${name}:${C}p${CP}`] = { ...a, name: `${name}${sfx}` };
+  };
+  for (const CP of new Set([latent, convPitch(latent)]))
+    add(file, 'latentPad', latent, CP, { Z: latent, CP, PIX: pix(CP) });
+  for (const C of new Set(nf))
+    for (const CP of new Set([C, convPitch(C)]))
+      for (const name of ['actPad', 'residualPad', 'upsamplePad']) add(file, name, C, CP, { C, CP, PIX: pix(CP) });
+  add(file, 'headVideo', nf[3]!, nf[3]!, { C: nf[3]!, PIX: pix(nf[3]!) });
+  add(join(root, 'vae.ts'), 'toRgb8', 3, 3, {});
+  const convGemms: Record<string, GemmArtifact> = {};
+  for (const C of [...nf, 2 * nf[1]!, 2 * nf[2]!]) {
     const bn = convTile(C);
     convGemms[bn] ??= gemmSm90({ input: 'bf16', output: 'f32', bn, stages: 4, conv: true });
   }

@@ -18,7 +18,8 @@ import { loadModelPreset } from '../../configs/index.js';
 import type { ModelBundle } from '../../dsl/artifact.js';
 import { SfcError } from '../../dsl/errors.js';
 import { packageRoot } from '../../dsl/paths.js';
-import { vaeChannelCounts, vaeConvOutputs, type VaeKernels } from '../../models/vae/decoder.js';
+import { type VaeKernels } from '../../models/vae/decoder.js';
+import { vaeKernelNeeds } from '../../models/vae/encoder.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import { CudaDevice } from '../../runtime/cuda.js';
 import type { Device } from '../../runtime/device.js';
@@ -137,7 +138,7 @@ export function benchE2eCommand(o: E2eCliOptions, io: Io): string[] {
   const command = `sfc bench e2e --model ${o.model} --num-frames ${numFrames} --height ${height} --width ${width} --window ${o.window} --sink ${o.sink}`;
   const dit = cachedBundle<ModelBundle>('wan-dit', preset.dit, () => buildWanDitBundle(preset.dit));
   const vaeKernels = cachedBundle<VaeKernels>('wan-vae', preset.vae, () =>
-    buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae), convOutputs: vaeConvOutputs(preset.vae) }),
+    buildWanVaeKernels(vaeKernelNeeds(preset.vae)),
   );
   io.stderr(`sfc: e2e benchmark, ${preset.name}, ${numFrames} latent frames at ${width}x${height} on ${dev.name}\n`);
   const sfc = benchE2e(dev, {

@@ -23,7 +23,8 @@ import type { KernelArtifact, ModelBundle } from '../../dsl/artifact.js';
 import type { PlanStep } from '../../dsl/plan.js';
 import { buildUmt5Bundle, buildWanDitBundle, buildWanVaeKernels } from '../../compiler/bundle.js';
 import { loadModelPreset } from '../../configs/index.js';
-import { vaeChannelCounts, vaeConvOutputs, type VaeKernels } from '../../models/vae/decoder.js';
+import { type VaeKernels } from '../../models/vae/decoder.js';
+import { vaeKernelNeeds } from '../../models/vae/encoder.js';
 import type { Umt5Bundle } from '../../models/text/umt5.js';
 import { cachedBundle } from '../bundles.js';
 import { SfcError } from '../../dsl/errors.js';
@@ -66,9 +67,7 @@ interface Unit {
 export function modelUnits(presetName: string): Unit[] {
   const preset = loadModelPreset(presetName);
   const dit = cachedBundle<ModelBundle>('wan-dit', preset.dit, () => buildWanDitBundle(preset.dit));
-  const vae = cachedBundle<VaeKernels>('wan-vae', preset.vae, () =>
-    buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae), convOutputs: vaeConvOutputs(preset.vae) }),
-  );
+  const vae = cachedBundle<VaeKernels>('wan-vae', preset.vae, () => buildWanVaeKernels(vaeKernelNeeds(preset.vae)));
   const t5 = cachedBundle<Umt5Bundle>('umt5', preset.text_encoder, () => buildUmt5Bundle(preset.text_encoder));
   const units = new Map<string, Unit>();
   const kernel = (a: KernelArtifact) => {

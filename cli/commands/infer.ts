@@ -20,13 +20,8 @@ import { randomCheckpoint } from '../../models/random.js';
 import { PromptCache, PromptEncoder, weightsIdentity } from '../../models/text/prompts.js';
 import { UMT5Tokenizer } from '../../models/text/tokenizer.js';
 import { Umt5Encoder, umt5Params, type Umt5Bundle } from '../../models/text/umt5.js';
-import {
-  WanVaeDecoder,
-  decoderParams,
-  vaeChannelCounts,
-  vaeConvOutputs,
-  type VaeKernels,
-} from '../../models/vae/decoder.js';
+import { WanVaeDecoder, decoderParams, type VaeKernels } from '../../models/vae/decoder.js';
+import { vaeKernelNeeds } from '../../models/vae/encoder.js';
 import { CausalWanModel, wanDitParams } from '../../models/wan/model.js';
 import { canonicalize, openCheckpoint, type CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
 import { CpuDevice } from '../../runtime/cpu.js';
@@ -357,7 +352,7 @@ export function loadModels(o: ModelFlags, s: Setup, io: Io, opts: { keepTextEnco
   try {
     const dit = cachedBundle<ModelBundle>('wan-dit', preset.dit, () => buildWanDitBundle(preset.dit));
     const vaeKernels = cachedBundle<VaeKernels>('wan-vae', preset.vae, () =>
-      buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae), convOutputs: vaeConvOutputs(preset.vae) }),
+      buildWanVaeKernels(vaeKernelNeeds(preset.vae)),
     );
     const t5 = cachedBundle<Umt5Bundle>('umt5', preset.text_encoder, () => buildUmt5Bundle(preset.text_encoder));
     const cacheDir = join(defaultCacheDir(), 'prompts');

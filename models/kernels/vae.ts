@@ -206,3 +206,66 @@ export const toRgb8 = kernel((video: Ptr<f32>, rgb: Ptr<u8>, THW: i32, BLOCK: Co
   const v = minimum(maximum(x * 0.5 + 0.5, 0), 1);
   store(rgb, i, cast(floor(255 * v), u8), m);
 });
+
+// ---- encoder ---------------------------------------------------------------------------------------
+
+/**
+ * Frames [t0, t0 + T) of a video (f32 [3, frames, H, W], channels first, values in [-1, 1]) into the
+ * encoder's first convolution buffer: dst (bf16 [T, H + 2, W + 2, CP]), zero borders, channels past 3
+ * zero. One program per padded pixel.
+ */
+export const videoInPad = kernel(
+  (video: Ptr<f32>, dst: Ptr<bf16>, H: i32, W: i32, frames: i32, t0: i32, CP: Const<64>) => {
+    const pix = programId(0);
+    const Wp = W + 2;
+    const Hp = H + 2;
+    const t = idiv(pix, Hp * Wp);
+    const r = pix - t * Hp * Wp;
+    const yp = idiv(r, Wp);
+    const y = yp - 1;
+    const x = r - yp * Wp - 1;
+    const inside = y >= 0 && y < H && x >= 0 && x < W;
+    const c = arange(0, CP);
+    const real = c < 3;
+    const v = load(video, ((c * frames + t0 + t) * H + y) * W + x, inside && real, 0);
+    store(dst, pix * CP + c, cast(v, bf16));
+  },
+);
+
+/**
+ * Space-to-depth for the encoder's stride-2 3x3 convolutions (zero padding at the bottom and right):
+ * dst (bf16 [T, H/2 + 2, W/2 + 2, CP]) at pixel (t, Y, X), channel block q = 2 dy + dx, holds
+ * src (f32 [T, H, W, C]) at (t, 2Y + dy, 2X + dx), zero outside the image; channels past 4C zero.
+ * The stride-2 3x3 convolution is then a stride-1 2x2 one on this grid, with its output at row
+ * (t (H/2 + 2) + Y) (W/2 + 2) + X like any padded-grid convolution.
+ */
+export const s2dPad = kernel((src: Ptr<f32>, dst: Ptr<bf16>, H: i32, W: i32, C: Const<96>, CP: Const<384>) => {
+  const pix = programId(0);
+  const W2 = (W >> 1) + 2;
+  const H2 = (H >> 1) + 2;
+  const t = idiv(pix, H2 * W2);
+  const r = pix - t * H2 * W2;
+  const Y = idiv(r, W2);
+  const X = r - Y * W2;
+  const c = arange(0, CP);
+  const q = idiv(c, C);
+  const ch = c - q * C;
+  const y = 2 * Y + (q >> 1);
+  const x = 2 * X + (q & 1);
+  const inside = q < 4 && y < H && x < W;
+  const v = load(src, ((t * H + y) * W + x) * C + ch, inside, 0);
+  store(dst, pix * CP + c, cast(v, bf16));
+});
+
+/**
+ * The encoder's output at latent frame f: out (f32 [Z, F, HW], channels first as the DiT takes
+ * them) = y (f32 [HW, 2Z], the 1x1x1 `conv1` before bias) + bias, first Z channels (the posterior's
+ * mean; the per-channel normalisation is folded into the weights and bias).
+ */
+export const latentOut = kernel(
+  (y: Ptr<f32>, bias: Ptr<f32>, out: Ptr<f32>, F: i32, HW: i32, f: i32, Z: Const<16>) => {
+    const p = programId(0);
+    const c = arange(0, Z);
+    store(out, (c * F + f) * HW + p, load(y, p * 2 * Z + c) + load(bias, c));
+  },
+);

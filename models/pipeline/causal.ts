@@ -12,7 +12,7 @@ import { f32 } from '../../dsl/dtypes.js';
 import { SfcError } from '../../dsl/errors.js';
 import { launch } from '../../runtime/kernels.js';
 import { Tensor } from '../../runtime/tensor.js';
-import type { CausalWanModel, KvCache, TextContext } from '../wan/model.js';
+import type { CausalWanModel, KvCache, KvCacheOptions, TextContext } from '../wan/model.js';
 import { FlowMatchScheduler } from '../schedulers/flow-match.js';
 
 export interface CausalPipelineOptions {
@@ -73,6 +73,31 @@ export function denoisingTimesteps(steps: readonly number[], shift: number, warp
   return steps.map((t) => table[1000 - t]!);
 }
 
+/**
+ * The Philox seed of a pipeline's noise draw number `step` (0: a chunk's initial noise, i: the
+ * re-noise before denoising pass i); the element offset of the chunk's first element picks its part
+ * of the stream.
+ */
+export function noiseSeed(seed: number, step: number): number {
+  return (seed ^ Math.imul(step + 1, 0x9e3779b9)) | 0;
+}
+
+/** The KV cache of a chunked run: flat in the video's length when a window is set. */
+export function chunkCacheOptions(o: {
+  numFrames: number;
+  height: number;
+  width: number;
+  localAttnSize?: number;
+  sinkSize?: number;
+}): KvCacheOptions {
+  return {
+    frameTokens: (o.height / 2) * (o.width / 2),
+    localAttnSize: o.localAttnSize ?? -1,
+    sinkSize: o.sinkSize ?? 0,
+    maxFrames: Math.max(21, o.numFrames),
+  };
+}
+
 /** Chunk sizes in latent frames: all `framesPerChunk`, the first one alone if asked. */
 export function chunkPlan(numFrames: number, framesPerChunk: number, independentFirstFrame = false): number[] {
   if (!Number.isInteger(numFrames) || numFrames < 1)
@@ -115,13 +140,7 @@ export class CausalPipeline {
 
   /** A KV cache sized for this run (flat in the video's length when a window is set). */
   newCache(): KvCache {
-    const o = this.o;
-    return this.model.newCache({
-      frameTokens: (o.height / 2) * (o.width / 2),
-      localAttnSize: o.localAttnSize ?? -1,
-      sinkSize: o.sinkSize ?? 0,
-      maxFrames: Math.max(21, o.numFrames),
-    });
+    return this.model.newCache(chunkCacheOptions(this.o));
   }
 
   /**
@@ -138,7 +157,7 @@ export class CausalPipeline {
     const sigmaOf = (t: number, F: number) =>
       Tensor.from(dev, f32, [C * F], this.sched.sigmasFor(new Array<number>(C * F).fill(t)));
     // the noise of a chunk: Philox stream (seed of the step, offset of the chunk's first element)
-    const seedOf = (step: number) => (o.seed ^ Math.imul(step + 1, 0x9e3779b9)) | 0;
+    const seedOf = (step: number) => noiseSeed(o.seed, step);
     let start = 0;
     const chunks = chunkPlan(o.numFrames, o.framesPerChunk, o.independentFirstFrame);
     const kept: { start: number; x0: Tensor }[] = [];

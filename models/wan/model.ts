@@ -130,6 +130,12 @@ export interface KvCacheOptions {
   localAttnSize?: number;
   /** frames at the start kept when the window rolls (attention sink) */
   sinkSize?: number;
+  /**
+   * One k/v buffer for every block instead of one per block: a scratch cache for a single pass whose
+   * blocks each consume their own k/v before the next block overwrites them (the bidirectional
+   * model's full-video forward). Such a cache carries nothing from one pass to the next.
+   */
+  shareLayers?: boolean;
 }
 
 /** Per-block self-attention KV caches with the reference's global/local end indices. */
@@ -160,8 +166,9 @@ export class KvCache {
     this.maxAttention = (this.localAttnSize === -1 ? Math.max(21, frames) : this.localAttnSize) * ft;
     this.sinkTokens = sink * ft;
     for (let i = 0; i < layers; i++) {
-      this.k.push(Tensor.zeros(device, bf16, [this.capacity, heads, headDim]));
-      this.v.push(Tensor.zeros(device, bf16, [this.capacity, heads, headDim]));
+      const shared = opts.shareLayers && i > 0;
+      this.k.push(shared ? this.k[0]! : Tensor.zeros(device, bf16, [this.capacity, heads, headDim]));
+      this.v.push(shared ? this.v[0]! : Tensor.zeros(device, bf16, [this.capacity, heads, headDim]));
     }
   }
 
@@ -172,7 +179,7 @@ export class KvCache {
   }
 
   dispose(): void {
-    for (const t of [...this.k, ...this.v]) t.dispose();
+    for (const t of new Set([...this.k, ...this.v])) t.dispose();
   }
 
   /**

@@ -4,16 +4,16 @@
 // frames, as the causal pipeline produces them) equals the whole decode; timing and peak memory of
 // both sfc and PyTorch go to $SFC_BENCH_OUT/vae-decode-<device>.json.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildWanVaeKernels } from '../../compiler/bundle.js';
 import { loadModelPreset } from '../../configs/presets.js';
-import { vaeChannelCounts, vaeConvOutputs } from '../../models/vae/decoder.js';
+import { vaeKernelNeeds } from '../../models/vae/encoder.js';
 import { relErr } from '../models/wan-rollout.js';
 import { decodeStreamed, loadReferenceVae, readReferenceDecode } from '../models/vae-check.js';
-import { noGpuReason, openDevice } from './gpu.js';
+import { maxAbsDiff, noGpuReason, openDevice, reportResult, timeSecondRun } from './gpu.js';
 
 const dir = process.env.SFC_VAE_REF_DIR ?? join(tmpdir(), 'sfc-wan-vae-ref');
 
@@ -42,48 +42,23 @@ describe.skipIf(noGpuReason)('Wan VAE decoder on the GPU against the PyTorch ref
     }
     const dev = openDevice(process.env.SFC_CACHE_DIR);
     const preset = loadModelPreset('Wan2.1-T2V-1.3B');
-    const d = loadReferenceVae(
-      dir,
-      dev,
-      preset.vae,
-      buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae), convOutputs: vaeConvOutputs(preset.vae) }),
-    );
+    const d = loadReferenceVae(dir, dev, preset.vae, buildWanVaeKernels(vaeKernelNeeds(preset.vae)));
     const ref = readReferenceDecode(dir, dev);
-    const first = d.decode(ref.latent); // warm-up (kernel loads, cuBLASLt heuristics)
-    first.dispose();
-    dev.synchronize();
-    const before = dev.memoryStats();
-    const t0 = performance.now();
-    const v = d.decode(ref.latent);
-    dev.synchronize();
-    const ms = performance.now() - t0;
-    const peak = dev.memoryStats().peakInUse;
-    const got = v.toF32();
-    v.dispose();
-    const err = relErr(got, ref.video);
-    const streamed = decodeStreamed(d, ref.latent, [3, 3, 3, 3, 3, 3, 3]);
-    let maxDiff = 0;
-    for (let i = 0; i < got.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - streamed[i]!));
-    const result = {
-      device: dev.info.name,
-      commit: process.env.SFC_COMMIT ?? null,
+    const run = timeSecondRun(dev, () => d.decode(ref.latent));
+    const err = relErr(run.values, ref.video);
+    const maxDiff = maxAbsDiff(run.values, decodeStreamed(d, ref.latent, [3, 3, 3, 3, 3, 3, 3]));
+    reportResult('vae-decode', dev, {
       latentFrames: 21,
       videoFrames: 81,
       height: 480,
       width: 832,
       relErr: err,
       streamedMaxAbsDiff: maxDiff,
-      sfcMs: ms,
-      sfcPeakBytes: peak,
-      inUseBefore: before.inUse,
+      sfcMs: run.ms,
+      sfcPeakBytes: run.peakBytes,
+      inUseBefore: run.inUseBefore,
       torch: ref.meta,
-    };
-    console.log(JSON.stringify(result));
-    if (process.env.SFC_BENCH_OUT)
-      writeFileSync(
-        join(process.env.SFC_BENCH_OUT, `vae-decode-${dev.info.name.replace(/\W+/g, '_')}.json`),
-        JSON.stringify(result, null, 1),
-      );
+    });
     expect(err).toBeLessThan(2e-2);
     expect(maxDiff).toBe(0);
     d.dispose();

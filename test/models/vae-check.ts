@@ -38,29 +38,38 @@ export function readReferenceDecode(dir: string, device: Device): ReferenceDecod
   }
 }
 
+/**
+ * Runs `fn` over consecutive slices of x along dim 1 (sizes `chunks`) and concatenates its outputs,
+ * [C, T_i, ...] each, along dim 1 on the host: a streamed run to compare with the whole one.
+ */
+export function alongTime(x: Tensor, chunks: number[], fn: (slice: Tensor) => Tensor): Float32Array {
+  const parts: { values: Float32Array; C: number; T: number; plane: number }[] = [];
+  let t0 = 0;
+  for (const n of chunks) {
+    const y = fn(x.narrow(1, t0, n).contiguous());
+    const [C, T] = y.shape as [number, number];
+    parts.push({ values: y.toF32(), C, T, plane: y.numel / (C * T) });
+    y.dispose();
+    t0 += n;
+  }
+  const { C, plane } = parts[0]!;
+  const T = parts.reduce((a, p) => a + p.T, 0);
+  const out = new Float32Array(C * T * plane);
+  let f0 = 0;
+  for (const p of parts) {
+    for (let c = 0; c < C; c++)
+      out.set(p.values.subarray(c * p.T * plane, (c + 1) * p.T * plane), (c * T + f0) * plane);
+    f0 += p.T;
+  }
+  return out;
+}
+
 /** Decodes chunk by chunk (sizes in latent frames) and concatenates the frames on the host. */
 export function decodeStreamed(d: WanVaeDecoder, z: Tensor, chunks: number[]): Float32Array {
   const s = d.stream();
-  const parts: { values: Float32Array; T: number; HW: number }[] = [];
-  let f0 = 0;
   try {
-    for (const n of chunks) {
-      const v = s.decode(z.narrow(1, f0, n).contiguous());
-      parts.push({ values: v.toF32(), T: v.shape[1]!, HW: v.shape[2]! * v.shape[3]! });
-      v.dispose();
-      f0 += n;
-    }
+    return alongTime(z, chunks, (x) => s.decode(x));
   } finally {
     s.dispose();
   }
-  // [3, T, H, W] per chunk: concatenate along T within each channel
-  const HW = parts[0]!.HW;
-  const T = parts.reduce((a, p) => a + p.T, 0);
-  const out = new Float32Array(3 * T * HW);
-  let t0 = 0;
-  for (const p of parts) {
-    for (let c = 0; c < 3; c++) out.set(p.values.subarray(c * p.T * HW, (c + 1) * p.T * HW), (c * T + t0) * HW);
-    t0 += p.T;
-  }
-  return out;
 }

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { buildWanVaeKernels } from '../../compiler/bundle.js';
 import { loadModelPreset } from '../../configs/presets.js';
 import { CpuDevice } from '../../runtime/cpu.js';
-import { decoderLayout, vaeChannelCounts, vaeConvOutputs } from '../../models/vae/decoder.js';
+import { decoderLayout } from '../../models/vae/decoder.js';
+import { vaeKernelNeeds } from '../../models/vae/encoder.js';
 import { relErr } from './wan-rollout.js';
 import { decodeStreamed, loadReferenceVae, readReferenceDecode } from './vae-check.js';
 
@@ -15,12 +16,7 @@ const preset = loadModelPreset('tiny');
 
 describe('Wan VAE decoder (tiny) against the PyTorch reference', () => {
   const dev = new CpuDevice();
-  const d = loadReferenceVae(
-    dir,
-    dev,
-    preset.vae,
-    buildWanVaeKernels({ channels: vaeChannelCounts(preset.vae), convOutputs: vaeConvOutputs(preset.vae) }),
-  );
+  const d = loadReferenceVae(dir, dev, preset.vae, buildWanVaeKernels(vaeKernelNeeds(preset.vae)));
   const ref = readReferenceDecode(dir, dev);
 
   it('decodes 3 latent frames into 9 video frames within 2e-2 of the reference', () => {

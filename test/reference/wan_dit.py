@@ -12,6 +12,12 @@ safetensors, a random text context, and a rollout of the few-step causal schedul
 sfc's test feeds the same inputs pass by pass (its own KV cache carries over) and compares the flow.
 
   python3 test/reference/wan_dit.py --preset tiny --out DIR [--chunks 3] [--local-attn-size 6 --sink-size 1] [--name NAME]
+
+With --bidirectional it writes goldens of the bidirectional DiT (BidirWan: one timestep for the whole
+video, full attention, no cache) instead: per timestep of --timesteps, a noise latent of --frames
+frames and its flow; --weights FILE reuses existing weights, --time N adds PyTorch timings.
+
+  python3 test/reference/wan_dit.py --preset tiny --bidirectional --frames 6 --weights W --out DIR --name bidir
 """
 import argparse
 import json
@@ -222,6 +228,90 @@ class CausalWan:
         return out.reshape(f, gh, gw, 2, 2, C).permute(5, 0, 1, 3, 2, 4).reshape(C, f, hh, ww)
 
 
+class BidirWan(CausalWan):
+    """Wan's bidirectional DiT over the same weights (the teacher / critic and the bidirectional
+    samplers' model): one timestep for the whole video (time embedding computed once and broadcast to
+    every token), full attention over all tokens of the video with no cache, RoPE from frame 0."""
+
+    def __init__(self, p, w):
+        self.p, self.w = p, w
+        self.d, self.h = p["dim"], p["heads"]
+        self.hd = self.d // self.h
+        self.tabs = rope_angles(self.hd, w["head.modulation"].device)
+
+    def forward(self, x, t, text_kv):
+        """x [C, F, H, W], t a number -> flow [C, F, H, W]"""
+        w, d, nh, hd = self.w, self.d, self.h, self.hd
+        dt = w["head.modulation"].dtype
+        _, f, hh, ww = x.shape
+        gh, gw = hh // 2, ww // 2
+        tok = x.reshape(C, f, gh, 2, gw, 2).permute(1, 2, 4, 0, 3, 5).reshape(f * gh * gw, C * 4)
+        h = tok @ w["patch_embedding.weight"].reshape(d, C * 4).T + w["patch_embedding.bias"]
+        L = h.shape[0]
+        tt = torch.tensor([float(t)], dtype=torch.float32, device=x.device)
+        e = self.lin(torch.nn.functional.silu(self.lin(sinusoid(self.p["freq"], tt).to(dt), "time_embedding.0")), "time_embedding.2")
+        e0 = self.lin(torch.nn.functional.silu(e), "time_projection.1").reshape(6, d)  # one row set, all tokens
+        for i in range(self.p["layers"]):
+            b = f"blocks.{i}."
+            sh_a, sc_a, g_a, sh_f, sc_f, g_f = (w[b + "modulation"][0] + e0).unbind(0)
+            y = ln(h) * (1 + sc_a) + sh_a
+            qkv = [self.lin(y, b + "self_attn." + n) for n in "qkv"]
+            q = apply_rope(rms(qkv[0], w[b + "self_attn.norm_q.weight"]).reshape(L, nh, hd), self.tabs, 0, f, gh, gw)
+            k = apply_rope(rms(qkv[1], w[b + "self_attn.norm_k.weight"]).reshape(L, nh, hd), self.tabs, 0, f, gh, gw)
+            h = h + self.lin(attend(q, k, qkv[2].reshape(L, nh, hd)).reshape(L, d), b + "self_attn.o") * g_a
+            y = ln(h, w[b + "norm3.weight"], w[b + "norm3.bias"])
+            qc = rms(self.lin(y, b + "cross_attn.q"), w[b + "cross_attn.norm_q.weight"]).reshape(L, nh, hd)
+            h = h + self.lin(attend(qc, *text_kv[i]).reshape(L, d), b + "cross_attn.o")
+            y = ln(h) * (1 + sc_f) + sh_f
+            h = h + self.lin(torch.nn.functional.gelu(self.lin(y, b + "ffn.0"), approximate="tanh"), b + "ffn.2") * g_f
+        hm = w["head.modulation"][0] + e  # [2, D]
+        out = self.lin(ln(h) * (1 + hm[1]) + hm[0], "head.head")
+        return out.reshape(f, gh, gw, 2, 2, C).permute(5, 0, 1, 3, 2, 4).reshape(C, f, hh, ww)
+
+
+def bidirectional_main(a, p, dev, gen, w, ctx):
+    """--bidirectional: one forward of the whole video per timestep (fresh noise each), the flows as
+    goldens; with --time N also the wall time of one forward in float32 and in bf16 (CUDA events,
+    median of N after a warm-up), written into the JSON."""
+    model = BidirWan(p, w)
+    timesteps = [float(v) for v in a.timesteps.split(",")]
+    tensors = {"context": ctx.to(torch.bfloat16).cpu()}
+    passes = []
+    with torch.no_grad():
+        text_kv = model.text(ctx)
+        for n, t in enumerate(timesteps):
+            x = torch.randn(C, a.frames, p["lat_h"], p["lat_w"], generator=gen, device=dev)
+            flow = model.forward(x, t, text_kv)
+            tensors[f"pass{n}.x"] = x.cpu().contiguous()
+            tensors[f"pass{n}.flow"] = flow.cpu().contiguous()
+            passes.append({"timestep": t})
+    save_file(tensors, os.path.join(a.out, a.name + ".safetensors"))
+    meta = dict(preset=a.preset, frames=a.frames, latent_height=p["lat_h"], latent_width=p["lat_w"], passes=passes)
+    if a.time and dev.startswith("cuda"):
+        meta["torch_ms"] = {}
+        for name, dt in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+            m = BidirWan(p, {k: v.to(dt) for k, v in w.items()})
+            x = torch.randn(C, a.frames, p["lat_h"], p["lat_w"], generator=gen, device=dev).to(dt)
+            with torch.no_grad():
+                kv = m.text(ctx.to(dt))
+                m.forward(x, timesteps[0], kv)
+                ms = []
+                for _ in range(a.time):
+                    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    e0.record()
+                    m.forward(x, timesteps[0], kv)
+                    e1.record()
+                    torch.cuda.synchronize()
+                    ms.append(e0.elapsed_time(e1))
+            meta["torch_ms"][name] = sorted(ms)[len(ms) // 2]
+            del m, kv
+            torch.cuda.empty_cache()
+        meta["torch_device"] = torch.cuda.get_device_name()
+    with open(os.path.join(a.out, a.name + ".json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+    print(f"wrote {len(passes)} bidirectional passes of {a.preset} ({a.frames} frames) to {a.out}: {meta.get('torch_ms')}")
+
+
 def shifted_sigmas(shift=5.0, steps=1000):
     s = torch.linspace(1.0, 0.0, steps + 1)[:-1]
     return shift * s / (1 + (shift - 1) * s)
@@ -239,6 +329,11 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=None, help="non-zero context rows (rest zero-padded)")
     ap.add_argument("--name", default="rollout", help="file stem of the rollout (weights.safetensors is shared)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--bidirectional", action="store_true", help="goldens of the bidirectional DiT instead")
+    ap.add_argument("--frames", type=int, default=21, help="--bidirectional: latent frames of the video")
+    ap.add_argument("--timesteps", default="1000,625,0", help="--bidirectional: one pass per timestep")
+    ap.add_argument("--time", type=int, default=0, help="--bidirectional: time N forwards (CUDA)")
+    ap.add_argument("--weights", default=None, help="read the weights from this safetensors file instead")
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -246,11 +341,18 @@ def main():
     dev = a.device
     gen = torch.Generator(device=dev).manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
-    w = make_weights(p, gen, dev)
-    save_file({k: v.to(torch.bfloat16).contiguous().cpu() for k, v in w.items()}, os.path.join(a.out, "weights.safetensors"))
+    if a.weights:
+        from safetensors.torch import load_file
+
+        w = {k: v.float().to(dev) for k, v in load_file(a.weights).items()}
+    else:
+        w = make_weights(p, gen, dev)
+        save_file({k: v.to(torch.bfloat16).contiguous().cpu() for k, v in w.items()}, os.path.join(a.out, "weights.safetensors"))
     n_tok = a.prompt_tokens or max(1, p["text_len"] // 4)
     ctx = torch.zeros(p["text_len"], p["text_dim"], device=dev)
     ctx[:n_tok] = bf16_randn(gen, (n_tok, p["text_dim"]), 0.5, device=dev)
+    if a.bidirectional:
+        return bidirectional_main(a, p, dev, gen, w, ctx)
     fpc = a.frames_per_chunk
     ft = (p["lat_h"] // 2) * (p["lat_w"] // 2)
     total = a.chunks * fpc

@@ -7,10 +7,19 @@ temporal upsampling convolution of an `upsample3d` block skips the very first fr
 through un-doubled) and sees the stream from the second frame on. So decoding one latent frame at
 a time gives 1 video frame for the first latent frame and 4 for each later one.
 
+The encoder mirrors it: the video is fed as its first frame, then groups of 4 frames; a causal
+convolution sees the same zero-started stream; `downsample2d` zero-pads one row and column at the
+bottom/right and runs a stride-2 3x3 convolution; `downsample3d` does that, then (from the second
+frame on) a stride-2 temporal convolution over [the previous group's last frame, the new frames],
+the very first frame passing through. So 1 + 4k frames give 1 + k latent frames: the mean of the
+posterior after the 1x1x1 `conv1`, normalised per channel, (mu - mean) / std.
+
 Writes random weights (bf16-representable) under the checkpoint's parameter names as safetensors,
-random latents, and the decoded video (clamped to [-1, 1]), decoding latent frame by latent frame.
+random latents, and the decoded video (clamped to [-1, 1]), decoding latent frame by latent frame;
+with --encode, a random video in [-1, 1] and its latents instead (encoder + decoder weights).
 
   python3 test/reference/wan_vae.py --preset tiny --out DIR [--frames 3] [--height 8 --width 12]
+  python3 test/reference/wan_vae.py --preset tiny --encode --out DIR [--frames 5] [--height 16 --width 24]
 """
 import argparse
 import json
@@ -55,11 +64,32 @@ def decoder_layout(p):
     return mods
 
 
+def encoder_layout(p):
+    """(name, kind, in, out) of the encoder's modules in order, with the checkpoint's indices"""
+    base, mult = p["base"], p["mult"]
+    dims = [base * m for m in [1] + mult]
+    down = p["temporal_up"][::-1]
+    mods = [("encoder.conv1", "conv3", 3, dims[0])]
+    idx = 0
+    for i, (cin, cout) in enumerate(zip(dims[:-1], dims[1:])):
+        for _ in range(p["res"]):
+            mods.append((f"encoder.downsamples.{idx}", "res", cin, cout))
+            idx += 1
+            cin = cout
+        if i != len(mult) - 1:
+            mods.append((f"encoder.downsamples.{idx}", "down3d" if down[i] else "down2d", cout, cout))
+            idx += 1
+    c = dims[-1]
+    mods += [("encoder.middle.0", "res", c, c), ("encoder.middle.1", "attn", c, c), ("encoder.middle.2", "res", c, c)]
+    mods.append(("encoder.head", "head", c, 2 * Z))
+    return mods
+
+
 def rnd(gen, shape, std, mean=0.0, device="cpu"):
     return (torch.randn(shape, generator=gen, device=device) * std + mean).to(torch.bfloat16).float()
 
 
-def make_weights(p, gen, device):
+def make_weights(p, gen, device, encoder=False):
     w = {"conv2.weight": rnd(gen, (Z, Z, 1, 1, 1), 1 / 4, device=device), "conv2.bias": rnd(gen, (Z,), 0.02, device=device)}
 
     def conv(name, cout, cin, k):
@@ -70,7 +100,12 @@ def make_weights(p, gen, device):
     def gamma(name, c, images):
         w[name] = rnd(gen, (c, 1, 1) if images else (c, 1, 1, 1), 0.1, 1.0, device=device)
 
-    for name, kind, cin, cout in decoder_layout(p):
+    layout = decoder_layout(p)
+    if encoder:
+        w["conv1.weight"] = rnd(gen, (2 * Z, 2 * Z, 1, 1, 1), 1 / math.sqrt(2 * Z), device=device)
+        w["conv1.bias"] = rnd(gen, (2 * Z,), 0.02, device=device)
+        layout = layout + encoder_layout(p)
+    for name, kind, cin, cout in layout:
         if kind == "conv3":
             conv(name, cout, cin, (3, 3, 3))
         elif kind == "res":
@@ -88,6 +123,10 @@ def make_weights(p, gen, device):
             conv(name + ".resample.1", cout, cin, (3, 3))
             if kind == "up3d":
                 conv(name + ".time_conv", 2 * cin, cin, (3, 1, 1))
+        elif kind in ("down3d", "down2d"):
+            conv(name + ".resample.1", cout, cin, (3, 3))
+            if kind == "down3d":
+                conv(name + ".time_conv", cout, cin, (3, 1, 1))
         elif kind == "head":
             gamma(name + ".0.gamma", cin, False)
             conv(name + ".2", cout, cin, (3, 3, 3))
@@ -99,11 +138,13 @@ def rms(x, g):
     return F.normalize(x, dim=0) * math.sqrt(x.shape[0]) * g.reshape(-1, *([1] * (x.dim() - 1)))
 
 
-class Decoder:
+class Stream:
+    """what the encoder and the decoder share: causal convolutions over a stream, blocks"""
+
     def __init__(self, p, w):
         self.p, self.w = p, w
-        self.hist = {}  # conv name -> last two input frames [C, 2, H, W]
-        self.started = set()  # upsample3d blocks that have seen their first frame
+        self.hist = {}  # conv name -> last input frames [C, n, H, W]
+        self.started = set()  # up/downsample3d blocks that have seen their first frame
 
     def conv3(self, name, x):
         """causal 3x3x3 (or 3x1x1) conv over the stream, zero frames before the start"""
@@ -138,6 +179,8 @@ class Decoder:
             out.append(F.conv2d(a.transpose(0, 1), self.w[name + ".proj.weight"], self.w[name + ".proj.bias"]).transpose(0, 1))
         return x + torch.cat(out, dim=1)
 
+
+class Decoder(Stream):
     def up(self, name, x, temporal):
         c = x.shape[0]
         if temporal:
@@ -171,6 +214,52 @@ class Decoder:
         return x
 
 
+class Encoder(Stream):
+    def down(self, name, x, temporal):
+        frames = []
+        for f in range(x.shape[1]):
+            u = F.pad(x[:, f][None], (0, 1, 0, 1))  # zeros at the right and the bottom
+            frames.append(F.conv2d(u, self.w[name + ".resample.1.weight"], self.w[name + ".resample.1.bias"], stride=2)[0])
+        x = torch.stack(frames, dim=1)
+        if not temporal:
+            return x
+        if name not in self.started:
+            self.started.add(name)  # the first frame passes through; it is the next window's start
+            self.hist[name] = x[:, -1:].clone()
+            return x
+        xx = torch.cat([self.hist[name], x], dim=1)
+        self.hist[name] = x[:, -1:].clone()
+        wt, b = self.w[name + ".time_conv.weight"], self.w[name + ".time_conv.bias"]
+        return F.conv3d(xx[None], wt, b, stride=(2, 1, 1))[0]
+
+    def group(self, x):
+        """one group of frames [3, n, H, W] (n = 1 first, then 4) -> latent frames [2Z, 1, h, w]"""
+        for name, kind, _, _ in encoder_layout(self.p):
+            if kind == "conv3":
+                x = self.conv3(name, x)
+            elif kind == "res":
+                x = self.res(name, x)
+            elif kind == "attn":
+                x = self.attn(name, x)
+            elif kind in ("down3d", "down2d"):
+                x = self.down(name, x, kind == "down3d")
+            elif kind == "head":
+                x = self.conv3(name + ".2", F.silu(rms(x, self.w[name + ".0.gamma"])))
+        return x
+
+
+def encode(p, w, video):
+    """video [3, 1 + 4k, H, W] in [-1, 1] -> normalised latent means [Z, 1 + k, H / 8, W / 8]"""
+    assert (video.shape[1] - 1) % 4 == 0, "the encoder takes 1 + 4k frames"
+    enc = Encoder(p, w)
+    groups = [video[:, :1]] + [video[:, i : i + 4] for i in range(1, video.shape[1], 4)]
+    h = torch.cat([enc.group(g) for g in groups], dim=1)
+    mu = F.conv3d(h[None], w["conv1.weight"], w["conv1.bias"])[0][:Z]
+    mean = torch.tensor(MEAN, device=video.device, dtype=video.dtype).view(Z, 1, 1, 1)
+    std = torch.tensor(STD, device=video.device, dtype=video.dtype).view(Z, 1, 1, 1)
+    return (mu - mean) / std
+
+
 def decode(p, w, z):
     """z [Z, T, h, w] (normalised latents) -> video [3, 1 + 4 (T - 1), 8h, 8w] in [-1, 1]"""
     mean = torch.tensor(MEAN, device=z.device, dtype=z.dtype).view(Z, 1, 1, 1)
@@ -181,6 +270,41 @@ def decode(p, w, z):
     return torch.cat([dec.frame(z[:, i : i + 1]) for i in range(z.shape[1])], dim=1).clamp(-1, 1)
 
 
+def time_torch(meta, run, w):
+    """CUDA-event time and peak memory of run(dtype, weights) in bf16 and float32 (after a warm-up run)"""
+    ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+    for dtype in (torch.bfloat16, torch.float32):
+        wd = {k: v.to(dtype) for k, v in w.items()}
+        with torch.no_grad():
+            run(dtype, wd)
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            ev[0].record()
+            run(dtype, wd)
+            ev[1].record()
+            torch.cuda.synchronize()
+        name = str(dtype).split(".")[-1]
+        meta[f"torch_ms_{name}"] = ev[0].elapsed_time(ev[1])
+        meta[f"torch_peak_bytes_{name}"] = torch.cuda.max_memory_allocated()
+
+
+def main_encode(a, p, w, gen):
+    save_file({k: v.to(torch.bfloat16).contiguous().cpu() for k, v in w.items()}, os.path.join(a.out, "vae.safetensors"))
+    # a smooth random video (low-frequency noise upsampled, plus a little pixel noise), in [-1, 1]
+    coarse = torch.rand(3, a.frames, max(1, a.height // 8), max(1, a.width // 8), generator=gen, device=a.device) * 2 - 1
+    video = F.interpolate(coarse[None], size=(a.frames, a.height, a.width), mode="trilinear")[0]
+    video = (video + 0.1 * torch.randn(video.shape, generator=gen, device=a.device)).clamp(-1, 1)
+    with torch.no_grad():
+        latent = encode(p, w, video)
+    save_file({"video": video.cpu().contiguous(), "latent": latent.cpu().contiguous()}, os.path.join(a.out, "encode.safetensors"))
+    meta = dict(preset=a.preset, frames=a.frames, height=a.height, width=a.width, latent_shape=list(latent.shape))
+    if a.time and a.device == "cuda":
+        time_torch(meta, lambda dtype, wd: encode(p, wd, video.to(dtype)), w)
+    with open(os.path.join(a.out, "encode.json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+    print(json.dumps(meta))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="tiny", choices=PRESETS)
@@ -189,6 +313,7 @@ def main():
     ap.add_argument("--height", type=int, default=8, help="latent height")
     ap.add_argument("--width", type=int, default=12, help="latent width")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--encode", action="store_true", help="encode a random video (frames/height/width in pixels)")
     ap.add_argument("--time", action="store_true", help="also time the decode (bf16 autocast and float32)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
@@ -197,7 +322,9 @@ def main():
     p = PRESETS[a.preset]
     gen = torch.Generator(device=a.device).manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
-    w = make_weights(p, gen, a.device)
+    w = make_weights(p, gen, a.device, encoder=a.encode)
+    if a.encode:
+        return main_encode(a, p, w, gen)
     save_file({k: v.to(torch.bfloat16).contiguous().cpu() for k, v in w.items()}, os.path.join(a.out, "vae.safetensors"))
     z = torch.randn(Z, a.frames, a.height, a.width, generator=gen, device=a.device)
     with torch.no_grad():
@@ -205,19 +332,7 @@ def main():
     save_file({"latent": z.cpu().contiguous(), "video": video.cpu().contiguous()}, os.path.join(a.out, "decode.safetensors"))
     meta = dict(preset=a.preset, frames=a.frames, height=a.height, width=a.width, video_shape=list(video.shape))
     if a.time and a.device == "cuda":
-        ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
-        for dtype in (torch.bfloat16, torch.float32):
-            wd = {k: v.to(dtype) for k, v in w.items()}
-            with torch.no_grad():
-                decode(p, wd, z.to(dtype))
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                ev[0].record()
-                decode(p, wd, z.to(dtype))
-                ev[1].record()
-                torch.cuda.synchronize()
-            meta[f"torch_ms_{str(dtype).split('.')[-1]}"] = ev[0].elapsed_time(ev[1])
-            meta[f"torch_peak_bytes_{str(dtype).split('.')[-1]}"] = torch.cuda.max_memory_allocated()
+        time_torch(meta, lambda dtype, wd: decode(p, wd, z.to(dtype)), w)
     with open(os.path.join(a.out, "decode.json"), "w") as fh:
         json.dump(meta, fh, indent=1)
     print(json.dumps(meta))
