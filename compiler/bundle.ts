@@ -62,9 +62,13 @@ export function buildWanDitBundle(d: WanDitDims, options: PlanOptions = {}): Mod
   const k = Math.floor(headDim / 6);
   const consts = { PAIRS: headDim / 2, framePairs: (headDim - 4 * k) / 2, heightPairs: k, C: d.in_dim };
   const kernels = Object.fromEntries(
-    compileFiles([join(root, 'models', 'kernels', 'patch.ts'), join(root, 'models', 'kernels', 'flow.ts')], {
-      consts,
-    }).map((a) => [a.name, a]),
+    // patchify/RoPE tables, the flow conversions and noise, the multi-step solvers' combinations
+    compileFiles(
+      ['patch.ts', 'flow.ts', 'combine.ts'].map((f) => join(root, 'models', 'kernels', f)),
+      {
+        consts,
+      },
+    ).map((a) => [a.name, a]),
   );
   const attention = attentionSm90(
     headDim === 128 ? { input: 'bf16', headDim, bc: 128, stages: 3 } : { input: 'bf16', headDim, bc: 64, stages: 4 },
@@ -176,7 +180,7 @@ export function buildWanVaeKernels(needs: WanVaeKernelNeeds): {
  * and `${name}:${C}p${CP}` for the variants writing buffers padded to the convolution GEMM's K-slice;
  * each program covers PIX pixels (tiles of about 2048 elements). The sm_90a implicit-GEMM
  * convolutions are instantiated per output tile width (`convGemms[bn]`: the 3x3 convolutions, the
- * MemBlocks' two-frame ones and the TGrow 1x1s).
+ * MemBlocks' two-frame ones, the TGrow 1x1s and the last convolution's 1x1 per-tap products).
  */
 export function buildTaehvKernels(
   nf: readonly number[] = [256, 128, 64, 64],
@@ -195,14 +199,15 @@ export function buildTaehvKernels(
     kernels[CP === C ? `${name}:${C}` : `${name}:${C}p${CP}`] = { ...a, name: `${name}${sfx}` };
   };
   for (const CP of new Set([latent, convPitch(latent)]))
-    add(file, 'latentPad', latent, CP, { Z: latent, CP, PIX: pix(CP) });
+    add(file, 'taehvLatentPad', latent, CP, { Z: latent, CP, PIX: pix(CP) });
   for (const C of new Set(nf))
     for (const CP of new Set([C, convPitch(C)]))
-      for (const name of ['actPad', 'residualPad', 'upsamplePad']) add(file, name, C, CP, { C, CP, PIX: pix(CP) });
-  add(file, 'headVideo', nf[3]!, nf[3]!, { C: nf[3]!, PIX: pix(nf[3]!) });
+      for (const name of ['taehvActPad', 'taehvResidualPad', 'taehvUpsamplePad'])
+        add(file, name, C, CP, { C, CP, PIX: pix(CP) });
+  add(file, 'taehvToVideo', 3, 3, {});
   add(join(root, 'vae.ts'), 'toRgb8', 3, 3, {});
   const convGemms: Record<string, GemmArtifact> = {};
-  for (const C of [...nf, 2 * nf[1]!, 2 * nf[2]!]) {
+  for (const C of [...nf, 2 * nf[1]!, 2 * nf[2]!, 32]) {
     const bn = convTile(C);
     convGemms[bn] ??= gemmSm90({ input: 'bf16', output: 'f32', bn, stages: 4, conv: true });
   }

@@ -15,13 +15,16 @@ import { packageRoot } from '../../dsl/paths.js';
 import { MjpegAviWriter } from '../../media/avi.js';
 import { JpegPool } from '../../media/jpeg-pool.js';
 import { openVideo, type VideoFormat } from '../../media/video.js';
-import { CausalPipeline, type CausalPipelineOptions, type FlowKernels } from '../../models/pipeline/causal.js';
+import { type CausalPipelineOptions, type FlowKernels } from '../../models/pipeline/causal.js';
+import { SOLVER_NAMES, type MultistepKernels } from '../../models/pipeline/multistep.js';
+import { combineKernelsFrom } from '../../models/schedulers/linear.js';
+import { generationPlan, makeRunner, PIPELINES } from './generation.js';
 import { randomCheckpoint } from '../../models/random.js';
 import { PromptCache, PromptEncoder, weightsIdentity } from '../../models/text/prompts.js';
 import { UMT5Tokenizer } from '../../models/text/tokenizer.js';
 import { Umt5Encoder, umt5Params, type Umt5Bundle } from '../../models/text/umt5.js';
 import { WanVaeDecoder, decoderParams, type VaeKernels } from '../../models/vae/decoder.js';
-import { vaeKernelNeeds } from '../../models/vae/encoder.js';
+import { WanVaeEncoder, encoderParams, vaeKernelNeeds } from '../../models/vae/encoder.js';
 import { CausalWanModel, wanDitParams } from '../../models/wan/model.js';
 import { canonicalize, openCheckpoint, type CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
 import { CpuDevice } from '../../runtime/cpu.js';
@@ -61,6 +64,16 @@ export interface InferOptions {
   shard?: string;
   profile?: boolean;
   progress: boolean;
+  pipeline: string;
+  steps?: string;
+  solver?: string;
+  guidance?: string;
+  negativePrompt?: string;
+  shift?: string;
+  i2v?: string;
+  extend?: string;
+  v2v?: string;
+  strength?: string;
 }
 
 /** `--shard i/N`: this process takes the prompts whose index is i modulo N. */
@@ -101,6 +114,16 @@ function childArgs(o: InferOptions): string[] {
     ['--width', o.width],
     ['--fps', o.fps],
     ['--format', o.format],
+    ['--pipeline', o.pipeline],
+    ['--steps', o.steps],
+    ['--solver', o.solver],
+    ['--guidance', o.guidance],
+    ['--negative-prompt', o.negativePrompt],
+    ['--shift', o.shift],
+    ['--i2v', abs(o.i2v)],
+    ['--extend', abs(o.extend)],
+    ['--v2v', abs(o.v2v)],
+    ['--strength', o.strength],
   ];
   const args = ['infer', ...flags.flatMap(([f, v]) => (v === undefined ? [] : [f, v]))];
   for (const s of o.set) args.push('--set', s);
@@ -249,7 +272,7 @@ function loadWeights(o: ModelFlags, preset: ModelPreset, io: Io): Weights {
     const tok = tokPath ?? join(packageRoot(import.meta.url), 'configs', 'models', 'tiny-tokenizer', 'tokenizer.json');
     return {
       dit: randomCheckpoint(wanDitParams(preset.dit), seed),
-      vae: randomCheckpoint(decoderParams(preset.vae), seed + 1),
+      vae: randomCheckpoint([...decoderParams(preset.vae), ...encoderParams(preset.vae)], seed + 1),
       text: randomCheckpoint(umt5Params(preset.text_encoder), seed + 2),
       textId: `random:${preset.name}:${seed}`,
       tokenizer: UMT5Tokenizer.load(tok, textLen),
@@ -334,7 +357,11 @@ export interface Models {
   promptEncoder: PromptEncoder;
   model: CausalWanModel;
   vae: WanVaeDecoder;
+  /** the VAE encoder (i2v, extension, v2v), loaded on first use */
+  encoder: () => WanVaeEncoder;
   kernels: FlowKernels;
+  /** the multi-step solvers' kernels */
+  multistepKernels: MultistepKernels;
   /** the pipeline's options for `numFrames` latent frames from `seed` (window and sink from the config) */
   pipelineOptions: (numFrames: number, seed: number) => CausalPipelineOptions;
   dispose: () => void;
@@ -367,12 +394,16 @@ export function loadModels(o: ModelFlags, s: Setup, io: Io, opts: { keepTextEnco
     });
     const model = CausalWanModel.load(device, preset.dit, dit, w.dit);
     const vae = WanVaeDecoder.load(device, preset.vae, vaeKernels, w.vae);
+    let encoder: WanVaeEncoder | undefined;
+    const flow = dit.kernels as unknown as FlowKernels;
     return {
       device,
       promptEncoder,
       model,
       vae,
-      kernels: dit.kernels as unknown as FlowKernels,
+      encoder: () => (encoder ??= WanVaeEncoder.load(device, preset.vae, vaeKernels, w.vae)),
+      kernels: flow,
+      multistepKernels: { randnFill: flow.randnFill, ...combineKernelsFrom(dit.kernels) },
       pipelineOptions: (numFrames, seed) => ({
         numFrames,
         framesPerChunk: config.num_frame_per_block,
@@ -388,6 +419,7 @@ export function loadModels(o: ModelFlags, s: Setup, io: Io, opts: { keepTextEnco
         independentFirstFrame: config.independent_first_frame,
       }),
       dispose: () => {
+        encoder?.dispose();
         vae.dispose();
         model.dispose();
         promptEncoder.release();
@@ -430,6 +462,14 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
     const latent = Math.ceil((s * fps - 1) / 4) + 1;
     numFrames = first + Math.ceil(Math.max(latent - first, 1) / perChunk) * perChunk;
   }
+  const plan = generationPlan(o, config);
+  if (schedule && plan.kind === 'bidirectional')
+    throw new SfcError(
+      '--prompt-schedule needs a causal pipeline (the bidirectional one samples the whole video at once)',
+      {
+        exitCode: 2,
+      },
+    );
   const seed = int(o.seed, '--seed') ?? config.seed;
   const samples = int(o.numSamples, '--num-samples', 1)!;
   const format = o.format as VideoFormat;
@@ -439,11 +479,23 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
   const written: string[] = [];
   let jpegs: JpegPool | undefined;
   try {
-    const pipeline = new CausalPipeline(model, models.kernels, models.pipelineOptions(numFrames, seed));
-    const cache = pipeline.newCache();
+    const runner = await makeRunner(plan, models, setup, numFrames, {
+      recache: schedule !== undefined,
+      numFramesGiven: o.numFrames !== undefined || o.seconds !== undefined,
+      onFrames: o.progress ? (n) => io.stderr(`\rsfc: encoding ${plan.conditioning?.path}: ${n} frames`) : undefined,
+    });
+    if (plan.conditioning && o.progress) io.stderr('\n');
+    const negative = runner.guided
+      ? (() => {
+          const [c] = promptEncoder.encode([plan.negativePrompt]);
+          const t = model.encodeContext(c!);
+          c!.dispose();
+          return t;
+        })()
+      : undefined;
     const initMs = performance.now() - t0;
-    const videoFrames = 1 + 4 * (numFrames - 1);
-    const chunks = Math.ceil((numFrames - first) / perChunk) + first;
+    const videoFrames = 1 + 4 * (runner.numFrames - 1);
+    const chunks = runner.chunks;
     const bar =
       o.progress && !o.profile
         ? new cliProgress.SingleBar(
@@ -474,12 +526,7 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
             const stream = vae.stream();
             const prof = { diffusion: [] as number[], decode: 0 };
             try {
-              const gen = new CausalPipeline(model, pipeline.kernels, {
-                ...pipeline.o,
-                seed: seed + sample,
-                recache: schedule !== undefined,
-              });
-              for (const c of gen.generate(textOf, cache)) {
+              for (const c of runner.generate(seed + sample, textOf, negative)) {
                 prof.diffusion.push(c.ms);
                 const td = performance.now();
                 const v = stream.decode(c.latents);
@@ -507,7 +554,7 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
               const diff = prof.diffusion.reduce((a, b) => a + b, 0);
               io.stdout(
                 [
-                  `profile ${name}: ${videoFrames} frames (${numFrames} latent) at ${width}x${height} on ${device.name}`,
+                  `profile ${name}: ${videoFrames} frames (${runner.numFrames} latent) at ${width}x${height} on ${device.name}`,
                   `  initialization ${initMs.toFixed(0)} ms`,
                   ...prof.diffusion.map((ms, i) => `  diffusion block ${i}: ${ms.toFixed(1)} ms`),
                   `  diffusion total ${diff.toFixed(0)} ms`,
@@ -524,7 +571,8 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
         }
       }
     } finally {
-      cache.dispose();
+      negative?.dispose();
+      runner.dispose();
     }
   } finally {
     await jpegs?.close();
@@ -573,6 +621,20 @@ export function registerInfer(program: Command, io: Io): void {
     .option('--device <d>', 'cpu, cuda or cuda:N (default: cuda when present)')
     .option('--gpus <n>', 'one process per GPU, prompts shared out round-robin (with --device cpu: simulated)')
     .addOption(new Option('--shard <i/N>', 'take every N-th prompt from the i-th (what --gpus runs)').hideHelp())
+    .addOption(
+      new Option('--pipeline <kind>', 'few-step (Self-Forcing), multi-step (causal, CFG) or bidirectional (Wan, CFG)')
+        .choices([...PIPELINES])
+        .default('few-step'),
+    )
+    .option('--steps <n>', 'multi-step/bidirectional: sampling steps (default 50)')
+    .option('--solver <name>', `multi-step/bidirectional: ${SOLVER_NAMES.join(', ')} (default unipc)`)
+    .option('--guidance <g>', 'multi-step/bidirectional: CFG scale (default: the config guidance_scale)')
+    .option('--negative-prompt <text>', 'the CFG negative prompt (default: the config negative_prompt)')
+    .option('--shift <s>', 'multi-step/bidirectional: sampling shift (default: timestep_shift; bidirectional 8)')
+    .option('--i2v <image>', 'image-to-video: the image (PNG/JPEG, stretched to the size) is the first frame')
+    .option('--extend <video>', 'continue a video: its frames fill the cache and start the output')
+    .option('--v2v <video>', 'video-to-video: restyle a video chunk by chunk (see --strength)')
+    .option('--strength <s>', 'v2v: how far to noise the source, in (0, 1]; 1 ignores it (default 0.7)')
     .option('--profile', 'print a time breakdown (initialization, diffusion per block, decode, total)')
     .option('--no-progress', 'no progress bar')
     .action(async (opts: InferOptions) => {

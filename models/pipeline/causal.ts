@@ -44,6 +44,20 @@ export interface CausalPipelineOptions {
    * Default false (a switch then only changes the cross-attention of the following chunks).
    */
   recache?: boolean;
+  /**
+   * Clean latents the video starts from ([16, F0, h, w], f32): image-to-video (F0 = 1, an encoded
+   * image) or video extension. They fill the cache through the model at t = 0 (the first frame alone
+   * when `independentFirstFrame`, then chunks of `framesPerChunk`, as the reference does) and come out
+   * as the video's first chunks; `numFrames` counts the generated frames after them.
+   */
+  initialLatent?: Tensor;
+  /**
+   * Video-to-video: the source video's clean latents at the generated frames ([16, >= numFrames, h, w]).
+   * Each chunk starts from its source latents noised to the first denoising step whose sigma is at
+   * most `strength` (in (0, 1]; 1 ignores the source), instead of pure noise, and is denoised from
+   * there: a streaming restyle that keeps the source's layout and motion.
+   */
+  source?: { latents: Tensor; strength: number };
 }
 
 export interface ChunkOut {
@@ -136,11 +150,53 @@ export class CausalPipeline {
     if (this.timesteps.length === 0) throw new SfcError('the denoising step list is empty');
     if (o.height % 2 || o.width % 2)
       throw new SfcError(`latent height and width must be even, got ${o.height} x ${o.width}`);
+    const C = model.shape.in_dim;
+    const fits = (t: Tensor, what: string, frames: number) => {
+      if (t.rank !== 4 || t.shape[0] !== C || t.shape[2] !== o.height || t.shape[3] !== o.width || t.shape[1]! < frames)
+        throw new SfcError(
+          `${what} must be f32 [${C}, ${frames === 1 ? 'F' : `>= ${frames}`}, ${o.height}, ${o.width}], got ${t.toString()}`,
+        );
+    };
+    if (o.initialLatent) fits(o.initialLatent, 'the initial latents', 1);
+    if (o.source) {
+      if (o.initialLatent) throw new SfcError('video-to-video and initial latents do not combine');
+      if (!(o.source.strength > 0 && o.source.strength <= 1))
+        throw new SfcError(`the strength is in (0, 1], got ${o.source.strength}`);
+      fits(o.source.latents, 'the source latents', o.numFrames);
+    }
+  }
+
+  /** The initial latents' chunks (t = 0 cache passes): the first frame alone if asked, then whole chunks. */
+  private initialChunks(): number[] {
+    const o = this.o;
+    if (!o.initialLatent) return [];
+    const F0 = o.initialLatent.shape[1]!;
+    const first = o.independentFirstFrame ? 1 : 0;
+    if ((F0 - first) % o.framesPerChunk !== 0)
+      throw new SfcError(
+        `${F0} initial latent frames do not split into ${first ? 'the first frame and ' : ''}chunks of ${o.framesPerChunk}`,
+        {
+          hint: `give ${first ? '1 + ' : ''}a multiple of ${o.framesPerChunk} latent frames (${first ? '1 + ' : ''}4 per latent frame of video)`,
+        },
+      );
+    const out = first ? [1] : [];
+    for (let f = first; f < F0; f += o.framesPerChunk) out.push(o.framesPerChunk);
+    return out;
+  }
+
+  /** The first denoising step of a video-to-video chunk: the first whose sigma is at most the strength. */
+  private firstStep(): number {
+    const s = this.o.source?.strength;
+    if (s === undefined) return 0;
+    const i = this.timesteps.findIndex((t) => this.sched.sigmasFor([t])[0]! <= s + 1e-9);
+    return i === -1 ? this.timesteps.length - 1 : i;
   }
 
   /** A KV cache sized for this run (flat in the video's length when a window is set). */
   newCache(): KvCache {
-    return this.model.newCache(chunkCacheOptions(this.o));
+    const o = this.o;
+    // the initial latents take cache room before the generated frames
+    return this.model.newCache(chunkCacheOptions({ ...o, numFrames: o.numFrames + (o.initialLatent?.shape[1] ?? 0) }));
   }
 
   /**
@@ -159,11 +215,36 @@ export class CausalPipeline {
     // the noise of a chunk: Philox stream (seed of the step, offset of the chunk's first element)
     const seedOf = (step: number) => noiseSeed(o.seed, step);
     let start = 0;
-    const chunks = chunkPlan(o.numFrames, o.framesPerChunk, o.independentFirstFrame);
+    const initial = this.initialChunks();
+    const chunks = chunkPlan(o.numFrames, o.framesPerChunk, o.independentFirstFrame && !o.initialLatent);
     const kept: { start: number; x0: Tensor }[] = [];
     let prev: TextContext | undefined;
+    const i0 = this.firstStep();
     try {
-      for (const [index, F] of chunks.entries()) {
+      for (const [index, F] of initial.entries()) {
+        // the given latents fill the cache as clean context and start the video
+        const t0 = performance.now();
+        const ctx = text(index);
+        prev = ctx;
+        const view = o.initialLatent!.narrow(1, start, F);
+        // the chunk's own tensor (the caller disposes what comes out; a view would free the input)
+        let copy = view.contiguous();
+        if (copy === view) {
+          copy = Tensor.empty(dev, f32, view.shape);
+          dev.copy(copy.storage, copy.byteOffset, view.storage, view.byteOffset, view.nbytes);
+        }
+        this.model.forward(copy, new Array<number>(F).fill(0), start, ctx, cache).dispose();
+        if (o.recache) {
+          const k = Tensor.empty(dev, f32, copy.shape);
+          dev.copy(k.storage, k.byteOffset, copy.storage, copy.byteOffset, copy.nbytes);
+          kept.push({ start, x0: k });
+        }
+        dev.synchronize();
+        yield { index, startFrame: start, latents: copy, ms: performance.now() - t0 };
+        start += F;
+      }
+      for (const [g, F] of chunks.entries()) {
+        const index = initial.length + g;
         const t0 = performance.now();
         const n = C * F * hw;
         const shape = [C, F, o.height, o.width];
@@ -179,9 +260,18 @@ export class CausalPipeline {
         }
         prev = ctx;
         let x = Tensor.empty(dev, f32, shape);
-        launch(this.kernels.randnFill, [Math.ceil(n / 1024)], [x, n, seedOf(0), offset]);
+        if (o.source) {
+          // the source's latents noised to the first step's sigma
+          const view = o.source.latents.narrow(1, start, F);
+          const src = view.contiguous();
+          const sig = sigmaOf(this.timesteps[i0]!, F);
+          launch(this.kernels.renoise, [Math.ceil(n / 1024)], [src, sig, x, n, hw, seedOf(0), offset]);
+          sig.dispose();
+          if (src !== view) src.dispose();
+        } else launch(this.kernels.randnFill, [Math.ceil(n / 1024)], [x, n, seedOf(0), offset]);
         let x0: Tensor | undefined;
         for (const [i, t] of this.timesteps.entries()) {
+          if (i < i0) continue;
           const flow = this.model.forward(x, new Array<number>(F).fill(t), start, ctx, cache);
           const sig = sigmaOf(t, F);
           x0?.dispose();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildWanDitBundle } from '../../compiler/bundle.js';
 import { loadModelPreset } from '../../configs/presets.js';
-import { bf16 } from '../../dsl/dtypes.js';
+import { bf16, f32 } from '../../dsl/dtypes.js';
 import { CausalPipeline, chunkPlan, denoisingTimesteps, type FlowKernels } from '../../models/pipeline/causal.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import { Tensor } from '../../runtime/tensor.js';
@@ -47,7 +47,16 @@ describe('causal pipeline on the tiny model (CPU)', () => {
     ),
   );
   const run = (
-    o: { numFrames: number; seed: number; localAttnSize?: number; sinkSize?: number; recache?: boolean },
+    o: {
+      numFrames: number;
+      seed: number;
+      localAttnSize?: number;
+      sinkSize?: number;
+      recache?: boolean;
+      independentFirstFrame?: boolean;
+      initialLatent?: Tensor;
+      source?: { latents: Tensor; strength: number };
+    },
     textOf: (chunk: number) => typeof text = () => text,
   ) => {
     const p = new CausalPipeline(model, bundle.kernels as unknown as FlowKernels, {
@@ -95,5 +104,52 @@ describe('causal pipeline on the tiny model (CPU)', () => {
     expect(without[0]!.x).toEqual(plain[0]!.x);
     expect(withRecache[1]!.x).not.toEqual(without[1]!.x); // the cache it attends to was re-encoded
     for (const c of [...withRecache, ...without]) expect(c.x.every(Number.isFinite)).toBe(true);
+  });
+
+  const latents = (F: number, seed: number) =>
+    Tensor.from(
+      dev,
+      f32,
+      [16, F, 4, 6],
+      Array.from({ length: 16 * F * 24 }, (_, i) => Math.sin(i * 0.7 + seed)),
+    );
+
+  it('i2v: the initial latent fills the cache at t = 0 and starts the video; the rest is generated', () => {
+    const image = latents(1, 0);
+    const r = run({ numFrames: 6, seed: 5, independentFirstFrame: true, initialLatent: image });
+    expect(r.map((c) => c.start)).toEqual([0, 1, 4]);
+    expect(r[0]!.x).toEqual(image.toF32());
+    const again = run({ numFrames: 6, seed: 5, independentFirstFrame: true, initialLatent: image });
+    expect(again.map((c) => c.x)).toEqual(r.map((c) => c.x));
+    const other = run({ numFrames: 6, seed: 5, independentFirstFrame: true, initialLatent: latents(1, 1) });
+    expect(other[1]!.x).not.toEqual(r[1]!.x); // the generated frames attend to the image
+    for (const c of r) expect(c.x.every(Number.isFinite)).toBe(true);
+    // video extension: whole chunks of given frames
+    const ext = run({ numFrames: 3, seed: 5, initialLatent: latents(6, 2) });
+    expect(ext.map((c) => c.start)).toEqual([0, 3, 6]);
+    expect(() => run({ numFrames: 3, seed: 5, initialLatent: latents(4, 2) })).toThrow(
+      /4 initial latent frames do not split into chunks of 3/,
+    );
+  });
+
+  it('v2v: strength 1 is text-to-video; a low strength stays near the source', () => {
+    const src = latents(6, 3);
+    const t2v = run({ numFrames: 6, seed: 9 });
+    const full = run({ numFrames: 6, seed: 9, source: { latents: src, strength: 1 } });
+    expect(full.map((c) => c.x)).toEqual(t2v.map((c) => c.x));
+    const low = run({ numFrames: 6, seed: 9, source: { latents: src, strength: 0.3 } });
+    const s = src.toF32();
+    const dist = (x: Float32Array[]) => {
+      let d = 0;
+      x.forEach((c, k) => c.forEach((v, i) => (d += (v - s[(Math.floor(i / 72) * 6 + k * 3) * 24 + (i % 72)]!) ** 2)));
+      return d;
+    };
+    expect(dist(low.map((c) => c.x))).toBeLessThan(dist(t2v.map((c) => c.x)));
+    expect(() => run({ numFrames: 6, seed: 9, source: { latents: src, strength: 0 } })).toThrow(
+      /the strength is in \(0, 1\], got 0/,
+    );
+    expect(() => run({ numFrames: 9, seed: 9, source: { latents: src, strength: 0.5 } })).toThrow(
+      /the source latents must be f32 \[16, >= 9, 4, 6\]/,
+    );
   });
 });
