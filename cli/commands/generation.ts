@@ -109,6 +109,8 @@ export interface Runner {
   chunks: number;
   /** whether the run needs the negative prompt's context */
   guided: boolean;
+  /** milliseconds spent reading and encoding the conditioning media (0 without) */
+  encodeMs: number;
   generate(seed: number, text: (chunk: number) => TextContext, negative?: TextContext): Iterable<ChunkOut>;
   dispose(): void;
 }
@@ -137,6 +139,7 @@ export async function makeRunner(
     let generated = numFrames;
     let independentFirstFrame = base.independentFirstFrame;
     const c = plan.conditioning;
+    const te = performance.now();
     if (c?.flag === '--i2v') {
       // the image is its own first chunk, whatever the config says (the reference's i2v setup)
       initialLatent = await imageLatent(models.encoder(), c.path, width, height);
@@ -166,6 +169,8 @@ export async function makeRunner(
       }
       source = { latents, strength: plan.strength };
     }
+    models.device.synchronize();
+    const encodeMs = c ? performance.now() - te : 0;
     const o = { ...base, numFrames: generated, independentFirstFrame, initialLatent, source, recache: opts.recache };
     const probe = new CausalPipeline(model, models.kernels, o);
     const cache = probe.newCache();
@@ -177,6 +182,7 @@ export async function makeRunner(
       numFrames: F0 + generated,
       chunks: initialChunks + chunkPlan(generated, perChunk, independentFirstFrame && !initialLatent).length,
       guided: false,
+      encodeMs,
       generate: (seed, text) => new CausalPipeline(model, models.kernels, { ...o, seed }).generate(text, cache),
       dispose: () => {
         cache.dispose();
@@ -210,6 +216,7 @@ export async function makeRunner(
       numFrames,
       chunks: chunkPlan(numFrames, perChunk, base.independentFirstFrame).length,
       guided: probe.guided,
+      encodeMs: 0,
       generate: (seed, text, negative) =>
         new CausalMultistepPipeline(model, models.multistepKernels, { ...o, seed }).generate(text, negative, caches),
       dispose: () => caches.dispose(),
@@ -222,6 +229,7 @@ export async function makeRunner(
     numFrames,
     chunks: numFrames,
     guided: probe.guided,
+    encodeMs: 0,
     generate: (seed, text, negative) =>
       new BidirectionalPipeline(wan, models.multistepKernels, { ...o, seed }).generate(text(0), negative),
     dispose: () => wan.dispose(),

@@ -556,6 +556,9 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
                 [
                   `profile ${name}: ${videoFrames} frames (${runner.numFrames} latent) at ${width}x${height} on ${device.name}`,
                   `  initialization ${initMs.toFixed(0)} ms`,
+                  ...(plan.conditioning
+                    ? [`  VAE encode (${plan.conditioning.flag}) ${runner.encodeMs.toFixed(0)} ms, in initialization`]
+                    : []),
                   ...prof.diffusion.map((ms, i) => `  diffusion block ${i}: ${ms.toFixed(1)} ms`),
                   `  diffusion total ${diff.toFixed(0)} ms`,
                   `  VAE decode ${prof.decode.toFixed(0)} ms`,
