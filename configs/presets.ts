@@ -65,7 +65,20 @@ export const modelPresetSchema = z
     dit: ditShapeSchema,
     vae: vaeShapeSchema,
     text_encoder: textEncoderShapeSchema,
-    files: z.object({ dit: z.string(), vae: z.string(), text_encoder: z.string(), tokenizer: z.string() }).strict(),
+    /** the TAEHV fast decoder's stage widths (default taew2_1's: [256, 128, 64, 64], 16 latent channels) */
+    taehv: z
+      .object({ nf: z.array(posInt()).length(4), latent: posInt() })
+      .strict()
+      .default({ nf: [256, 128, 64, 64], latent: 16 }),
+    files: z
+      .object({
+        dit: z.string(),
+        vae: z.string(),
+        text_encoder: z.string(),
+        tokenizer: z.string(),
+        taehv: z.string().default('taew2_1.pth'),
+      })
+      .strict(),
     /** what `sfc infer` uses when the command line and config do not say (the tiny preset runs small) */
     inference: z
       .object({ height: posInt(), width: posInt(), num_frames: posInt(), random_weights_seed: z.number().int() })

@@ -21,10 +21,11 @@ import {
 } from '../../compiler/nvcc.js';
 import type { KernelArtifact, ModelBundle } from '../../dsl/artifact.js';
 import type { PlanStep } from '../../dsl/plan.js';
-import { buildUmt5Bundle, buildWanDitBundle, buildWanVaeKernels } from '../../compiler/bundle.js';
+import { buildTaehvKernels, buildUmt5Bundle, buildWanDitBundle, buildWanVaeKernels } from '../../compiler/bundle.js';
 import { loadModelPreset } from '../../configs/index.js';
 import { type VaeKernels } from '../../models/vae/decoder.js';
 import { vaeKernelNeeds } from '../../models/vae/encoder.js';
+import type { TaehvKernels } from '../../models/vae/taehv.js';
 import type { Umt5Bundle } from '../../models/text/umt5.js';
 import { cachedBundle } from '../bundles.js';
 import { SfcError } from '../../dsl/errors.js';
@@ -96,6 +97,12 @@ export function modelUnits(presetName: string): Unit[] {
   template(dit.attention);
   Object.values(vae.kernels).forEach(kernel);
   Object.values(vae.convGemms).forEach(template);
+  // the TAEHV fast decoder (--decoder taehv)
+  const taehv = cachedBundle<TaehvKernels>('taehv', preset.taehv, () =>
+    buildTaehvKernels(preset.taehv.nf, preset.taehv.latent),
+  );
+  Object.values(taehv.kernels).forEach(kernel);
+  Object.values(taehv.convGemms).forEach(template);
   return [...units.values()];
 }
 

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
-import { buildUmt5Bundle, buildWanDitBundle, buildWanVaeKernels } from '../../compiler/bundle.js';
+import { buildTaehvKernels, buildUmt5Bundle, buildWanDitBundle, buildWanVaeKernels } from '../../compiler/bundle.js';
 import { loadConfig, loadModelPreset, type ModelPreset } from '../../configs/index.js';
 import type { ModelBundle } from '../../dsl/artifact.js';
 import { SfcError } from '../../dsl/errors.js';
@@ -25,6 +25,7 @@ import { UMT5Tokenizer } from '../../models/text/tokenizer.js';
 import { Umt5Encoder, umt5Params, type Umt5Bundle } from '../../models/text/umt5.js';
 import { WanVaeDecoder, decoderParams, type VaeKernels } from '../../models/vae/decoder.js';
 import { WanVaeEncoder, encoderParams, vaeKernelNeeds } from '../../models/vae/encoder.js';
+import { TaehvDecoder, taehvParams, type TaehvKernels, type VideoDecoder } from '../../models/vae/taehv.js';
 import { CausalWanModel, wanDitParams } from '../../models/wan/model.js';
 import { canonicalize, openCheckpoint, type CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
 import { CpuDevice } from '../../runtime/cpu.js';
@@ -65,6 +66,8 @@ export interface InferOptions {
   profile?: boolean;
   progress: boolean;
   pipeline: string;
+  decoder?: string;
+  taehv?: string;
   steps?: string;
   solver?: string;
   guidance?: string;
@@ -115,6 +118,8 @@ function childArgs(o: InferOptions): string[] {
     ['--fps', o.fps],
     ['--format', o.format],
     ['--pipeline', o.pipeline],
+    ['--decoder', o.decoder],
+    ['--taehv', abs(o.taehv)],
     ['--steps', o.steps],
     ['--solver', o.solver],
     ['--guidance', o.guidance],
@@ -248,11 +253,18 @@ export function outputName(prompt: string, index: number, sample: number, withIn
 interface Weights {
   dit: Map<string, CheckpointTensor>;
   vae: Map<string, CheckpointTensor>;
+  /** the TAEHV decoder's (with --decoder taehv) */
+  taehv?: Map<string, CheckpointTensor>;
   text: Map<string, CheckpointTensor>;
   textId: string;
   tokenizer: UMT5Tokenizer;
   random: boolean;
   close: () => void;
+}
+
+function openExisting(path: string, what: string): ReturnType<typeof openCheckpoint> {
+  if (!existsSync(path)) throw new SfcError(`${what} not found: ${path}`, { exitCode: 2 });
+  return openCheckpoint(path);
 }
 
 function loadWeights(o: ModelFlags, preset: ModelPreset, io: Io): Weights {
@@ -270,14 +282,22 @@ function loadWeights(o: ModelFlags, preset: ModelPreset, io: Io): Weights {
       `sfc: no checkpoints given: ${preset.name} with random weights (seed ${seed}); the video will be noise\n`,
     );
     const tok = tokPath ?? join(packageRoot(import.meta.url), 'configs', 'models', 'tiny-tokenizer', 'tokenizer.json');
+    // an explicit --taehv file is used even with random model weights (a real fast decoder to try)
+    const taehvFile = o.decoder === 'taehv' && o.taehv ? openExisting(o.taehv, 'TAEHV checkpoint') : undefined;
     return {
       dit: randomCheckpoint(wanDitParams(preset.dit), seed),
       vae: randomCheckpoint([...decoderParams(preset.vae), ...encoderParams(preset.vae)], seed + 1),
       text: randomCheckpoint(umt5Params(preset.text_encoder), seed + 2),
+      taehv:
+        o.decoder !== 'taehv'
+          ? undefined
+          : taehvFile
+            ? canonicalize(taehvFile)
+            : randomCheckpoint(taehvParams(preset.taehv), seed + 3),
       textId: `random:${preset.name}:${seed}`,
       tokenizer: UMT5Tokenizer.load(tok, textLen),
       random: true,
-      close: () => {},
+      close: () => taehvFile?.close(),
     };
   }
   const missing = [
@@ -299,12 +319,21 @@ function loadWeights(o: ModelFlags, preset: ModelPreset, io: Io): Weights {
     [textPath!, 'text encoder checkpoint'],
   ])
     if (!existsSync(p)) throw new SfcError(`${what} not found: ${p}`);
+  const taehvPath = o.decoder === 'taehv' ? file(o.taehv, preset.files.taehv) : undefined;
+  if (o.decoder === 'taehv') {
+    if (!taehvPath)
+      throw new SfcError('--decoder taehv needs its weights: give --taehv FILE (taew2_1.pth) or --model-dir DIR', {
+        exitCode: 2,
+      });
+  }
   const key = o.useEma ? 'generator_ema' : o.key;
   const opened = [openCheckpoint(ditPath!, key ? { key } : {}), openCheckpoint(vaePath!), openCheckpoint(textPath!)];
+  if (taehvPath) opened.push(openExisting(taehvPath, 'TAEHV checkpoint'));
   return {
     dit: canonicalize(opened[0]!),
     vae: canonicalize(opened[1]!),
     text: canonicalize(opened[2]!),
+    taehv: taehvPath ? canonicalize(opened[3]!) : undefined,
     textId: weightsIdentity(textPath!),
     tokenizer: UMT5Tokenizer.load(tokPath!, textLen),
     random: false,
@@ -328,6 +357,8 @@ export type ModelFlags = Pick<
   | 'height'
   | 'width'
   | 'device'
+  | 'decoder'
+  | 'taehv'
 >;
 
 /** The config, preset and video size the flags ask for (validated; nothing is loaded yet). */
@@ -356,7 +387,8 @@ export interface Models {
   device: Device;
   promptEncoder: PromptEncoder;
   model: CausalWanModel;
-  vae: WanVaeDecoder;
+  /** the video decoder: the Wan VAE's, or TAEHV with --decoder taehv */
+  vae: VideoDecoder;
   /** the VAE encoder (i2v, extension, v2v), loaded on first use */
   encoder: () => WanVaeEncoder;
   kernels: FlowKernels;
@@ -393,7 +425,17 @@ export function loadModels(o: ModelFlags, s: Setup, io: Io, opts: { keepTextEnco
         io.stderr(`sfc: a prompt is longer than ${preset.text_encoder.text_len} tokens; its last ${n} are dropped\n`),
     });
     const model = CausalWanModel.load(device, preset.dit, dit, w.dit);
-    const vae = WanVaeDecoder.load(device, preset.vae, vaeKernels, w.vae);
+    const vae: VideoDecoder =
+      o.decoder === 'taehv'
+        ? TaehvDecoder.load(
+            device,
+            cachedBundle<TaehvKernels>('taehv', preset.taehv, () =>
+              buildTaehvKernels(preset.taehv.nf, preset.taehv.latent),
+            ),
+            w.taehv!,
+            preset.taehv,
+          )
+        : WanVaeDecoder.load(device, preset.vae, vaeKernels, w.vae);
     let encoder: WanVaeEncoder | undefined;
     const flow = dit.kernels as unknown as FlowKernels;
     return {
@@ -596,6 +638,12 @@ export function modelOptions(cmd: Command): Command {
     .option('--key <name>', 'sub-dict of a .pt checkpoint (generator, generator_ema)')
     .option('--use-ema', 'use the EMA generator weights (generator_ema)')
     .option('--vae <file>', 'VAE checkpoint (Wan2.1_VAE.pth)')
+    .addOption(
+      new Option('--decoder <which>', 'video decoder: the Wan VAE, or the TAEHV fast decoder')
+        .choices(['wan', 'taehv'])
+        .default('wan'),
+    )
+    .option('--taehv <file>', 'TAEHV checkpoint for --decoder taehv (taew2_1.pth)')
     .option('--text-encoder <file>', 'UMT5 checkpoint (models_t5_umt5-xxl-enc-bf16.pth)')
     .option('--tokenizer <path>', 'tokenizer.json or its folder (google/umt5-xxl)');
 }

@@ -59,6 +59,22 @@ describe('sfc infer pipelines (tiny, CPU)', () => {
     expect(frames('bi')).toBe(21);
   }, 300_000);
 
+  it('--decoder taehv (random, and the tiny golden file)', async () => {
+    const r = await tiny('taehv', '--decoder', 'taehv');
+    expect(r.code, r.err).toBe(0);
+    expect(frames('taehv')).toBe(21);
+    const file = join(import.meta.dirname, '..', 'fixtures', 'taehv-tiny', 'taehv.safetensors');
+    const f = await tiny('taehv-file', '--decoder', 'taehv', '--taehv', file);
+    expect(f.code, f.err).toBe(0);
+    expect(frames('taehv-file')).toBe(21);
+    expect(readFileSync(join(dir, 'taehv-file', 'a red fox-0.avi'))).not.toEqual(
+      readFileSync(join(dir, 'taehv', 'a red fox-0.avi')),
+    );
+    expect((await tiny('bad', '--decoder', 'taehv', '--taehv', join(dir, 'nope.pth'))).err).toMatch(
+      /TAEHV checkpoint not found: .*nope\.pth/,
+    );
+  }, 120_000);
+
   it('bad combinations and inputs are one-line errors', async () => {
     const err = async (...a: string[]) => {
       const r = await tiny('bad', ...a);

@@ -8,8 +8,9 @@ import { launch, pickVariant } from '../../runtime/kernels.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { cases as baseCases, library, relErr } from '../kernels/library.js';
 import { wanCases } from '../kernels/library-wan.js';
+import { taehvCases } from '../kernels/library-taehv.js';
 
-const cases = [...baseCases, ...wanCases];
+const cases = [...baseCases, ...wanCases, ...taehvCases];
 import { noGpuReason, openDevice } from './gpu.js';
 
 describe.skipIf(!!noGpuReason)('kernel library on the GPU', () => {

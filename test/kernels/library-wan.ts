@@ -269,4 +269,64 @@ export const wanCases: Case[] = [
       return [{ name: 'out', got: out, ref, tol: name.endsWith('Bf16') ? 1e-2 : 1e-6 }];
     },
   })),
+  {
+    kernel: 'videoInPad',
+    run: (dev, seed): Output[] => {
+      // frames [t0, t0 + T) of a channels-first video into a padded channels-last buffer of CP = 64
+      const [T, H, W, frames, t0, CP] = [2, 3, 5, 4, 1, 64];
+      const [video, vr] = rand(dev, f32, [3, frames, H, W], seed);
+      const [Hp, Wp] = [H + 2, W + 2];
+      const dst = poisoned(dev, bf16, [T * Hp * Wp, CP]);
+      launch(k('videoInPad'), [T * Hp * Wp], [video, dst, H, W, frames, t0]);
+      const ref = new Float64Array(T * Hp * Wp * CP);
+      for (let t = 0; t < T; t++)
+        for (let y = 0; y < H; y++)
+          for (let x = 0; x < W; x++)
+            for (let c = 0; c < 3; c++)
+              ref[((t * Hp + y + 1) * Wp + x + 1) * CP + c] = vr[((c * frames + t0 + t) * H + y) * W + x]!;
+      return [{ name: 'padded', got: dst, ref, tol: 1e-2 }];
+    },
+  },
+  {
+    kernel: 's2dPad',
+    run: (dev, seed): Output[] => {
+      // 2x2 space-to-depth on a (H/2 + 2) x (W/2 + 2) grid, zeros past the image (C = 96, CP = 384)
+      const [T, H, W] = [2, 4, 6];
+      const [src, sr] = rand(dev, f32, [T * H * W, C], seed);
+      const [H2, W2] = [H / 2 + 2, W / 2 + 2];
+      const dst = poisoned(dev, bf16, [T * H2 * W2, 4 * C]);
+      launch(k('s2dPad'), [T * H2 * W2], [src, dst, H, W]);
+      const ref = new Float64Array(T * H2 * W2 * 4 * C);
+      for (let t = 0; t < T; t++)
+        for (let Y = 0; Y < H2; Y++)
+          for (let X = 0; X < W2; X++)
+            for (let q = 0; q < 4; q++) {
+              const [y, x] = [2 * Y + (q >> 1), 2 * X + (q & 1)];
+              if (y >= H || x >= W) continue;
+              for (let c = 0; c < C; c++)
+                ref[((t * H2 + Y) * W2 + X) * 4 * C + q * C + c] = sr[((t * H + y) * W + x) * C + c]!;
+            }
+      return [{ name: 'blocks', got: dst, ref, tol: 1e-2 }];
+    },
+  },
+  {
+    kernel: 'latentOut',
+    run: (dev, seed): Output[] => {
+      // the first 16 of 32 channels per pixel + bias, into latent frame f of [16, F, HW]
+      const [F, HW, f] = [3, 11, 2];
+      const [y, yr] = rand(dev, f32, [HW, 32], seed);
+      const [bias, br] = rand(dev, f32, [16], seed + 1);
+      const out = poisoned(dev, f32, [16, F, HW]);
+      launch(k('latentOut'), [HW], [y, bias, out, F, HW, f]);
+      const all = out.toF32();
+      const got: number[] = [];
+      const ref: number[] = [];
+      for (let c = 0; c < 16; c++)
+        for (let p = 0; p < HW; p++) {
+          got.push(all[(c * F + f) * HW + p]!);
+          ref.push(yr[p * 32 + c]! + br[c]!);
+        }
+      return [{ name: 'frame', got: Tensor.from(dev, f32, [got.length], got), ref: Float64Array.from(ref), tol: 1e-6 }];
+    },
+  },
 ];

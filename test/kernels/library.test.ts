@@ -7,8 +7,9 @@ import { combinedSource } from '../../compiler/backend-cuda.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import { cases as baseCases, library, relErr } from './library.js';
 import { wanCases } from './library-wan.js';
+import { taehvCases } from './library-taehv.js';
 
-const cases = [...baseCases, ...wanCases];
+const cases = [...baseCases, ...wanCases, ...taehvCases];
 
 describe('kernel library on the CPU (JS backend) vs float64', () => {
   const dev = new CpuDevice();
