@@ -48,16 +48,24 @@ describe('sfc infer pipelines (tiny, CPU)', () => {
     const v2v = await tiny('v2v', '--v2v', video, '--strength', '0.5');
     expect(v2v.code, v2v.err).toBe(0);
     expect(frames('v2v')).toBe(1 + 4 * 5); // 7 latent frames of source, in whole chunks: 6
-  }, 300_000);
+  }, 600_000);
 
   it('--pipeline multi-step and bidirectional (CFG with the negative prompt)', async () => {
     const ms = await tiny('ms', '--pipeline', 'multi-step', '--steps', '2', '--guidance', '3');
     expect(ms.code, ms.err).toBe(0);
     expect(frames('ms')).toBe(21);
+    // the same seed gives the same file; another seed another video
+    const again = await tiny('ms2', '--pipeline', 'multi-step', '--steps', '2', '--guidance', '3');
+    expect(again.code, again.err).toBe(0);
+    const file = (out: string) => readFileSync(join(dir, out, 'a red fox-0.avi'));
+    expect(file('ms2')).toEqual(file('ms'));
+    const other = await tiny('ms3', '--pipeline', 'multi-step', '--steps', '2', '--guidance', '3', '--seed', '5');
+    expect(other.code, other.err).toBe(0);
+    expect(file('ms3')).not.toEqual(file('ms'));
     const bi = await tiny('bi', '--pipeline', 'bidirectional', '--steps', '2', '--solver', 'dpm++');
     expect(bi.code, bi.err).toBe(0);
     expect(frames('bi')).toBe(21);
-  }, 300_000);
+  }, 600_000);
 
   it('--decoder taehv (random, and the tiny golden file)', async () => {
     const r = await tiny('taehv', '--decoder', 'taehv');
