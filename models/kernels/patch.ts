@@ -7,13 +7,15 @@ import {
   arange,
   bf16,
   cast,
+  expandDims,
+  f32,
   idiv,
   kernel,
   load,
   programId,
   store,
+  swapPairs,
   type Const,
-  type f32,
   type i32,
   type Ptr,
 } from '../../dsl/kernel.js';
@@ -79,5 +81,42 @@ export const ropeTables = kernel(
     const s = load(sinT, pos * PAIRS + j);
     store(cosOut, tok * 2 * PAIRS + e, load(cosT, pos * PAIRS + j));
     store(sinOut, tok * 2 * PAIRS + e, (e & 1) === 1 ? s : -s);
+  },
+);
+
+/**
+ * A rolling cache with window-relative RoPE: copies cached keys (bf16 [tokens, H, 2*PAIRS]) from
+ * src to dst turning each head's frame pairs back by `shift` frames (angle -shift * theta_j, cos/sin
+ * from the position tables at position `shift`), so a key moved `shift` frames down the cache keeps
+ * the position of its new slot; the height and width pairs are copied unchanged. One program per
+ * token, a [HEADS, 2*PAIRS] tile, each value's complex partner from swapPairs. src and dst must not
+ * overlap (the cache rolls in non-overlapping pieces).
+ */
+export const ropeShiftFrames = kernel(
+  (
+    src: Ptr<bf16>,
+    dst: Ptr<bf16>,
+    cosT: Ptr<f32>,
+    sinT: Ptr<f32>,
+    H: i32,
+    shift: i32,
+    HEADS: Const<16>,
+    PAIRS: Const<64>,
+    framePairs: Const<22>,
+  ) => {
+    const tok = programId(0);
+    const d = arange(0, 2 * PAIRS);
+    const j = d >> 1;
+    const inFrame = j < framePairs;
+    const c = load(cosT, shift * PAIRS + j, inFrame, 1);
+    const s = load(sinT, shift * PAIRS + j, inFrame, 0);
+    const h = expandDims(arange(0, HEADS), 1);
+    const m = h < H;
+    const offs = tok * H * 2 * PAIRS + h * (2 * PAIRS) + expandDims(d, 0);
+    const v = cast(load(src, offs, m, 0), f32);
+    const partner = swapPairs(v);
+    // the rotation by -a: even d (re): re c + im s; odd d (im): im c - re s (partner is re)
+    const odd = (d & 1) === 1;
+    store(dst, offs, v * c + (odd ? -partner : partner) * s, m);
   },
 );

@@ -329,4 +329,30 @@ export const wanCases: Case[] = [
       return [{ name: 'frame', got: Tensor.from(dev, f32, [got.length], got), ref: Float64Array.from(ref), tol: 1e-6 }];
     },
   },
+  {
+    kernel: 'ropeShiftFrames',
+    run: (dev, seed): Output[] => {
+      // keys moved `shift` frames down the cache: the frame pairs turned back by shift * theta_j
+      const [tokens, H, P, fp, shift, maxPos] = [5, 3, 64, 22, 7, 12];
+      const ang = Array.from({ length: maxPos * P }, (_, i) => Math.floor(i / P) * 0.1 * (1 + (i % P)));
+      const cosT = Tensor.from(dev, f32, [maxPos, P], ang.map(Math.cos));
+      const sinT = Tensor.from(dev, f32, [maxPos, P], ang.map(Math.sin));
+      const [src, sr] = rand(dev, bf16, [tokens, H, 2 * P], seed);
+      const dst = poisoned(dev, bf16, [tokens, H, 2 * P]);
+      launch(k('ropeShiftFrames'), [tokens], [src, dst, cosT, sinT, H, shift]);
+      const ref = new Float64Array(tokens * H * 2 * P);
+      const cf = Float64Array.from(cosT.toF32());
+      const sf = Float64Array.from(sinT.toF32());
+      for (let t = 0; t < tokens; t++)
+        for (let h = 0; h < H; h++)
+          for (let j = 0; j < P; j++) {
+            const o = (t * H + h) * 2 * P + 2 * j;
+            const [re, im] = [sr[o]!, sr[o + 1]!];
+            const [c, s] = j < fp ? [cf[shift * P + j]!, sf[shift * P + j]!] : [1, 0];
+            ref[o] = re * c + im * s;
+            ref[o + 1] = im * c - re * s;
+          }
+      return [{ name: 'keys', got: dst, ref, tol: 1e-2 }];
+    },
+  },
 ];
