@@ -5,6 +5,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { buildWanDitBundle, type WanDitDims, type WanPrecision } from '../compiler/bundle.js';
+import type { ModelBundle } from '../dsl/artifact.js';
 import { packageRoot } from '../dsl/paths.js';
 import { atomicWrite, defaultCacheDir } from '../runtime/kernel-cache.js';
 import { version } from './version.js';
@@ -53,4 +55,16 @@ export function cachedBundle<T>(what: string, key: unknown, build: () => T): T {
   mkdirSync(dirname(path), { recursive: true });
   atomicWrite(path, JSON.stringify(b));
   return b;
+}
+
+/**
+ * The Wan DiT bundle of a preset at a precision, from the cache or built now. The precisions are
+ * separate entries (`wan-dit-*.json` for bf16, as before, `wan-dit-fp8-*.json` for FP8): the name and
+ * the hashed key both differ, so one never serves the other.
+ */
+export function cachedDitBundle(dit: WanDitDims, precision: WanPrecision = 'bf16'): ModelBundle {
+  if (precision === 'bf16') return cachedBundle<ModelBundle>('wan-dit', dit, () => buildWanDitBundle(dit));
+  return cachedBundle<ModelBundle>(`wan-dit-${precision}`, { dit, precision }, () =>
+    buildWanDitBundle(dit, { precision }),
+  );
 }

@@ -59,10 +59,31 @@ export function fromStorage(d: ElemType, x: string): string {
   if (halfOrFp8.has(d)) return `sfc_from_${d}(${x})`;
   return d === 'u8' ? `(int)(${x})` : d === 'bool' ? `(${x} != 0)` : x;
 }
+/**
+ * `x` without an outer `sfc_round_<d>(...)`: storing as d rounds to d anyway, and rounding is
+ * idempotent (to_d(round_d(x)) == to_d(x), NaN and saturation included), so a value cast to the
+ * stored dtype is converted once, not converted, decoded and converted again.
+ */
+function unrounded(d: ElemType, x: string): string {
+  const open = `sfc_round_${d}(`;
+  if (!x.startsWith(open) || !x.endsWith(')')) return x;
+  let depth = 0;
+  for (let i = open.length - 1; i < x.length; i++) {
+    if (x[i] === '(') depth++;
+    else if (x[i] === ')' && --depth === 0) return i === x.length - 1 ? x.slice(open.length, -1) : x;
+  }
+  return x;
+}
+
 /** A register value as a stored element. */
 function toStorage(d: ElemType, x: string): string {
-  if (halfOrFp8.has(d)) return `sfc_to_${d}(${x})`;
+  if (halfOrFp8.has(d)) return `sfc_to_${d}(${unrounded(d, x)})`;
   return d === 'u8' || d === 'bool' ? `(unsigned char)(${x})` : x;
+}
+
+/** Two register values as two adjacent stored elements, one conversion instruction (half and FP8 types). */
+function toStoragePair(d: ElemType, lo: string, hi: string): string {
+  return `sfc_to_${d}x2(${unrounded(d, lo)}, ${unrounded(d, hi)})`;
 }
 /** Rounds a computed float to the precision of dtype d (values of half/FP8 types are kept rounded). */
 export function roundTo(d: ElemType, x: string): string {
@@ -127,6 +148,14 @@ interface Layout {
   regs: number;
   /** every register maps to a real element (no tail) */
   full: boolean;
+  /**
+   * replicated: a tile smaller than one row of chunks (T*v elements) whose size divides it; every
+   * thread holds v elements, thread t those from (t*v) mod n, so each element has several holders
+   * (stores and reductions use the first holder only). Chosen for a tile broadcast into a larger one
+   * whose trailing dims it is: the larger tile's register r then holds an element whose broadcast
+   * source is this tile's register r mod v in the same thread, with no shared-memory exchange.
+   */
+  rep?: boolean;
 }
 
 export interface CudaOptions {
@@ -176,6 +205,13 @@ class CudaEmitter {
   private readonly facts = new Set<number>();
   /** shapes whose values go through swapPairs (their chunks must hold both elements of a pair) */
   private readonly pairShapes = new Set<string>();
+  /**
+   * What shared memory some thread may still be reading at this point of the emitted code, with no
+   * barrier since: nothing ('clean', the kernel's start), only the block-reduction scratch area 0 or
+   * 1 (right after a reduction into it), or anything ('unknown': exchanges, axis reductions, and the
+   * start of a loop body, which may follow its own end). Lets a reduction skip its leading barrier.
+   */
+  private smemState: 'clean' | 'unknown' | 0 | 1 = 'clean';
 
   constructor(
     private readonly k: KernelIR,
@@ -266,6 +302,7 @@ class CudaEmitter {
       const chunks = Math.ceil(n / (this.T * v));
       this.layouts.set(key, { shape, n, v, regs: chunks * v, full: n % (this.T * v) === 0 });
     }
+    this.registerBroadcasts();
     // lazy: pure element-wise/index values whose tile operands are lazy or scalar, and that are
     // cheap to recompute (integer/bool) or used once
     walk(this.k.body, (s) => {
@@ -285,7 +322,13 @@ class CudaEmitter {
         'full',
       ].includes(v.op);
       const argsOk = v.args.every(
-        (a) => !a.type.shape.length || this.lazy.has(a.id) || (v.op !== 'reshape' && this.sameShape(a, v)),
+        (a) =>
+          !a.type.shape.length ||
+          this.lazy.has(a.id) ||
+          (v.op !== 'reshape' && this.sameShape(a, v)) ||
+          (v.op === 'expandDims'
+            ? this.sameLayout(a.type.shape, v.type.shape)
+            : this.regCompat(a.type.shape, v.type.shape)),
       );
       const cheap = !isFloat(v.type.dtype) || (this.uses.get(v.id) ?? 0) <= 1 || v.op === 'swapPairs';
       if (pure && argsOk && cheap && v.op !== 'reshape') this.lazy.add(v.id);
@@ -294,6 +337,105 @@ class CudaEmitter {
 
   private sameShape(a: Value, b: Value): boolean {
     return a.type.shape.join(',') === b.type.shape.join(',');
+  }
+
+  /**
+   * Gives tiles that are broadcast into larger ones (as their trailing dims: a row of weights
+   * against a [rows, D] tile, one head's rotary table against [heads, 128]) the larger tile's chunk
+   * size and, when they are smaller than one row of chunks, a replicated layout, so that the
+   * broadcast reads a register of the same thread (see regCompat) instead of shared memory.
+   */
+  private registerBroadcasts(): void {
+    const pairs: [readonly number[], readonly number[]][] = [];
+    const pair = (small: readonly number[], big: readonly number[]) => {
+      if (small.length && big.length && small.join(',') !== big.join(',')) pairs.push([small, big]);
+    };
+    walk(this.k.body, (s) => {
+      if (s.kind === 'def') {
+        const v = s.value;
+        if (v.op === 'reduce' || v.op === 'reshape' || v.op === 'expandDims') return;
+        v.args.forEach((a) => pair(a.type.shape, v.type.shape));
+      } else if (s.kind === 'store') {
+        pair(s.value.type.shape, s.offsets.type.shape);
+        if (s.mask) pair(s.mask.type.shape, s.offsets.type.shape);
+      }
+    });
+    pairs.sort((a, b) => numel(b[1]) - numel(a[1]));
+    const pinned = new Set<string>();
+    for (const [small, big] of pairs) {
+      const key = small.join(',');
+      const core = stripLeadingOnes(small);
+      if (pinned.has(key) || !isSuffix(core, big) || numel(core) >= numel(big)) continue;
+      const Lb = this.layout(big);
+      const v = Lb.v;
+      const n = numel(core);
+      const span = this.T * v;
+      if (v < 2 && this.pairShapes.has(key)) continue;
+      let L: Omit<Layout, 'shape'>;
+      if (n < span && span % n === 0) L = { n, v, regs: v, full: true, rep: true };
+      else if (n % span === 0) L = { n, v, regs: n / this.T, full: true };
+      else continue;
+      // the same elements under leading 1s (a row before expandDims) share the layout, so that
+      // expandDims stays a register-for-register view
+      for (const [k2, L2] of this.layouts) {
+        if (pinned.has(k2) || stripLeadingOnes(L2.shape).join(',') !== core.join(',')) continue;
+        if (v < 2 && this.pairShapes.has(k2)) continue;
+        this.layouts.set(k2, { ...L, shape: L2.shape });
+        pinned.add(k2);
+      }
+    }
+  }
+
+  /**
+   * True when element-wise use of a `small` tile at the `big` shape (its trailing dims) finds each
+   * element in a register of the same thread: register r of big's layout holds an element whose
+   * source is register r mod regs(small).
+   */
+  private regCompat(small: readonly number[], big: readonly number[]): boolean {
+    if (!small.length || small.join(',') === big.join(',')) return false;
+    const core = stripLeadingOnes(small);
+    if (!isSuffix(core, big)) return false;
+    const Ls = this.layouts.get(small.join(','));
+    const Lb = this.layouts.get(big.join(','));
+    if (!Ls || !Lb || Ls.v !== Lb.v) return false;
+    const span = this.T * Lb.v;
+    return Ls.rep ? span % Ls.n === 0 : Ls.full && Ls.n % span === 0;
+  }
+
+  /** Shapes with the same element order and the same layout (they differ by leading 1s). */
+  private sameLayout(a: readonly number[], b: readonly number[]): boolean {
+    if (stripLeadingOnes(a).join(',') !== stripLeadingOnes(b).join(',')) return false;
+    const La = this.layouts.get(a.join(','));
+    const Lb = this.layouts.get(b.join(','));
+    return !!La && !!Lb && La.v === Lb.v && !!La.rep === !!Lb.rep && La.regs === Lb.regs;
+  }
+
+  /**
+   * True when evaluating `v` at an element of shape `at` (in a register context) reads every
+   * materialised tile it depends on from a register of the same thread.
+   */
+  private regLocal(v: Value, at: readonly number[]): boolean {
+    const vs = v.type.shape;
+    if (!vs.length) return true;
+    const same = vs.join(',') === at.join(',');
+    if (!same && !this.regCompat(vs, at)) return false;
+    if (!this.lazy.has(v.id)) return true;
+    return v.args.every((a) =>
+      v.op === 'expandDims'
+        ? !a.type.shape.length || (this.sameLayout(a.type.shape, vs) && this.regLocal(a, a.type.shape))
+        : this.regLocal(a, vs),
+    );
+  }
+
+  /** `tid < holders`: the first holder of each element of a replicated layout ('' otherwise). */
+  private primary(L: Layout): string {
+    return L.rep ? `tid < ${L.n / L.v}` : '';
+  }
+
+  /** Flat index of the first element of chunk `c` (of `lanes` accesses per chunk of L.v). */
+  private chunkStart(L: Layout, c: string, lanes: number, vec: number): string {
+    if (L.rep) return `(tid * ${L.v}) % ${L.n} + (${c}) * ${vec}`;
+    return `(${c} / ${lanes}) * ${this.T * L.v} + tid * ${L.v} + (${c} % ${lanes}) * ${vec}`;
   }
 
   private layout(shape: readonly number[]): Layout {
@@ -316,7 +458,8 @@ class CudaEmitter {
     const T = this.T;
     this.line(`#pragma unroll`);
     this.line(`for (int r = 0; r < ${L.regs}; ++r) {`);
-    this.line(`  const int e = (r / ${L.v}) * ${T * L.v} + tid * ${L.v} + (r % ${L.v});`);
+    if (L.rep) this.line(`  const int e = (tid * ${L.v}) % ${L.n} + r;`);
+    else this.line(`  const int e = (r / ${L.v}) * ${T * L.v} + tid * ${L.v} + (r % ${L.v});`);
     const ctx: ElemCtx = { shape: L.shape, idx: dimIndices(L.shape, 'e'), e: 'e', reg: 'r' };
     const inner = body(ctx);
     if (!L.full) this.line(`  if (e < ${L.n}) {`);
@@ -347,9 +490,16 @@ class CudaEmitter {
       const exch = this.exchange.get(v.id);
       if (exch !== undefined) return `((${cType[v.type.dtype]}*)(sfc_smem + ${exch}))[${flatIndex(vs, idx)}]`;
       if (vs.join(',') === ctx.shape.join(',') && ctx.reg) return `v${v.id}[${ctx.reg}]`;
+      if (ctx.reg && this.regCompat(vs, ctx.shape)) return `v${v.id}[(${ctx.reg}) % ${this.layout(vs).regs}]`;
       throw new Error(`internal: tile %${v.id} used at another shape without an exchange`);
     }
-    const sub: ElemCtx = { shape: vs, idx, e: null, reg: vs.join(',') === ctx.shape.join(',') ? ctx.reg : null };
+    const reg =
+      vs.join(',') === ctx.shape.join(',')
+        ? ctx.reg
+        : ctx.reg && this.regCompat(vs, ctx.shape)
+          ? `((${ctx.reg}) % ${this.layout(vs).regs})`
+          : null;
+    const sub: ElemCtx = { shape: vs, idx, e: null, reg };
     const a = (j: number) => this.at(v.args[j]!, sub);
     const d = v.type.dtype;
     switch (v.op) {
@@ -376,7 +526,7 @@ class CudaEmitter {
           shape: v.args[0]!.type.shape,
           idx: idx.filter((_, i) => i !== v.axis),
           e: null,
-          reg: null,
+          reg: sub.reg && this.sameLayout(v.args[0]!.type.shape, vs) ? sub.reg : null,
         });
       case 'cast':
       case 'binary':
@@ -392,19 +542,26 @@ class CudaEmitter {
   /** materialised tiles currently readable from shared memory: value id -> byte offset */
   private exchange = new Map<number, number>();
 
-  /** Values (materialised, non-scalar) that `root` reads at a shape other than their own. */
-  private exchangesFor(roots: Value[], shape: readonly number[]): Value[] {
+  /**
+   * Values (materialised, non-scalar) that `roots` read at a shape other than their own, except
+   * those each element finds in a register of its own thread (regCompat); `strict` roots get every
+   * such value.
+   */
+  private exchangesFor(roots: Value[], shape: readonly number[], strict: Value[] = []): Value[] {
     const out = new Map<number, Value>();
+    let inRegs = true;
     const visit = (v: Value, atShape: readonly number[]) => {
       if (!v.type.shape.length) return;
       if (!this.lazy.has(v.id)) {
-        if (v.type.shape.join(',') !== atShape.join(',')) out.set(v.id, v);
+        if (v.type.shape.join(',') !== atShape.join(',') && !(inRegs && this.regCompat(v.type.shape, atShape)))
+          out.set(v.id, v);
         return;
       }
       v.args.forEach((a) => visit(a, v.op === 'expandDims' ? v.args[0]!.type.shape : v.type.shape));
       // a lazy value evaluated at another shape is re-expressed there, so its materialised
-      // operands must be readable at arbitrary indices unless shapes line up
-      if (v.type.shape.join(',') !== atShape.join(',')) {
+      // operands must be readable at arbitrary indices unless shapes line up (or each element's
+      // operands are registers of the same thread)
+      if (v.type.shape.join(',') !== atShape.join(',') && !(inRegs && this.regLocal(v, atShape))) {
         const mats: Value[] = [];
         const collect = (x: Value) => {
           if (!x.type.shape.length) return;
@@ -416,6 +573,10 @@ class CudaEmitter {
       }
     };
     roots.forEach((r) => visit(r, shape));
+    // values evaluated where no register index is at hand (a vector load's `other` outside its
+    // chunks) always read other shapes from shared memory
+    inRegs = false;
+    strict.forEach((r) => visit(r, shape));
     return [...out.values()];
   }
 
@@ -436,6 +597,7 @@ class CudaEmitter {
     }
     this.smemBytes = Math.max(this.smemBytes, off);
     this.line('__syncthreads();');
+    this.smemState = 'unknown';
   }
 
   private block(stmts: Stmt[]): void {
@@ -481,18 +643,25 @@ class CudaEmitter {
         this.line(
           `for (int x${s.varId} = ${this.scalar(s.start)}; x${s.varId} ${s.inclusive ? '<=' : '<'} ${this.scalar(s.end)}; x${s.varId} += ${this.scalar(s.step)}) {`,
         );
+        this.smemState = 'unknown';
         this.nested(() => this.block(s.body));
+        this.smemState = 'unknown';
         this.line('}');
         return;
-      case 'if':
+      case 'if': {
+        const before = this.smemState;
         this.line(`if (${this.scalar(s.cond)}) {`);
         this.nested(() => this.block(s.then));
+        const afterThen = this.smemState;
+        this.smemState = before;
         if (s.else.length) {
           this.line('} else {');
           this.nested(() => this.block(s.else));
         }
+        if (this.smemState !== afterThen) this.smemState = 'unknown';
         this.line('}');
         return;
+      }
       case 'return':
         this.line('return;');
         return;
@@ -595,7 +764,7 @@ class CudaEmitter {
     const L = this.layout(v.type.shape);
     const t = cType[v.type.dtype];
     const [offs, mask, other] = v.args;
-    this.prepare(this.exchangesFor(v.args, v.type.shape));
+    this.prepare(this.exchangesFor([offs!, ...(mask ? [mask] : [])], v.type.shape, other ? [other] : []));
     this.line(`${t} v${v.id}[${L.regs}];`);
     const { vec, uniform } = this.vectorWidth(L, offs!, mask ?? null, p.dtype);
     if (vec > 1) {
@@ -606,7 +775,7 @@ class CudaEmitter {
       const lanes = L.v / vec;
       this.line(`#pragma unroll`);
       this.line(`for (int c = 0; c < ${L.regs / vec}; ++c) {`);
-      this.line(`  const int e = (c / ${lanes}) * ${this.T * L.v} + tid * ${L.v} + (c % ${lanes}) * ${vec};`);
+      this.line(`  const int e = ${this.chunkStart(L, 'c', lanes, vec)};`);
       const ctx: ElemCtx = { shape: L.shape, idx: dimIndices(L.shape, 'e'), e: 'e', reg: null };
       if (!uniform) {
         // the mask may change inside a chunk (a tail): whole chunks take the vector path
@@ -679,34 +848,48 @@ class CudaEmitter {
       const st = storageType[p.dtype];
       this.line(`#pragma unroll`);
       this.line(`for (int c = 0; c < ${L.regs / vec}; ++c) {`);
-      this.line(`  const int e0 = (c / ${lanes}) * ${this.T * L.v} + tid * ${L.v} + (c % ${lanes}) * ${vec};`);
+      this.line(`  const int e0 = ${this.chunkStart(L, 'c', lanes, vec)};`);
       const ctx0: ElemCtx = { shape, idx: dimIndices(shape, 'e0'), e: 'e0', reg: null };
       if (!uniform) {
         // a chunk whose mask is not all true stores element by element
         const ek: ElemCtx = { shape, idx: dimIndices(shape, '(e0 + k)'), e: '(e0 + k)', reg: `(c * ${vec} + k)` };
         const tail = L.full ? '' : `(e0 + k) < ${L.n} && `;
+        const first = L.rep ? `${this.primary(L)} && ` : '';
         this.line(`  bool all = true;`);
         this.line(`  #pragma unroll`);
         this.line(`  for (int k = 0; k < ${vec}; ++k) all = all && ${tail}${this.at(s.mask!, ek)};`);
         this.line(`  if (!all) {`);
         this.line(`    #pragma unroll`);
         const store = this.storeOp(s, `p${s.param}[${this.at(s.offsets, ek)}]`, this.at(s.value, ek), p.dtype);
-        this.line(`    for (int k = 0; k < ${vec}; ++k) if (${tail}${this.at(s.mask!, ek)}) ${store}`);
+        this.line(`    for (int k = 0; k < ${vec}; ++k) if (${first}${tail}${this.at(s.mask!, ek)}) ${store}`);
         this.line(`    continue;`);
         this.line(`  }`);
       }
       const ok =
-        [L.full ? '' : `e0 < ${L.n}`, s.mask && uniform ? this.at(s.mask, ctx0) : ''].filter(Boolean).join(' && ') ||
-        'true';
+        [this.primary(L), L.full ? '' : `e0 < ${L.n}`, s.mask && uniform ? this.at(s.mask, ctx0) : '']
+          .filter(Boolean)
+          .join(' && ') || 'true';
       this.line(`  if (${ok}) {`);
       this.line(`    ${vtype} q;`);
-      this.line(`    ${st}* s = reinterpret_cast<${st}*>(&q);`);
-      this.line(`    #pragma unroll`);
-      this.line(`    for (int k = 0; k < ${vec}; ++k) {`);
-      this.line(`      const int e = e0 + k;`);
-      this.line(`      const int r = c * ${vec} + k;`);
       const ctx: ElemCtx = { shape, idx: dimIndices(shape, 'e'), e: 'e', reg: 'r' };
-      this.line(`      s[k] = ${toStorage(p.dtype, this.at(s.value, ctx))};`);
+      if (halfOrFp8.has(p.dtype)) {
+        // pairs of elements through the two-wide conversions (cvt.rn.bf16x2.f32 and friends)
+        const pairType = elemBytes[p.dtype] === 2 ? 'unsigned' : 'unsigned short';
+        const next: ElemCtx = { shape, idx: dimIndices(shape, '(e + 1)'), e: '(e + 1)', reg: '(r + 1)' };
+        this.line(`    ${pairType}* s = reinterpret_cast<${pairType}*>(&q);`);
+        this.line(`    #pragma unroll`);
+        this.line(`    for (int k = 0; k < ${vec}; k += 2) {`);
+        this.line(`      const int e = e0 + k;`);
+        this.line(`      const int r = c * ${vec} + k;`);
+        this.line(`      s[k / 2] = ${toStoragePair(p.dtype, this.at(s.value, ctx), this.at(s.value, next))};`);
+      } else {
+        this.line(`    ${st}* s = reinterpret_cast<${st}*>(&q);`);
+        this.line(`    #pragma unroll`);
+        this.line(`    for (int k = 0; k < ${vec}; ++k) {`);
+        this.line(`      const int e = e0 + k;`);
+        this.line(`      const int r = c * ${vec} + k;`);
+        this.line(`      s[k] = ${toStorage(p.dtype, this.at(s.value, ctx))};`);
+      }
       this.line('    }');
       this.line(`    *reinterpret_cast<${vtype}*>(p${s.param} + (${this.at(s.offsets, ctx0)})) = q;`);
       this.line('  }');
@@ -714,7 +897,8 @@ class CudaEmitter {
       return;
     }
     this.regLoop(L, (c) => {
-      const m = s.mask ? `if (${this.at(s.mask, c)}) ` : '';
+      const cond = [this.primary(L), s.mask ? this.at(s.mask, c) : ''].filter(Boolean).join(' && ');
+      const m = cond ? `if (${cond}) ` : '';
       return [`${m}${this.storeOp(s, `p${s.param}[${this.at(s.offsets, c)}]`, this.at(s.value, c), p.dtype)}`];
     });
   }
@@ -892,15 +1076,28 @@ class CudaEmitter {
           : lit(Infinity, v.type.dtype);
     this.prepare(this.exchangesFor([x], x.type.shape));
     this.line(`${t} a${v.id} = ${init};`);
+    // a replicated tile counts each element once (its first holder)
+    if (L.rep) this.line(`if (${this.primary(L)}) {`);
     this.regLoop(L, (c) => {
       const e = this.at(x, c);
       return [`a${v.id} = ${op}<${t}>::f(a${v.id}, ${v.fn === 'absmax' ? `fabsf(${e})` : e});`];
     });
-    const slot = 0;
-    this.smemBytes = Math.max(this.smemBytes, this.k.warps * 8);
+    if (L.rep) this.line('}');
+    if (this.k.warps === 1) {
+      // warp shuffles only: no shared memory, no barrier
+      this.line(`const ${t} v${v.id} = sfc_block_reduce<${op}<${t}>, ${t}, 1>(a${v.id}, nullptr);`);
+      return;
+    }
+    // two scratch areas of one slot per warp (8 bytes each: room for i64/f64): a reduction right
+    // after another one uses the other area and needs no leading barrier (see smemState)
+    const prev = this.smemState;
+    const area = prev === 0 ? 1 : 0;
+    const lead = prev === 'unknown';
+    this.smemBytes = Math.max(this.smemBytes, (area + 1) * this.k.warps * 8);
     this.line(
-      `const ${t} v${v.id} = sfc_block_reduce<${op}<${t}>, ${t}, ${this.k.warps}>(a${v.id}, (${t}*)(sfc_smem + ${slot}));`,
+      `const ${t} v${v.id} = sfc_block_reduce<${op}<${t}>, ${t}, ${this.k.warps}, ${lead}>(a${v.id}, (${t}*)(sfc_smem + ${area * this.k.warps * 8}));`,
     );
+    this.smemState = area;
   }
 
   private reduceAxis(v: Value & { op: 'reduce' }): void {
@@ -925,6 +1122,7 @@ class CudaEmitter {
     for (const d of deps) off = Math.max(off, depOffsets.get(d.id)! + this.layout(d.type.shape).n * 8);
     off = Math.ceil(off / 16) * 16;
     if (!deps.length) this.line('__syncthreads();');
+    this.smemState = 'unknown';
     this.regLoop(Lx, (c) => [`((${t}*)(sfc_smem + ${off}))[${c.e}] = ${this.at(x, c)};`]);
     this.line('__syncthreads();');
     this.smemBytes = Math.max(this.smemBytes, off + Lx.n * 8);
@@ -960,6 +1158,20 @@ function dimIndices(shape: readonly number[], e: string): string[] {
     suffix *= s;
   }
   return out;
+}
+
+/** The shape without its leading size-1 dims (same elements in the same order). */
+function stripLeadingOnes(shape: readonly number[]): readonly number[] {
+  let i = 0;
+  while (i < shape.length - 1 && shape[i] === 1) i++;
+  return shape.slice(i);
+}
+
+/** True when `small` equals the trailing dims of `big`. */
+function isSuffix(small: readonly number[], big: readonly number[]): boolean {
+  if (small.length > big.length) return false;
+  const off = big.length - small.length;
+  return small.every((d, i) => d === big[off + i]);
 }
 
 /** Indices of a value of shape vs broadcast into ctx.shape (trailing alignment, size-1 dims -> 0). */

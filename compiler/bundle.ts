@@ -28,19 +28,38 @@ function compileLayers(
   file: string,
   specialize: Record<string, number>,
   options: PlanOptions,
+  fp8Layers: ReadonlySet<string> = new Set(),
 ): Record<string, LaunchPlan> {
   const program = new DslProgram([file]);
   program.specialize = new Map(Object.entries(specialize));
   const plans: Record<string, LaunchPlan> = {};
-  for (const ref of program.layers(file)) plans[ref.name] = planLayer(lowerLayer(program, ref), options);
+  for (const ref of program.layers(file))
+    plans[ref.name] = planLayer(lowerLayer(program, ref), { ...options, fp8: fp8Layers.has(ref.name) });
   return plans;
+}
+
+export type WanPrecision = 'bf16' | 'fp8';
+
+/**
+ * The DiT layers an FP8 bundle compiles with FP8 Linears: the transformer blocks' (q, k, v, o of both
+ * attentions, fc1, fc2) minus the text's cross-attention k/v, which run once per prompt. The patch,
+ * time, text embeddings and the head stay bf16 (small GEMMs; the head's 64 outputs are the flow).
+ */
+export const WAN_FP8_LAYERS: readonly string[] = ['selfAttnQkv', 'selfAttnOutCrossQ', 'crossOutFfn'];
+
+export interface WanDitBuildOptions extends PlanOptions {
+  /** 'fp8': the blocks' Linears as e4m3 GEMMs (WAN_FP8_LAYERS; weights quantised at load). Default 'bf16'. */
+  precision?: WanPrecision;
 }
 
 /**
  * Compiles the Wan DiT (models/wan/layers.ts + models/kernels/patch.ts) for a preset's sizes, with the
  * pipeline's flow-matching kernels (models/kernels/flow.ts).
  */
-export function buildWanDitBundle(d: WanDitDims, options: PlanOptions = {}): ModelBundle {
+export function buildWanDitBundle(d: WanDitDims, options: WanDitBuildOptions = {}): ModelBundle {
+  const { precision = 'bf16', ...planOptions } = options;
+  if (precision !== 'bf16' && precision !== 'fp8')
+    throw new SfcError(`the Wan DiT's precision is bf16 or fp8, got '${String(precision)}'`);
   const headDim = d.dim / d.num_heads;
   if (!Number.isInteger(headDim) || (headDim !== 64 && headDim !== 128))
     throw new SfcError(`the Wan DiT needs a head dim of 64 or 128 (dim / num_heads), got ${d.dim} / ${d.num_heads}`);
@@ -58,9 +77,22 @@ export function buildWanDitBundle(d: WanDitDims, options: PlanOptions = {}): Mod
     FREQ_DIM: d.freq_dim,
     PATCH: d.in_dim * 4,
   };
-  const plans = compileLayers(join(root, 'models', 'wan', 'layers.ts'), dims, options);
+  const fp8 = precision === 'fp8';
+  const plans = compileLayers(
+    join(root, 'models', 'wan', 'layers.ts'),
+    dims,
+    planOptions,
+    new Set(fp8 ? WAN_FP8_LAYERS : []),
+  );
   const k = Math.floor(headDim / 6);
-  const consts = { PAIRS: headDim / 2, framePairs: (headDim - 4 * k) / 2, heightPairs: k, C: d.in_dim };
+  const consts = {
+    PAIRS: headDim / 2,
+    framePairs: (headDim - 4 * k) / 2,
+    heightPairs: k,
+    C: d.in_dim,
+    // a tile of all heads (a power of two; ropeShiftFrames masks the rest)
+    HEADS: 2 ** Math.ceil(Math.log2(d.num_heads)),
+  };
   const kernels = Object.fromEntries(
     // patchify/RoPE tables, the flow conversions and noise, the multi-step solvers' combinations
     compileFiles(
@@ -70,10 +102,17 @@ export function buildWanDitBundle(d: WanDitDims, options: PlanOptions = {}): Mod
       },
     ).map((a) => [a.name, a]),
   );
+  if (fp8) {
+    // the load-time weight quantiser: one program per output channel over the whole row of K
+    const file = join(root, 'models', 'kernels', 'fp8.ts');
+    const BLOCK = 2 ** Math.ceil(Math.log2(Math.max(d.dim, d.ffn_dim, 16)));
+    const a = artifactOf(lowerKernel(new DslProgram([file]), file, 'quantizeE4m3PerRow', { consts: { BLOCK } }));
+    kernels.quantizeWeightE4m3 = { ...a, name: `quantizeWeightE4m3_k${BLOCK}` };
+  }
   const attention = attentionSm90(
     headDim === 128 ? { input: 'bf16', headDim, bc: 128, stages: 3 } : { input: 'bf16', headDim, bc: 64, stages: 4 },
   );
-  return { model: 'wan-dit', dims, plans, kernels, attention };
+  return { model: 'wan-dit', dims, plans, kernels, attention, ...(fp8 ? { precision } : {}) };
 }
 
 /** The UMT5 encoder's sizes, as a model preset's `text_encoder:` section gives them. */

@@ -84,6 +84,37 @@ __device__ __forceinline__ unsigned char sfc_to_e5m2(float f) {
 __device__ __forceinline__ float sfc_round_e4m3(float f) { return sfc_from_e4m3(sfc_to_e4m3(f)); }
 __device__ __forceinline__ float sfc_round_e5m2(float f) { return sfc_from_e5m2(sfc_to_e5m2(f)); }
 
+// Two adjacent elements converted at once (lo at the lower address), bit-identical to two of the
+// conversions above: vectorised stores use these.
+__device__ __forceinline__ unsigned sfc_to_bf16x2(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+__device__ __forceinline__ unsigned sfc_to_f16x2(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+__device__ __forceinline__ unsigned short sfc_to_e4m3x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  unsigned short r;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
+  return r;
+#else
+  return (unsigned short)(sfc_to_mini(lo, 3, 7, 448.0f) | (sfc_to_mini(hi, 3, 7, 448.0f) << 8));
+#endif
+}
+__device__ __forceinline__ unsigned short sfc_to_e5m2x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  unsigned short r;
+  asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
+  return r;
+#else
+  return (unsigned short)(sfc_to_mini(lo, 2, 15, 57344.0f) | (sfc_to_mini(hi, 2, 15, 57344.0f) << 8));
+#endif
+}
+
 // float -> int as C casts do on the GPU: truncate, saturate, NaN -> 0
 __device__ __forceinline__ int sfc_f2i(float f) {
   int r;
@@ -109,14 +140,17 @@ template <typename T> struct SfcMin { __device__ __forceinline__ static T f(T a,
 template <> struct SfcMax<float> { __device__ __forceinline__ static float f(float a, float b) { return fmaxf(a, b); } };
 template <> struct SfcMin<float> { __device__ __forceinline__ static float f(float a, float b) { return fminf(a, b); } };
 
-// Reduces v over the block; every thread gets the result. Starts with a barrier, so the shared
-// scratch (one slot per warp) may be reused by the caller right after the previous use.
-template <typename Op, typename T, int WARPS>
+// Reduces v over the block; every thread gets the result. With LEAD it starts with a barrier, so
+// the shared scratch (one slot per warp) may be reused by the caller right after its previous use;
+// the backend drops it where no thread can still be reading the scratch (the first shared-memory
+// use of a kernel, or a reduction into the other of two scratch areas right after another one,
+// whose own barrier already separates the readers of this area from the next writers).
+template <typename Op, typename T, int WARPS, bool LEAD = true>
 __device__ __forceinline__ T sfc_block_reduce(T v, T* scratch) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = Op::f(v, __shfl_xor_sync(0xffffffffu, v, o));
   if (WARPS == 1) return v;
-  __syncthreads();
+  if (LEAD) __syncthreads();
   if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
   __syncthreads();
   T r = scratch[0];

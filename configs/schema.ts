@@ -27,6 +27,12 @@ export const modelKwargsSchema = z
       .default(-1)
       .describe('Self-attention window in latent frames; -1 attends to the whole cache'),
     sink_size: nonNegInt().default(0).describe('Frames kept at the start of a rolling KV cache (attention sink)'),
+    relative_rope: z
+      .boolean()
+      .default(false)
+      .describe(
+        "sfc: RoPE positions relative to the KV cache's slots, so a rolling cache runs past the 1024-frame tables (the sink sits just before the window)",
+      ),
   })
   .strict();
 

@@ -86,6 +86,16 @@ export interface GemmSpec {
    */
   persistent?: boolean;
   /**
+   * 'pingpong': one persistent CTA per SM whose two consumer warpgroups take alternate 128 x bn output
+   * tiles (each its whole tile, accumulators in registers), mainloops in turn, so that one's epilogue
+   * (straight from registers to global memory) runs under the other's mainloop; the producer runs
+   * ahead across tiles. Entry names end in `_pp`; bn at most 160. Not with `persistent` or `conv`.
+   * 'pingpong-cluster' (`_ppc`): the same in clusters of 2 CTAs on N-adjacent tiles of the same rows,
+   * each loading half of A's slice and multicasting it to both. Default 'default': the schedule
+   * `persistent` picks.
+   */
+  schedule?: 'default' | 'pingpong' | 'pingpong-cluster';
+  /**
    * Implicit-GEMM convolution: A is a zero-padded channels-last buffer [rows, convC] and K runs over
    * (tap, channel) with taps (x fastest, then y, then t) of extents convTx x convTy x (K / convC /
    * convTx / convTy); the K-slice of tap (x, y, t) reads A's rows shifted by x + y * convPy + t * convPt.
@@ -155,6 +165,8 @@ export interface ModelBundle {
   plans: Record<string, LaunchPlan>;
   kernels: Record<string, KernelArtifact>;
   attention: AttentionArtifact;
+  /** the precision its linear layers were compiled for (absent: bf16); see LaunchPlan.fp8Weights */
+  precision?: 'bf16' | 'fp8';
 }
 
 // ---- implicit-GEMM convolutions ----------------------------------------------------------------

@@ -81,4 +81,9 @@ export interface LaunchPlan {
   steps: PlanStep[];
   /** temp buffer id -> the earlier temp whose memory it reuses */
   reuse: Record<number, number>;
+  /**
+   * FP8 plans (compiler/layer/fp8.ts): the argument positions of the Linear weights the plan takes
+   * quantised, e4m3 [N, K], each followed by its per-output-channel scale, f32 [N] (w = q * scale).
+   */
+  fp8Weights?: number[];
 }

@@ -165,7 +165,8 @@ function runCuda(dev: CudaDevice, art: GemmArtifact, op: GemmOperands, M: number
       swizzle: '128B',
     });
   const values: Record<string, number | Uint8Array> = {
-    tmA: map(op.a, M, art.bm),
+    // the 2-CTA ping-pong loads half of A's rows per CTA (multicast to both)
+    tmA: map(op.a, M, art.spec.schedule === 'pingpong-cluster' ? art.bm / 2 : art.bm),
     tmB: map(op.b, N, art.spec.bn),
     C: addressOf(dev, op.c),
     M,
@@ -200,12 +201,27 @@ function runCuda(dev: CudaDevice, art: GemmArtifact, op: GemmOperands, M: number
   dev.launch(
     kernel,
     {
-      grid: [Math.ceil(M / art.bm), Math.ceil(N / art.spec.bn), 1],
+      grid: gemmGrid(art, M, N, dev.info.multiprocessors),
       block: [art.threads, 1, 1],
       sharedBytes: art.sharedBytes,
     },
     args,
   );
+}
+
+/**
+ * The launch grid: one CTA per output tile, or for the persistent schedules (`persistent`, ping-pong)
+ * one CTA per SM, at most one per tile, each looping over tiles blockIdx.x + i * gridDim.x; the
+ * 2-CTA-cluster ping-pong takes pairs of N-adjacent tiles, so an even count, one pair per cluster.
+ */
+export function gemmGrid(art: GemmArtifact, M: number, N: number, sms: number): [number, number, number] {
+  const tilesM = Math.ceil(M / art.bm);
+  const tilesN = Math.ceil(N / art.spec.bn);
+  if (art.spec.schedule === 'pingpong-cluster')
+    return [2 * Math.max(1, Math.min(Math.floor(sms / 2), tilesM * Math.ceil(tilesN / 2))), 1, 1];
+  if (art.spec.persistent || art.spec.schedule === 'pingpong')
+    return [Math.max(1, Math.min(sms, tilesM * tilesN)), 1, 1];
+  return [tilesM, tilesN, 1];
 }
 
 const gelu = (y: number) => 0.5 * y * (1 + Math.tanh(0.7978845608028654 * (y + 0.044715 * y * y * y)));
@@ -277,7 +293,10 @@ export function gemmTuneKey(
 ): string {
   const s = candidates[0]!.spec;
   const epi = JSON.stringify(s.epilogue);
-  return `${arch}|${s.input}->${s.output}|${M}x${N}x${K}|${epi}`;
+  // the candidate set too: a choice made among fewer (older) candidates is not reused
+  let h = 0x811c9dc5;
+  for (const ch of candidates.map((c) => c.name).join(',')) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return `${arch}|${s.input}->${s.output}|${M}x${N}x${K}|${epi}|${h.toString(16)}`;
 }
 
 export interface TuneResult {

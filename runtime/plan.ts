@@ -3,19 +3,49 @@
 // says), and runs the steps: generated kernels through `launch`, matmuls with cuBLASLt on CUDA and a
 // float32-accumulating loop on the CPU, fused GEMMs (GEMM template + generated epilogue, tile tuned on
 // first use) where the device has their instantiation and their unfused fallback elsewhere.
-import type { GemmArtifact } from '../dsl/artifact.js';
+import type { CudaVariant, GemmArtifact, KernelArtifact } from '../dsl/artifact.js';
 import type { LaunchPlan, PlanDim, PlanStep } from '../dsl/plan.js';
 import { dtypeOf } from '../dsl/dtypes.js';
 import { SfcError } from '../dsl/errors.js';
 import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
-import { CudaDevice } from './cuda.js';
+import { CudaDevice, type CudaKernel } from './cuda.js';
 import type { Device } from './device.js';
 import { runAttention } from './attention.js';
 import { runGemm, tuneGemm, type GemmOperands } from './gemm.js';
-import { launch } from './kernels.js';
+import { launch, pickVariant, type KernelArg } from './kernels.js';
 import { CudaDataType } from './native/api.js';
 import { Tensor, fmtShape } from './tensor.js';
+
+// Per-launch host work for the plan's generated kernels is kept small, as runtime/gemm.ts and
+// runtime/attention.ts do for the templates: the compiled kernel is looked up once per (variant,
+// device) instead of hashing its CUDA source at every launch (tens of microseconds per launch, a
+// few hundred launches per DiT pass).
+const cudaKernels = new WeakMap<CudaVariant, WeakMap<CudaDevice, CudaKernel>>();
+
+/** Launches a plan step's kernel on CUDA (the arguments are the plan's own buffers and dims). */
+function launchOnCuda(dev: CudaDevice, a: KernelArtifact, grid: readonly number[], args: readonly KernelArg[]): void {
+  if (grid.some((g) => g === 0)) return;
+  const v = pickVariant(a, args, dev);
+  let byDev = cudaKernels.get(v);
+  if (!byDev) cudaKernels.set(v, (byDev = new WeakMap()));
+  let k = byDev.get(dev);
+  if (!k) {
+    k = dev.kernel({ source: v.source, entry: v.entry, params: v.argTypes, label: `${a.file}:${a.name}` });
+    byDev.set(dev, k);
+  }
+  const values = args.map((x) => (x instanceof Tensor ? dev.ptrOf(x.storage) + x.byteOffset : x));
+  dev.launch(k, { grid: [grid[0]!, grid[1] ?? 1, grid[2] ?? 1], block: v.threads, sharedBytes: v.sharedBytes }, values);
+}
+
+/**
+ * A Linear weight quantised for an FP8 plan (compiler/layer/fp8.ts): e4m3 values [N, K] and per
+ * output channel scales, f32 [N], so that w ~ q * scale. Passed where the bf16 plan takes the weight.
+ */
+export interface Fp8Weight {
+  readonly q: Tensor;
+  readonly scale: Tensor;
+}
 
 export class PlanRunner {
   /** the tuned GEMM instantiation per fused step and M */
@@ -42,10 +72,27 @@ export class PlanRunner {
    * Runs the plan; returns its outputs: new tensors on the inputs' device, or where `into[i]` is
    * given, that (contiguous) tensor, written in place (e.g. a slice of a KV cache).
    */
-  run(inputs: readonly Tensor[], into: readonly (Tensor | undefined)[] = []): Tensor[] {
+  run(given: readonly (Tensor | Fp8Weight)[], into: readonly (Tensor | undefined)[] = []): Tensor[] {
     const p = this.plan;
+    // an FP8 plan's quantised weight arrives as one Fp8Weight and is its two arguments (values, scales)
+    const inputs: Tensor[] = [];
+    for (const x of given) {
+      if (x instanceof Tensor) inputs.push(x);
+      else {
+        if (!p.fp8Weights?.includes(inputs.length))
+          throw new SfcError(
+            `${p.name}: argument ${inputs.length} is an FP8 weight, but the plan takes ${p.fp8Weights ? 'a bf16 tensor there' : 'no FP8 weights (it was compiled for bf16)'}`,
+          );
+        inputs.push(x.q, x.scale);
+      }
+    }
     if (inputs.length !== p.inputs.length)
       throw new SfcError(`${p.name} takes ${p.inputs.length} tensors, got ${inputs.length}`);
+    for (const i of p.fp8Weights ?? [])
+      if (inputs[i]?.dtype.name !== 'e4m3')
+        throw new SfcError(
+          `${p.name}: '${p.buffers[p.inputs[i]!]!.name ?? `input ${i}`}' is an FP8 Linear weight: pass it quantised (an Fp8Weight), got ${inputs[i]?.toString()}`,
+        );
     const device = inputs[0]!.device;
     const dims = new Map<string, number>();
     p.inputs.forEach((bid, i) => {
@@ -115,7 +162,10 @@ export class PlanRunner {
     const exec = (s: PlanStep): void => {
       if (s.kind === 'kernel') {
         const args = s.args.map((a) => ('buffer' in a ? tensorOf(a.buffer) : 'dims' in a ? size(a.dims) : a.value));
-        launch(s.artifact, s.grid.map(size), args);
+        const grid = s.grid.map(size);
+        if (device instanceof CudaDevice && grid.length >= 1 && grid.length <= 3)
+          launchOnCuda(device, s.artifact, grid, args);
+        else launch(s.artifact, grid, args);
       } else if (s.kind === 'matmul') {
         matmul(device, tensorOf(s.a), tensorOf(s.b), tensorOf(s.out), s.transB, size(s.m), size(s.n), size(s.k));
       } else if (s.kind === 'attention') {

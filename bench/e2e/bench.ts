@@ -9,7 +9,7 @@ import { bf16 } from '../../dsl/dtypes.js';
 import { CausalPipeline, type FlowKernels } from '../../models/pipeline/causal.js';
 import { randomCheckpoint, randomDeviceWeights, type RandomKernels } from '../../models/random.js';
 import { WanVaeDecoder, decoderParams, type VaeKernels } from '../../models/vae/decoder.js';
-import { CausalWanModel, wanDitParams, type WanDitShape } from '../../models/wan/model.js';
+import { CausalWanModel, wanDitParams, type WanDitShape, type WanPrecision } from '../../models/wan/model.js';
 import type { WanVaeShape } from '../../models/vae/decoder.js';
 import type { Device } from '../../runtime/device.js';
 import { Tensor } from '../../runtime/tensor.js';
@@ -29,6 +29,8 @@ export interface E2eOptions {
   localAttnSize?: number;
   sinkSize?: number;
   seed?: number;
+  /** the DiT's precision; must be the bundle's (default: the bundle's) */
+  precision?: WanPrecision;
 }
 
 export interface E2eResult {
@@ -56,6 +58,7 @@ export function benchE2e(dev: Device, o: E2eOptions): E2eResult {
     o.dit,
     o.ditBundle,
     randomDeviceWeights(dev, wanDitParams(o.dit), k, seed),
+    { precision: o.precision },
   );
   const vae = WanVaeDecoder.load(dev, o.vae, o.vaeKernels, randomCheckpoint(decoderParams(o.vae), seed + 1));
   const ctxValues = Float32Array.from({ length: o.dit.text_len * o.dit.text_dim }, (_, i) => Math.sin(i * 0.618) * 0.5);

@@ -3,7 +3,7 @@
 // scales, bf16 out). FLOPs = 2 M N K; TFLOP/s from the median of 20 CUDA-event timings after warm-up
 // on random inputs, each timing covering 10 back-to-back launches. The PyTorch numbers (torch.matmul, torch._scaled_mm) come from
 // bench/reference/gemm.py in the same device session; bench/report.ts joins the two.
-import { gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
+import { gemmPingpongCandidates, gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
 import type { GemmArtifact } from '../../dsl/artifact.js';
 import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
 import { CudaDevice } from '../../runtime/cuda.js';
@@ -54,10 +54,16 @@ export function benchGemm(dev: CudaDevice) {
       const b = random(dtype, N, K, 2, 1 / Math.sqrt(K));
       const c = Tensor.empty(dev, bf16, [M, N]);
       const epilogue = input === 'e4m3' ? { alpha: true } : {};
-      const widths = N <= 64 ? [64] : [128, 192, 256];
-      const candidates: GemmArtifact[] = widths.map((bn) =>
-        gemmSm90({ input, output: 'bf16', bn, stages: maxStages(bn), epilogue }),
-      );
+      const widths = N <= 64 ? [64] : [128, 192, 224, 256];
+      const candidates: GemmArtifact[] = [
+        ...widths.map((bn) => gemmSm90({ input, output: 'bf16', bn, stages: maxStages(bn), epilogue })),
+        ...gemmPingpongCandidates({ input, output: 'bf16', epilogue }, N),
+        ...(N <= 64
+          ? []
+          : [224, 256].map((bn) =>
+              gemmSm90({ input, output: 'bf16', bn, stages: maxStages(bn, true), persistent: true, epilogue }),
+            )),
+      ];
       const op = { a, b, c, alpha: 1 };
       const tuned = tuneGemm(dev, candidates, op, { retune: true });
       const ours = timeMs(dev, () => runGemm(tuned.chosen, op));
@@ -100,6 +106,12 @@ export function benchGemm(dev: CudaDevice) {
         cublasLtTflops: flops / (lt * 1e9),
         fractionOfCublasLt: lt / ours,
       });
+      // progress on stderr (the CLI prints the table at the end): each shape's tile timings as measured
+      process.stderr.write(
+        `gemm ${input} ${M}x${N}x${K}: cuBLASLt ${lt.toFixed(4)} ms, ${Object.entries(tuned.timings)
+          .map(([n, ms]) => `${n.replace(/^sfc_gemm_sm90_/, '')} ${ms.toFixed(4)}`)
+          .join(', ')}\n`,
+      );
       [a, b, c].forEach((t) => t.dispose());
     }
   }

@@ -13,9 +13,8 @@ import { benchAttention } from '../../bench/kernels/attention.js';
 import { benchGemm } from '../../bench/kernels/gemm.js';
 import { benchMemory } from '../../bench/kernels/memory.js';
 import { attentionCharts, gemmCharts } from '../../bench/report.js';
-import { buildWanDitBundle, buildWanVaeKernels } from '../../compiler/bundle.js';
+import { buildWanVaeKernels, type WanPrecision } from '../../compiler/bundle.js';
 import { loadModelPreset } from '../../configs/index.js';
-import type { ModelBundle } from '../../dsl/artifact.js';
 import { SfcError } from '../../dsl/errors.js';
 import { packageRoot } from '../../dsl/paths.js';
 import { type VaeKernels } from '../../models/vae/decoder.js';
@@ -25,7 +24,7 @@ import { CudaDevice } from '../../runtime/cuda.js';
 import type { Device } from '../../runtime/device.js';
 import { KernelCache, atomicWrite } from '../../runtime/kernel-cache.js';
 import { cudaUnavailableReason } from '../../runtime/native/load.js';
-import { cachedBundle } from '../bundles.js';
+import { cachedBundle, cachedDitBundle } from '../bundles.js';
 import type { Io } from '../main.js';
 import { version } from '../version.js';
 
@@ -39,6 +38,7 @@ interface E2eCliOptions {
   out?: string;
   torch: string;
   device?: string;
+  precision?: string;
 }
 
 const root = () => packageRoot(import.meta.url);
@@ -135,8 +135,11 @@ export function benchE2eCommand(o: E2eCliOptions, io: Io): string[] {
   const dev = openBenchDevice(o.device);
   const out = resolve(o.out ?? join(root(), 'bench', 'results'));
   mkdirSync(out, { recursive: true });
-  const command = `sfc bench e2e --model ${o.model} --num-frames ${numFrames} --height ${height} --width ${width} --window ${o.window} --sink ${o.sink}`;
-  const dit = cachedBundle<ModelBundle>('wan-dit', preset.dit, () => buildWanDitBundle(preset.dit));
+  const precision = (o.precision ?? 'bf16') as WanPrecision;
+  if (precision !== 'bf16' && precision !== 'fp8')
+    throw new SfcError(`--precision takes bf16 or fp8, got '${o.precision}'`, { exitCode: 2 });
+  const command = `sfc bench e2e --model ${o.model} --num-frames ${numFrames} --height ${height} --width ${width} --window ${o.window} --sink ${o.sink}${precision === 'bf16' ? '' : ` --precision ${precision}`}`;
+  const dit = cachedDitBundle(preset.dit, precision);
   const vaeKernels = cachedBundle<VaeKernels>('wan-vae', preset.vae, () =>
     buildWanVaeKernels(vaeKernelNeeds(preset.vae)),
   );
@@ -151,9 +154,10 @@ export function benchE2eCommand(o: E2eCliOptions, io: Io): string[] {
     width,
     localAttnSize: num(o.window, '--window', -1),
     sinkSize: num(o.sink, '--sink', 0),
+    precision,
   });
   const stamp = stampOf(dev, command);
-  const name = `e2e-${slug(String(stamp.device))}`;
+  const name = `e2e-${precision === 'bf16' ? '' : `${precision}-`}${slug(String(stamp.device))}`;
   let torch: Record<string, unknown> | undefined;
   const why =
     o.torch === 'off' ? 'turned off' : dev instanceof CudaDevice ? torchUnavailable() : 'the device is the CPU';
@@ -265,6 +269,7 @@ export function registerBench(program: Command, io: Io): void {
     .option('--sink <n>', 'sink frames of the rolling cache', '0')
     .option('--torch <mode>', 'PyTorch side: auto (when python3 + torch + CUDA are present), on, off', 'auto')
     .option('--device <d>', 'cuda, cuda:N, or cpu (a smoke run)')
+    .option('--precision <p>', "the DiT's precision: bf16 or fp8 (PyTorch's side stays bf16)", 'bf16')
     .option('-o, --out <dir>', 'output directory (default bench/results)')
     .action((opts: E2eCliOptions) => {
       benchE2eCommand(opts, io);

@@ -206,6 +206,7 @@ export async function makeRunner(
       contextNoise: base.contextNoise,
       localAttnSize: base.localAttnSize,
       sinkSize: base.sinkSize,
+      relativeRope: base.relativeRope,
       independentFirstFrame: base.independentFirstFrame,
       ...sampler,
       shift: plan.shift ?? base.shift,

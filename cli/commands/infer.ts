@@ -7,9 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
-import { buildTaehvKernels, buildUmt5Bundle, buildWanDitBundle, buildWanVaeKernels } from '../../compiler/bundle.js';
+import { buildTaehvKernels, buildUmt5Bundle, buildWanVaeKernels } from '../../compiler/bundle.js';
 import { loadConfig, loadModelPreset, type ModelPreset } from '../../configs/index.js';
-import type { ModelBundle } from '../../dsl/artifact.js';
 import { SfcError } from '../../dsl/errors.js';
 import { packageRoot } from '../../dsl/paths.js';
 import { MjpegAviWriter } from '../../media/avi.js';
@@ -26,14 +25,14 @@ import { Umt5Encoder, umt5Params, type Umt5Bundle } from '../../models/text/umt5
 import { WanVaeDecoder, decoderParams, type VaeKernels } from '../../models/vae/decoder.js';
 import { WanVaeEncoder, encoderParams, vaeKernelNeeds } from '../../models/vae/encoder.js';
 import { TaehvDecoder, taehvParams, type TaehvKernels, type VideoDecoder } from '../../models/vae/taehv.js';
-import { CausalWanModel, wanDitParams } from '../../models/wan/model.js';
+import { CausalWanModel, wanDitParams, type WanPrecision } from '../../models/wan/model.js';
 import { canonicalize, openCheckpoint, type CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import { CudaDevice } from '../../runtime/cuda.js';
 import type { Device } from '../../runtime/device.js';
 import { KernelCache, defaultCacheDir } from '../../runtime/kernel-cache.js';
 import { cudaUnavailableReason } from '../../runtime/native/load.js';
-import { cachedBundle } from '../bundles.js';
+import { cachedBundle, cachedDitBundle } from '../bundles.js';
 import type { Io } from '../main.js';
 
 export interface InferOptions {
@@ -77,6 +76,8 @@ export interface InferOptions {
   extend?: string;
   v2v?: string;
   strength?: string;
+  /** the DiT's precision: bf16 (default) or fp8 (e4m3 GEMMs on sm_90a) */
+  precision?: string;
 }
 
 /** `--shard i/N`: this process takes the prompts whose index is i modulo N. */
@@ -129,6 +130,7 @@ function childArgs(o: InferOptions): string[] {
     ['--extend', abs(o.extend)],
     ['--v2v', abs(o.v2v)],
     ['--strength', o.strength],
+    ['--precision', o.precision],
   ];
   const args = ['infer', ...flags.flatMap(([f, v]) => (v === undefined ? [] : [f, v]))];
   for (const s of o.set) args.push('--set', s);
@@ -359,6 +361,7 @@ export type ModelFlags = Pick<
   | 'device'
   | 'decoder'
   | 'taehv'
+  | 'precision'
 >;
 
 /** The config, preset and video size the flags ask for (validated; nothing is loaded yet). */
@@ -367,6 +370,8 @@ export interface Setup {
   preset: ModelPreset;
   height: number;
   width: number;
+  /** the DiT's precision (--precision) */
+  precision: WanPrecision;
 }
 
 export function resolveSetup(o: ModelFlags): Setup {
@@ -379,7 +384,10 @@ export function resolveSetup(o: ModelFlags): Setup {
   const width = int(o.width, '--width', 16) ?? inf.width ?? config.width;
   if (height % 16 || width % 16)
     throw new SfcError(`height and width must be multiples of 16, got ${height} x ${width}`, { exitCode: 2 });
-  return { config, preset, height, width };
+  const precision = (o.precision ?? 'bf16') as WanPrecision;
+  if (precision !== 'bf16' && precision !== 'fp8')
+    throw new SfcError(`--precision takes bf16 or fp8, got '${o.precision}'`, { exitCode: 2 });
+  return { config, preset, height, width, precision };
 }
 
 /** The loaded models: prompt encoder, causal DiT, VAE decoder, and the options of their pipeline. */
@@ -409,7 +417,7 @@ export function loadModels(o: ModelFlags, s: Setup, io: Io, opts: { keepTextEnco
   const device = openDevice(o.device);
   const w = loadWeights(o, preset, io);
   try {
-    const dit = cachedBundle<ModelBundle>('wan-dit', preset.dit, () => buildWanDitBundle(preset.dit));
+    const dit = cachedDitBundle(preset.dit, s.precision);
     const vaeKernels = cachedBundle<VaeKernels>('wan-vae', preset.vae, () =>
       buildWanVaeKernels(vaeKernelNeeds(preset.vae)),
     );
@@ -424,7 +432,7 @@ export function loadModels(o: ModelFlags, s: Setup, io: Io, opts: { keepTextEnco
       onTruncated: (_, n) =>
         io.stderr(`sfc: a prompt is longer than ${preset.text_encoder.text_len} tokens; its last ${n} are dropped\n`),
     });
-    const model = CausalWanModel.load(device, preset.dit, dit, w.dit);
+    const model = CausalWanModel.load(device, preset.dit, dit, w.dit, { precision: s.precision });
     const vae: VideoDecoder =
       o.decoder === 'taehv'
         ? TaehvDecoder.load(
@@ -458,6 +466,7 @@ export function loadModels(o: ModelFlags, s: Setup, io: Io, opts: { keepTextEnco
         seed,
         localAttnSize: config.model_kwargs.local_attn_size ?? -1,
         sinkSize: config.model_kwargs.sink_size ?? 0,
+        relativeRope: config.model_kwargs.relative_rope,
         independentFirstFrame: config.independent_first_frame,
       }),
       dispose: () => {
@@ -687,6 +696,11 @@ export function registerInfer(program: Command, io: Io): void {
     .option('--v2v <video>', 'video-to-video: restyle a video chunk by chunk (see --strength)')
     .option('--strength <s>', 'v2v: how far to noise the source, in (0, 1]; 1 ignores it (default 0.7)')
     .option('--profile', 'print a time breakdown (initialization, diffusion per block, decode, total)')
+    .addOption(
+      new Option('--precision <p>', "the DiT's precision: bf16, or fp8 (e4m3 GEMMs; H100/H200)")
+        .choices(['bf16', 'fp8'])
+        .default('bf16'),
+    )
     .option('--no-progress', 'no progress bar')
     .action(async (opts: InferOptions) => {
       await infer(opts, io);

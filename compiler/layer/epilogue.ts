@@ -8,8 +8,8 @@
 import type { GemmArgType, GemmEpilogue } from '../../dsl/artifact.js';
 import { cType, elementwiseExpr, fromStorage, lit, roundTo, storageType } from '../backend-cuda.js';
 import { isFloat } from '../ir.js';
-import type { FusionGroup } from './fuse.js';
-import type { Dim, GNode } from './graph.js';
+import type { FusionGroup, PlanNode } from './fuse.js';
+import type { Dim, GNode, LayerGraph } from './graph.js';
 
 export interface EpilogueFusion {
   /** the value the GEMM stores (the group's one output) */
@@ -25,7 +25,8 @@ const MAX_LEADING = 4;
 export function epilogueObstacle(mm: GNode, grp: FusionGroup, usedOutside: boolean): string | undefined {
   if (mm.op !== 'matmul' || !mm.transB) return 'not a Linear (B must be [N, K])';
   const [a, b] = mm.inputs as [GNode, GNode];
-  if (a.type.dtype !== b.type.dtype || !['bf16', 'f16'].includes(a.type.dtype)) return 'inputs are not bf16/f16';
+  if (a.type.dtype !== b.type.dtype || !['bf16', 'f16', 'e4m3'].includes(a.type.dtype))
+    return 'inputs are not bf16/f16/e4m3';
   if (usedOutside) return 'the matmul result is needed outside the group';
   if (grp.outputs.length !== 1) return 'the group stores more than one tensor';
   const out = grp.outputs[0]!;
@@ -37,6 +38,30 @@ export function epilogueObstacle(mm: GNode, grp: FusionGroup, usedOutside: boole
     if (n.op === 'swapPairs') return 'swapPairs reads a neighbouring column';
   }
   return undefined;
+}
+
+/**
+ * The GEMM epilogues of a fused graph: each matmul whose result is read by one element-wise group
+ * only (and that group can be its epilogue, see epilogueObstacle) -> that group.
+ */
+export function absorbEpilogues(g: LayerGraph, order: readonly PlanNode[]): Map<FusionGroup, GNode> {
+  const consumers = new Map<number, GNode[]>();
+  for (const n of g.nodes) for (const i of n.inputs) consumers.set(i.id, [...(consumers.get(i.id) ?? []), n]);
+  const graphOutputs = new Set(g.outputs.map((o) => o.id));
+  const absorbs = new Map<FusionGroup, GNode>();
+  const groupOfNode = new Map<number, FusionGroup>();
+  for (const o of order) if (o.kind === 'group') for (const n of o.group.nodes) groupOfNode.set(n.id, o.group);
+  for (const o of order) {
+    if (o.kind !== 'matmul') continue;
+    const mm = o.node;
+    const users = consumers.get(mm.id) ?? [];
+    const grp = users.length ? groupOfNode.get(users[0]!.id) : undefined;
+    if (!grp || absorbs.has(grp)) continue;
+    const outside = graphOutputs.has(mm.id) || users.some((u) => groupOfNode.get(u.id) !== grp);
+    if (epilogueObstacle(mm, grp, outside) !== undefined) continue;
+    absorbs.set(grp, mm);
+  }
+  return absorbs;
 }
 
 /** Generates the epilogue of `mm` fused with `grp`; call epilogueObstacle first. */

@@ -141,7 +141,16 @@ export class GraphBuilder {
         `matmul operands must have one dtype, got ${a.type.dtype} and ${b.type.dtype} (cast one)`,
       );
     }
-    return this.make({ op: 'matmul', transB }, { dtype: a.type.dtype, shape: [...as.slice(0, -1), n] }, [a, b], span);
+    // FP8 operands (the FP8 rewrite's quantised Linears) give the f32 accumulator; the scales follow
+    const fp8 = a.type.dtype === 'e4m3' || a.type.dtype === 'e5m2';
+    const dtype = fp8 ? 'f32' : a.type.dtype;
+    return this.make({ op: 'matmul', transB }, { dtype, shape: [...as.slice(0, -1), n] }, [a, b], span);
+  }
+
+  /** A copy of node `n` (any op) over new inputs: for passes that rebuild a graph (compiler/layer/fp8.ts). */
+  copy(n: GNode, inputs: GNode[]): GNode {
+    const { id: _id, inputs: _inputs, type, span, ...op } = n;
+    return this.make(op as GraphOp, { dtype: type.dtype, shape: [...type.shape] }, inputs, span);
   }
 
   attention(q: GNode, k: GNode, v: GNode, scale: number | undefined, span: Span): GNode {

@@ -9,9 +9,10 @@ import type { KernelArtifact } from '../../dsl/artifact.js';
 import { compileFiles } from '../compile.js';
 import type { Dim, GNode, LayerGraph } from './graph.js';
 import { groupKernel } from './codegen.js';
-import { epilogueObstacle, fuseEpilogue } from './epilogue.js';
+import { absorbEpilogues, fuseEpilogue } from './epilogue.js';
+import { rewriteFp8 } from './fp8.js';
 import { fuse, type FusionGroup } from './fuse.js';
-import { gemmSm90, maxStages } from '../templates/gemm.js';
+import { gemmPingpongCandidates, gemmSm90, maxStages } from '../templates/gemm.js';
 import { attentionSm90 } from '../templates/attention.js';
 
 export interface PlanOptions {
@@ -20,34 +21,31 @@ export interface PlanOptions {
    * (sm_90a instantiations; other devices run the unfused fallback). Default true.
    */
   fuseGemmEpilogues?: boolean;
+  /**
+   * FP8 mode (compiler/layer/fp8.ts): every Linear whose weight is a layer input becomes an e4m3 GEMM
+   * with per-output-channel weight scales (the weight input becomes e4m3 and its scale, f32 [N], the
+   * next input; `LaunchPlan.fp8Weights` lists them) and per-row activation scales, the activation
+   * quantised in the kernel that produces it and the scales applied in the GEMM's epilogue.
+   */
+  fp8?: boolean;
 }
 
 /** Tile widths the plan offers the GEMM autotuner (one CTA per tile; all validated on the H100/H200). */
 const GEMM_TILES = [128, 192, 256];
 
-export function planLayer(g: LayerGraph, options: PlanOptions = {}): LaunchPlan {
+export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchPlan {
+  let g = graph;
+  let fp8Weights: number[] | undefined;
+  if (options.fp8) {
+    // decided on the graph as written: which activations and matmul results the bf16 plan fuses
+    const r = rewriteFp8(g, options.fuseGemmEpilogues ?? true);
+    g = r.graph;
+    if (r.weights.length) fp8Weights = r.weights;
+  }
   const order = fuse(g);
   // matmuls whose only consumer is one element-wise group: that group becomes the GEMM's epilogue
-  const consumers = new Map<number, GNode[]>();
-  for (const n of g.nodes) for (const i of n.inputs) consumers.set(i.id, [...(consumers.get(i.id) ?? []), n]);
-  const graphOutputs = new Set(g.outputs.map((o) => o.id));
-  const absorbs = new Map<FusionGroup, GNode>();
-  const deferred = new Set<number>();
-  if (options.fuseGemmEpilogues ?? true) {
-    const groupOfNode = new Map<number, FusionGroup>();
-    for (const o of order) if (o.kind === 'group') for (const n of o.group.nodes) groupOfNode.set(n.id, o.group);
-    for (const o of order) {
-      if (o.kind !== 'matmul') continue;
-      const mm = o.node;
-      const users = consumers.get(mm.id) ?? [];
-      const grp = users.length ? groupOfNode.get(users[0]!.id) : undefined;
-      if (!grp || absorbs.has(grp)) continue;
-      const outside = graphOutputs.has(mm.id) || users.some((u) => groupOfNode.get(u.id) !== grp);
-      if (epilogueObstacle(mm, grp, outside) !== undefined) continue;
-      absorbs.set(grp, mm);
-      deferred.add(mm.id);
-    }
-  }
+  const absorbs = (options.fuseGemmEpilogues ?? true) ? absorbEpilogues(g, order) : new Map<FusionGroup, GNode>();
+  const deferred = new Set([...absorbs.values()].map((mm) => mm.id));
   const buffers: PlanBuffer[] = [];
   const bufOf = new Map<number, number>();
   const outputs = new Set(g.outputs.map((o) => o.id));
@@ -158,13 +156,15 @@ export function planLayer(g: LayerGraph, options: PlanOptions = {}): LaunchPlan 
     }
     const fused = fuseEpilogue(mm, grp);
     const [a, b] = mm.inputs as [GNode, GNode];
-    const input = a.type.dtype as 'bf16' | 'f16';
+    const input = a.type.dtype as 'bf16' | 'f16' | 'e4m3';
     const output = fused.output.type.dtype as 'bf16' | 'f16' | 'f32';
     steps.push({
       kind: 'gemm',
-      candidates: GEMM_TILES.map((bn) =>
-        gemmSm90({ input, output, bn, stages: maxStages(bn), epilogue: fused.epilogue }),
-      ),
+      candidates: [
+        ...GEMM_TILES.map((bn) => gemmSm90({ input, output, bn, stages: maxStages(bn), epilogue: fused.epilogue })),
+        // the persistent ping-pong schedule (one consumer's epilogue under the other's mainloop)
+        ...gemmPingpongCandidates({ input, output, epilogue: fused.epilogue }),
+      ],
       a: bufOf.get(a.id)!,
       b: bufOf.get(b.id)!,
       out: bufOf.get(fused.output.id)!,
@@ -186,6 +186,7 @@ export function planLayer(g: LayerGraph, options: PlanOptions = {}): LaunchPlan 
     buffers,
     steps,
     reuse: planReuse(buffers, steps, outIds),
+    ...(fp8Weights ? { fp8Weights } : {}),
   };
 }
 

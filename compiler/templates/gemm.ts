@@ -13,10 +13,18 @@
 //     coalesced reads of bias / scales / residual), conversion and one vector store.
 // The epilogue is data (GemmEpilogue), turned into C++ here; the layer compiler fuses the matching
 // elementwise ops of a graph into it.
+//
+// The ping-pong schedule (spec.schedule 'pingpong', entry suffix `_pp`, see pingpongBody below): one
+// persistent CTA per SM, the same 3 warpgroups, but each consumer owns whole 128 x bn tiles
+// (two m64 accumulator fragments) and the two take alternate tiles of the CTA's list, mainloops in
+// turn: while one runs its epilogue from registers straight to global memory, the other runs its
+// mainloop, and the producer streams across tile boundaries. 'pingpong-cluster' (suffix `_ppc`) pairs
+// CTAs in clusters of 2 on N-adjacent tiles of the same rows: each loads half of the A slice and
+// multicasts it to both, cutting the L2-to-SM traffic per tile by a quarter (bn 128) or more.
 import type { GemmArgType, GemmArtifact, GemmEpilogue, GemmInput, GemmOutput, GemmSpec } from '../../dsl/artifact.js';
 import type { DTypeName } from '../../dsl/dtypes.js';
 import { CUDA_PRELUDE } from '../cuda-prelude.js';
-import { SM90_PRELUDE, wgmmaCall, wgmmaK } from './sm90.js';
+import { SM90_PINGPONG, SM90_PRELUDE, wgmmaCall, wgmmaK } from './sm90.js';
 
 export type { GemmArgType, GemmArtifact, GemmEpilogue, GemmInput, GemmOutput, GemmSpec } from '../../dsl/artifact.js';
 
@@ -25,6 +33,10 @@ const CONSUMERS = 2;
 const THREADS = 128 * (1 + CONSUMERS);
 /** The largest dynamic shared memory a Hopper block may opt into. */
 export const SM90_MAX_SHARED = 232448;
+
+type GemmSchedule = NonNullable<GemmSpec['schedule']>;
+const isPingpong = (s: GemmSpec['schedule']): boolean => s === 'pingpong' || s === 'pingpong-cluster';
+const SCHEDULE_SUFFIX: Record<GemmSchedule, string> = { default: '', pingpong: '_pp', 'pingpong-cluster': '_ppc' };
 
 const ctype: Record<string, string> = { f32: 'float', bf16: 'sfc_bf16', f16: 'sfc_f16', e4m3: 'sfc_e4m3' };
 const load = (dtype: string, expr: string): string =>
@@ -53,9 +65,9 @@ function fnv1a(s: string): number {
 }
 
 /** Shared memory of one instantiation: the pipeline ring, or the epilogue staging if larger, plus barriers. */
-export function gemmSharedBytes(spec: Pick<GemmSpec, 'bn' | 'stages' | 'persistent'>): number {
+export function gemmSharedBytes(spec: Pick<GemmSpec, 'bn' | 'stages' | 'persistent' | 'schedule'>): number {
   const ring = spec.stages * (BM + spec.bn) * 128;
-  const staging = spec.persistent ? 0 : BM * (spec.bn + 8) * 4;
+  const staging = spec.persistent || isPingpong(spec.schedule) ? 0 : BM * (spec.bn + 8) * 4;
   return 1024 /* alignment slack */ + Math.max(ring, staging) + spec.stages * 16;
 }
 
@@ -75,6 +87,14 @@ export function validateGemmSpec(spec: GemmSpec): void {
     throw new RangeError(
       `GEMM bn=${spec.bn} with ${spec.stages} stages needs ${gemmSharedBytes(spec)} bytes of shared memory (max ${SM90_MAX_SHARED})`,
     );
+  if (isPingpong(spec.schedule)) {
+    if (spec.persistent || spec.conv)
+      throw new RangeError('the ping-pong GEMM schedule is neither persistent nor conv');
+    if (spec.bn > PINGPONG_MAX_BN)
+      throw new RangeError(
+        `a ping-pong consumer holds a 128 x bn tile in registers: bn at most ${PINGPONG_MAX_BN}, got ${spec.bn}`,
+      );
+  }
   const e = spec.epilogue ?? {};
   if (e.gatedResidual && e.residual) throw new RangeError('a GEMM epilogue has one residual, gated or not');
   if (e.custom && Object.keys(e).some((k) => k !== 'custom' && e[k as keyof GemmEpilogue] !== undefined))
@@ -189,6 +209,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   const epilogue = specIn.epilogue ?? {};
   const persistent = specIn.persistent ?? false;
   const conv = specIn.conv ?? false;
+  const schedule = specIn.schedule ?? 'default';
   if (conv && persistent) throw new Error('the convolution GEMM has no persistent variant');
   const spec = {
     input: specIn.input,
@@ -196,13 +217,14 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
     bn: specIn.bn,
     stages: specIn.stages,
     persistent,
+    schedule,
     conv,
     epilogue,
   };
   const { bn, stages, input, output } = spec;
   const bk = 128 / elementBytes(input); // 128-byte rows: the 128-byte swizzle span
   const kStep = wgmmaK(input);
-  const entry = `sfc_gemm_sm90_${input}_${output}_128x${bn}x${bk}_s${stages}${persistent ? '_p' : ''}${conv ? '_conv' : ''}${tag(epilogue)}`;
+  const entry = `sfc_gemm_sm90_${input}_${output}_128x${bn}x${bk}_s${stages}${persistent ? '_p' : ''}${SCHEDULE_SUFFIX[schedule]}${conv ? '_conv' : ''}${tag(epilogue)}`;
   const extra = epilogueParams(epilogue);
   const params: GemmArtifact['params'] = [
     { name: 'tmA', type: 'tmap' },
@@ -367,21 +389,21 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   }
 `;
   const source = `${CUDA_PRELUDE}
-${SM90_PRELUDE}
+${SM90_PRELUDE}${isPingpong(schedule) ? SM90_PINGPONG : ''}
 ${wgmmaCall('sfc_mma', bn, input)}
 __device__ __forceinline__ float sfc_epilogue(float y, const int row, const int col${extra.map((p) => `, ${p.decl}`).join('')}) {
     ${epilogueBody(epilogue)}
     return y;
 }
 
-extern "C" __global__ void __launch_bounds__(${THREADS}, 1)
+extern "C" __global__ void __launch_bounds__(${THREADS}, 1)${schedule === 'pingpong-cluster' ? ' __cluster_dims__(2, 1, 1)' : ''}
 ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTensorMap tmB,
     ${ctype[output]}* __restrict__ C, const int M, const int N, const int K, const int ldc${conv ? ',\n    const int convC, const int convTx, const int convTy, const int convPy, const int convPt' : ''}${extra.map((p) => `,\n    ${p.decl}`).join('')}) {
   extern __shared__ unsigned char sfc_smem_raw[];
   unsigned char* smem = (unsigned char*)(((sfc_u64)sfc_smem_raw + 1023) & ~(sfc_u64)1023);
   unsigned char* ringA = smem;                          // [stages][${BM} rows][128 bytes]
   unsigned char* ringB = smem + ${stages * aBytes};     // [stages][${bn} rows][128 bytes]
-  sfc_u64* bars = (sfc_u64*)(smem + ${Math.max(stages * (aBytes + bBytes), BM * pitch * 4)});
+  sfc_u64* bars = (sfc_u64*)(smem + ${Math.max(stages * (aBytes + bBytes), persistent || isPingpong(schedule) ? 0 : BM * pitch * 4)});
   // full[s] = bars[s], empty[s] = bars[${stages} + s]
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
   const int m0 = blockIdx.x * ${BM}, n0 = blockIdx.y * ${bn};
@@ -389,13 +411,13 @@ ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTe
   if (threadIdx.x == 0) {
     for (int s = 0; s < ${stages}; ++s) {
       sfc_mbar_init(sfc_smem(&bars[s]), 1);
-      sfc_mbar_init(sfc_smem(&bars[${stages} + s]), ${CONSUMERS});
+      sfc_mbar_init(sfc_smem(&bars[${stages} + s]), ${schedule === 'pingpong' ? 1 : schedule === 'pingpong-cluster' ? 2 : CONSUMERS});
     }
     sfc_mbar_fence_init();
   }
   __syncthreads();
 
-${persistent ? PERSISTENT_BODY : STAGED_BODY}}
+${isPingpong(schedule) ? pingpongBody({ bn, stages, bk, kStep, output, cluster: schedule === 'pingpong-cluster', args: extra.map((p) => `, ${p.name}`).join('') }) : persistent ? PERSISTENT_BODY : STAGED_BODY}}
 `;
   return {
     kind: 'gemm',
@@ -410,6 +432,179 @@ ${persistent ? PERSISTENT_BODY : STAGED_BODY}}
     entry,
     params,
   };
+}
+
+/**
+ * The widest ping-pong tile: a consumer's 128 x bn accumulators are bn of its 232 registers per thread;
+ * at 192 the layer compiler's FP8 epilogues already spill (ptxas, CUDA 13.0).
+ */
+export const PINGPONG_MAX_BN = 160;
+
+/** Tile widths of the ping-pong schedule the autotuner tries (M x N = 4680 x 1536: 444 and 370 tiles). */
+export const PINGPONG_TILE_WIDTHS: readonly number[] = [128, 160];
+
+/**
+ * Ping-pong instantiations for the autotuner, one per width of PINGPONG_TILE_WIDTHS (the deepest ring
+ * each fits), for a GEMM that also offers the one-CTA-per-tile candidates; none below 128 columns
+ * (N <= 64: too few tiles for two consumers per SM).
+ */
+export function gemmPingpongCandidates(
+  base: Omit<GemmSpec, 'bn' | 'stages' | 'schedule' | 'persistent' | 'conv'>,
+  N?: number,
+  schedule: 'pingpong' | 'pingpong-cluster' = 'pingpong',
+): GemmArtifact[] {
+  if (N !== undefined && N <= 64) return [];
+  return PINGPONG_TILE_WIDTHS.map((bn) => gemmSm90({ ...base, bn, stages: maxStages(bn, true), schedule }));
+}
+
+/**
+ * The ping-pong mainloop and epilogue. The CTA takes work units blockIdx.x, blockIdx.x + gridDim.x,
+ * ... (m fastest: the CTAs in flight share B's column blocks, and A, 14 MB at the model's M = 4680,
+ * stays in L2); its j-th unit goes to consumer j % 2. The ring's slices are filled in unit order;
+ * consumer c starts the mainloop of unit j only after the other consumer has waited on every slice of
+ * unit j - 1 (named barriers 1 and 2, one per direction), so a consumer never waits on a `full`
+ * barrier more than one phase ahead (parity waits cannot tell phase n from n - 2), and each ring slot
+ * is released by the one consumer that read it (`empty` counts 1 arrival). The hand-off comes right
+ * after the last slice's wgmma is issued: the tensor cores go from one consumer's tile to the other's
+ * while the first drains its last wgmma group and runs its epilogue.
+ *
+ * With `cluster`, a unit is a pair of N-adjacent tiles of the same 128 rows, one per CTA of a 2-CTA
+ * cluster (rank r takes tile columns 2 np + r; a column past N computes zeros and stores nothing).
+ * Each CTA's producer loads rows r * 64 .. r * 64 + 63 of the A slice multicast into both CTAs and
+ * its own B slice (boxes start inside the matrix, clamped where a tile lies past M or N); a slot is refilled once the consumers of both CTAs released it (`empty` counts 2:
+ * its own consumer and, through mapa, the peer's), and each `full` barrier expects the whole A slice
+ * (half from the peer) plus B. Cluster barriers after the barrier set-up and before exit keep either
+ * CTA from touching the other's shared memory before it exists or after it is gone.
+ */
+function pingpongBody(o: {
+  bn: number;
+  stages: number;
+  bk: number;
+  kStep: number;
+  output: GemmOutput;
+  cluster: boolean;
+  /** `, name` for each epilogue parameter */
+  args: string;
+}): string {
+  const { bn, stages, bk, kStep, output, args, cluster } = o;
+  const aBytes = BM * 128;
+  const bBytes = bn * 128;
+  const regs = bn / 2;
+  // (cluster) boxes are clamped to start inside the matrix: rows and columns they then bring in past
+  // the tile's own are never stored
+  const loadA = cluster
+    ? `sfc_tma_load_2d_multicast(sfc_smem(ringA + s * ${aBytes} + rank * ${64 * 128}), &tmA, kt * ${bk}, tm0 + rank * 64 < M ? tm0 + rank * 64 : M - 1, full, 3);`
+    : `sfc_tma_load_2d(sfc_smem(ringA + s * ${aBytes}), &tmA, kt * ${bk}, tm0, full);`;
+  const bRow = cluster ? `tn0 < N ? tn0 : (tilesN - 1) * ${bn}` : 'tn0';
+  const release = (slot: string) =>
+    cluster
+      ? `{
+          const sfc_u32 e = sfc_smem(&bars[${stages} + ${slot}]);
+          sfc_mbar_arrive(e);
+          sfc_mbar_arrive_cluster(e, rank ^ 1);
+        }`
+      : `sfc_mbar_arrive(sfc_smem(&bars[${stages} + ${slot}]));`;
+  // a work unit's first tile: tiles m-fastest, or (cluster) pairs of N-adjacent tiles m-fastest
+  const unitTile = `const int tm0 = (u % tilesM) * ${BM}, tn0 = ${cluster ? `(2 * (u / tilesM) + rank) * ${bn}` : `(u / tilesM) * ${bn}`};`;
+  return `  // ping-pong: persistent CTAs, consumers on alternate tiles (see pingpongBody in compiler/templates/gemm.ts)
+  (void)m0;
+  (void)n0;
+  const int tilesM = (M + ${BM - 1}) / ${BM}, tilesN = (N + ${bn - 1}) / ${bn};
+${
+  cluster
+    ? `  const int rank = (int)sfc_cluster_rank();
+  const int units = tilesM * ((tilesN + 1) / 2), unit0 = (int)blockIdx.x / 2, unitStride = (int)gridDim.x / 2;
+  sfc_cluster_sync(); // the peer's barriers are initialised before any multicast or remote arrival`
+    : `  const int units = tilesM * tilesN, unit0 = (int)blockIdx.x, unitStride = (int)gridDim.x;`
+}
+  const int nLocal = unit0 < units ? (units - 1 - unit0) / unitStride + 1 : 0;
+  if (wg == 0) {
+    sfc_setmaxnreg_dec<40>();
+    if (tid == 0) {
+      sfc_tma_prefetch_map(&tmA);
+      sfc_tma_prefetch_map(&tmB);
+      int it = 0;
+      for (int j = 0; j < nLocal; ++j) {
+        const int u = unit0 + j * unitStride;
+        ${unitTile}
+        for (int kt = 0; kt < kTiles; ++kt, ++it) {
+          const int s = it % ${stages};
+          ${cluster ? 'sfc_mbar_wait_cluster' : 'sfc_mbar_wait'}(sfc_smem(&bars[${stages} + s]), ((it / ${stages}) & 1) ^ 1);
+          const sfc_u32 full = sfc_smem(&bars[s]);
+          sfc_mbar_expect_tx(full, ${aBytes + bBytes});
+          ${loadA}
+          sfc_tma_load_2d(sfc_smem(ringB + s * ${bBytes}), &tmB, kt * ${bk}, ${bRow}, full);
+        }
+      }
+    }
+  } else {
+    sfc_setmaxnreg_inc<232>();
+    const int c = wg - 1;
+    const int warp = tid / 32, lane = tid % 32;
+    const int r0 = warp * 16 + lane / 4, c0 = 2 * (lane % 4);
+    const bool pairs = (N % 2 == 0) && (ldc % 2 == 0);
+    for (int j = c; j < nLocal; j += 2) {
+      const int u = unit0 + j * unitStride;
+      ${unitTile}
+      float acc[2][${regs}];
+      // the other consumer has waited on every slice of unit j - 1 (barrier 1: consumer 1 -> 0, 2: 0 -> 1)
+      if (j > 0) sfc_bar_sync(1 + c, 256);
+      int it = j * kTiles;
+      for (int kt = 0; kt < kTiles; ++kt, ++it) {
+        const int s = it % ${stages};
+        sfc_mbar_wait(sfc_smem(&bars[s]), (it / ${stages}) & 1);
+        const sfc_u64 da = sfc_wgmma_desc_sw128(sfc_smem(ringA + s * ${aBytes}));
+        const sfc_u64 db = sfc_wgmma_desc_sw128(sfc_smem(ringB + s * ${bBytes}));
+        sfc_wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < ${bk / kStep}; ++kk) {
+          sfc_mma(acc[0], da + 2 * kk, db + 2 * kk, kt > 0 || kk > 0);
+          sfc_mma(acc[1], da + ${(64 * 128) >> 4} + 2 * kk, db + 2 * kk, kt > 0 || kk > 0);
+        }
+        sfc_wgmma_commit();
+        sfc_wgmma_wait<1>();
+        if (kt > 0 && tid == 0) ${release(`(it - 1) % ${stages}`)}
+      }
+      if (j + 1 < nLocal) sfc_bar_arrive(2 - c, 256);
+      sfc_wgmma_wait<0>();
+      if (tid == 0) ${release(`(it - 1) % ${stages}`)}
+      // epilogue straight from the accumulator fragments, one row of the thread's at a time: pairs of
+      // adjacent columns per store
+#pragma unroll
+      for (int f = 0; f < 2; ++f) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = tm0 + 64 * f + r0 + 8 * h;
+          if (row >= M) continue;
+#pragma unroll
+          for (int jn = 0; jn < ${bn / 8}; ++jn) {
+            const int col = tn0 + 8 * jn + c0;
+            if (col >= N) continue;
+            float v[2];
+            v[0] = sfc_epilogue(acc[f][4 * jn + 2 * h], row, col${args});
+            const long long off = (long long)row * ldc + col;
+            if (col + 1 < N) {
+              v[1] = sfc_epilogue(acc[f][4 * jn + 2 * h + 1], row, col + 1${args});
+              if (pairs) {
+                ${storePair(output)}
+              } else {
+                ${storeScalarAt(output, 0)}
+                ${storeScalarAt(output, 1)}
+              }
+            } else {
+              ${storeScalarAt(output, 0)}
+            }
+          }
+        }
+      }
+    }
+  }${
+    cluster
+      ? `
+  sfc_cluster_sync(); // no CTA leaves while its peer may still arrive on its barriers`
+      : ''
+  }
+`;
 }
 
 /** The dtype names of a spec's operands, for checking tensors at launch. */

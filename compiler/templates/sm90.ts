@@ -76,6 +76,53 @@ template <int R> __device__ __forceinline__ void sfc_setmaxnreg_dec() {
 }
 `;
 
+/**
+ * What the persistent ping-pong GEMM adds (appended after SM90_PRELUDE, so other kernels' sources are
+ * unchanged): a named-barrier arrive for the consumers' hand-off, and for the 2-CTA cluster variant
+ * the CTA's rank in its cluster, a cluster-wide barrier, TMA loads multicast to both CTAs of the
+ * cluster, arrivals on the peer CTA's mbarrier (mapa) and a cluster-scope acquiring wait.
+ */
+export const SM90_PINGPONG = String.raw`
+// Arrives on a named barrier without waiting: the signalling side of a hand-off whose other side
+// calls sfc_bar_sync with the same id and thread count.
+__device__ __forceinline__ void sfc_bar_arrive(sfc_u32 id, sfc_u32 threads) {
+  asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ sfc_u32 sfc_cluster_rank() {
+  sfc_u32 r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+// Every thread of every CTA of the cluster (that has not exited) arrives, then waits for the others
+// (the non-.aligned forms: threads of a warp may get here apart).
+__device__ __forceinline__ void sfc_cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release;" ::: "memory");
+  asm volatile("barrier.cluster.wait.acquire;" ::: "memory");
+}
+// A 2-D TMA load written to the same shared-memory offset of every CTA in ctaMask, each completing
+// its bytes on the mbarrier at the same offset in that CTA.
+__device__ __forceinline__ void sfc_tma_load_2d_multicast(sfc_u32 dst, const SfcTensorMap* map, int c0, int c1,
+                                                          sfc_u32 bar, unsigned short ctaMask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%2, %3}], [%4], %5;"
+      :: "r"(dst), "l"(map), "r"(c0), "r"(c1), "r"(bar), "h"(ctaMask) : "memory");
+}
+// Arrives on the mbarrier at this shared-memory offset in CTA 'rank' of the cluster.
+__device__ __forceinline__ void sfc_mbar_arrive_cluster(sfc_u32 bar, sfc_u32 rank) {
+  asm volatile(
+      "{ .reg .b32 ra; mapa.shared::cluster.u32 ra, %0, %1; mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra]; }"
+      :: "r"(bar), "r"(rank) : "memory");
+}
+__device__ __forceinline__ void sfc_mbar_wait_cluster(sfc_u32 bar, sfc_u32 parity) {
+  sfc_u32 done = 0;
+  while (!done)
+    asm volatile(
+        "{ .reg .pred p; mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+        : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+}
+`;
+
 /** PTX type names of the wgmma input types. */
 export type WgmmaInput = 'bf16' | 'f16' | 'e4m3';
 

@@ -2,12 +2,15 @@
 // frame (the first `framePairs`, 22 at head dim 128), the height (`heightPairs`, 21) and the width
 // (the rest); the frame index is offset by the chunk's start frame. cos/sin come from tables
 // [maxPos, PAIRS] (float64 angles rounded once, as the reference computes them), indexed by each
-// pair's position. One program per token over all heads, as one contiguous tile of the token's
-// values, so loads and stores of x and y are whole 16-byte chunks; each element's partner in its
-// complex pair comes from swapPairs (a neighbouring register). x is [tokens, H, 2*PAIRS] -> y.
+// pair's position. One program per token: its values as a [HEADS, 2*PAIRS] tile, whose rows are
+// whole 16-byte chunks of x and y; each element's partner in its complex pair comes from swapPairs
+// (a neighbouring register). The token's cos/sin row is the same for every head, so it is loaded
+// once as a [2*PAIRS] tile and broadcast over the heads (in registers: the CUDA backend gives it a
+// replicated layout matching the rows'), not re-read per element. x is [tokens, H, 2*PAIRS] -> y.
 import {
   arange,
   cast,
+  expandDims,
   f32,
   kernel,
   load,
@@ -39,17 +42,18 @@ export const rope3d = kernel(
     const tok = programId(0);
     const [f0, hh, ww] = tokenPosition(tok, gridH, gridW);
     const f = f0 + frameOffset;
-    const e = arange(0, HEADS * 2 * PAIRS); // every value of the token, all heads
-    const m = e < H * 2 * PAIRS;
-    const j = (e >> 1) % PAIRS; // the pair within the head
+    const d = arange(0, 2 * PAIRS); // a value's place within its head
+    const j = d >> 1; // its pair
     const pos = j < framePairs ? f : j < framePairs + heightPairs ? hh : ww;
-    const c = load(cosT, pos * PAIRS + j, m, 0);
-    const s = load(sinT, pos * PAIRS + j, m, 0);
-    const base = tok * H * 2 * PAIRS;
-    const v = cast(load(x, base + e, m, 0), f32);
+    const c = load(cosT, pos * PAIRS + j); // [2*PAIRS]: each pair's value twice
+    const s = load(sinT, pos * PAIRS + j);
+    const h = expandDims(arange(0, HEADS), 1); // [HEADS, 1]
+    const m = h < H;
+    const offs = tok * H * 2 * PAIRS + h * (2 * PAIRS) + expandDims(d, 0); // [HEADS, 2*PAIRS]
+    const v = cast(load(x, offs, m, 0), f32);
     const partner = swapPairs(v);
-    // even e: re' = re*c - im*s; odd e: im' = re*s + im*c (partner is re)
-    const odd = (e & 1) === 1;
-    store(y, base + e, v * c + (odd ? partner : -partner) * s, m);
+    // even d: re' = re*c - im*s; odd d: im' = re*s + im*c (partner is re)
+    const odd = (d & 1) === 1;
+    store(y, offs, v * c + (odd ? partner : -partner) * s, m);
   },
 );

@@ -35,6 +35,8 @@ export interface CausalPipelineOptions {
   /** local attention window in latent frames (-1: none) and sink frames */
   localAttnSize?: number;
   sinkSize?: number;
+  /** RoPE positions relative to the cache's slots: a rolling cache then runs past the RoPE tables */
+  relativeRope?: boolean;
   /** generate the first latent frame as its own chunk (`independent_first_frame`) */
   independentFirstFrame?: boolean;
   /**
@@ -103,11 +105,13 @@ export function chunkCacheOptions(o: {
   width: number;
   localAttnSize?: number;
   sinkSize?: number;
+  relativeRope?: boolean;
 }): KvCacheOptions {
   return {
     frameTokens: (o.height / 2) * (o.width / 2),
     localAttnSize: o.localAttnSize ?? -1,
     sinkSize: o.sinkSize ?? 0,
+    relativeRope: o.relativeRope ?? false,
     maxFrames: Math.max(21, o.numFrames),
   };
 }

@@ -242,6 +242,8 @@ export interface CausalMultistepOptions extends SamplerOptions {
   /** local attention window in latent frames (-1: none) and sink frames */
   localAttnSize?: number;
   sinkSize?: number;
+  /** RoPE positions relative to the cache's slots (see KvCacheOptions.relativeRope) */
+  relativeRope?: boolean;
   /** generate the first latent frame as its own chunk (`independent_first_frame`) */
   independentFirstFrame?: boolean;
 }

@@ -4,15 +4,16 @@
 // cache at the chunk's position (a local window rolls the oldest frames out after the sink frames),
 // its queries attend to everything cached up to the chunk's end, and the cross-attention uses the
 // text k/v computed once per prompt (`encodeContext`).
-import type { ModelBundle } from '../../dsl/artifact.js';
-import { bf16, f32, type DType } from '../../dsl/dtypes.js';
+import type { KernelArtifact, ModelBundle } from '../../dsl/artifact.js';
+import { bf16, e4m3, f32, type DType } from '../../dsl/dtypes.js';
 import { SfcError } from '../../dsl/errors.js';
 import type { CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
 import { decode, rawArray } from '../../runtime/convert.js';
 import type { Device } from '../../runtime/device.js';
 import { runAttention } from '../../runtime/attention.js';
 import { launch } from '../../runtime/kernels.js';
-import { PlanRunner } from '../../runtime/plan.js';
+import { CudaDevice } from '../../runtime/cuda.js';
+import { PlanRunner, type Fp8Weight } from '../../runtime/plan.js';
 import { Tensor, fmtShape } from '../../runtime/tensor.js';
 
 /** The preset fields the DiT reads (configs' `dit:` section). */
@@ -67,6 +68,36 @@ export function wanDitParams(s: WanDitShape): WanParam[] {
   add('head.modulation', [1, 2, d], f32);
   lin('head.head', s.out_dim * 4, d);
   return p;
+}
+
+/** The DiT's precision: 'bf16' (default) or 'fp8' (the blocks' Linears as e4m3 GEMMs; see docs/models.md). */
+export type WanPrecision = NonNullable<ModelBundle['precision']>;
+
+/**
+ * The weights an FP8 model keeps quantised (e4m3 with per-output-channel scales): the Linears of the
+ * layers an FP8 bundle compiles as FP8 GEMMs (compiler/bundle.ts WAN_FP8_LAYERS), i.e. every block's
+ * self-attention q, k, v, o, cross-attention q, o and FFN fc1, fc2. The text's cross-attention k/v,
+ * the embeddings, the modulation and the head stay bf16.
+ */
+export function isWanFp8Weight(name: string): boolean {
+  return /^blocks\.\d+\.(self_attn\.[qkvo]|cross_attn\.[qo]|ffn\.[02])\.weight$/.test(name);
+}
+
+/**
+ * Quantises a Linear weight [N, K] (bf16) on its device with the bundle's kernel (models/kernels/fp8.ts
+ * quantizeE4m3PerRow, specialised for the model's widths): scale[n] = max(max|w[n, :]| / 448, 1e-12),
+ * q[n, k] = e4m3(w[n, k] * (1 / scale[n])), rounded to nearest even and saturated as the GPU does.
+ */
+export function quantizeWeightE4m3(kernel: KernelArtifact, w: Tensor): Fp8Weight {
+  if (w.rank !== 2 || w.dtype !== bf16)
+    throw new SfcError(`an FP8 weight is quantised from bf16 [N, K], got ${w.toString()}`);
+  const [N, K] = w.shape as [number, number];
+  const block = kernel.params.find((p) => p.name === 'BLOCK')?.value ?? 0;
+  if (K > block) throw new SfcError(`${kernel.name} quantises rows of up to ${block} values; this weight has ${K}`);
+  const q = Tensor.empty(w.device, e4m3, [N, K]);
+  const scale = Tensor.empty(w.device, f32, [N]);
+  launch(kernel, [N], [w.contiguous(), q, scale, K]);
+  return { q, scale };
 }
 
 /** Reads a checkpoint tensor onto `device` as `dtype` (converting if the file holds another dtype). */
@@ -136,6 +167,14 @@ export interface KvCacheOptions {
    * model's full-video forward). Such a cache carries nothing from one pass to the next.
    */
   shareLayers?: boolean;
+  /**
+   * RoPE positions relative to the cache's slots instead of absolute frames: a chunk's queries and
+   * keys are rotated by the frame of the slot they occupy, and keys moved down by a roll are turned
+   * back by the frames they move. Attention between the window's frames is unchanged (RoPE sees only
+   * differences); the sink frames sit just before the window instead of at the video's start; and
+   * positions stay within the cache, so a rolling cache runs past the 1024-frame RoPE tables.
+   */
+  relativeRope?: boolean;
 }
 
 /** Per-block self-attention KV caches with the reference's global/local end indices. */
@@ -203,12 +242,19 @@ export class KvCache {
     return { localStart, localEnd, evict, roll };
   }
 
-  /** Moves cache[sink + evict, sink + evict + roll) to cache[sink, sink + roll), in non-overlapping pieces. */
-  rollLeft(t: Tensor, evict: number, roll: number): void {
+  /**
+   * Moves cache[sink + evict, sink + evict + roll) to cache[sink, sink + roll), in non-overlapping
+   * pieces; `move(src, dst)` replaces the plain copy of a piece (the keys' RoPE turn with relativeRope).
+   */
+  rollLeft(t: Tensor, evict: number, roll: number, move?: (src: Tensor, dst: Tensor) => void): void {
     const tokBytes = t.nbytes / t.shape[0]!;
     const dev = t.device;
     for (let done = 0; done < roll; done += evict) {
       const n = Math.min(evict, roll - done);
+      if (move) {
+        move(t.narrow(0, this.sinkTokens + evict + done, n), t.narrow(0, this.sinkTokens + done, n));
+        continue;
+      }
       dev.copy(
         t.storage,
         t.byteOffset + (this.sinkTokens + done) * tokBytes,
@@ -229,9 +275,39 @@ export interface TextContext {
 
 type Runners = Record<string, PlanRunner>;
 
+export interface WanModelOptions {
+  /**
+   * 'bf16' or 'fp8': must match the bundle's (`buildWanDitBundle(dims, { precision })`); default the
+   * bundle's. With 'fp8' the weights isWanFp8Weight names are quantised to e4m3 as they are loaded.
+   */
+  precision?: WanPrecision;
+}
+
+/** The precision a model loads at: the bundle's, which an explicit option must match. */
+function precisionOf(device: Device, bundle: ModelBundle, options: WanModelOptions): WanPrecision {
+  const built = bundle.precision ?? 'bf16';
+  const want = options.precision ?? built;
+  if (want !== 'bf16' && want !== 'fp8')
+    throw new SfcError(`the DiT's precision is bf16 or fp8, got '${String(want)}'`);
+  if (want !== built)
+    throw new SfcError(
+      `the DiT bundle was compiled for ${built}; ${want} needs one built with { precision: '${want}' }`,
+    );
+  if (want === 'fp8') {
+    if (!bundle.kernels.quantizeWeightE4m3) throw new SfcError('the FP8 DiT bundle lacks its weight quantiser');
+    if (device instanceof CudaDevice && device.arch !== 'sm_90a')
+      throw new SfcError(`the FP8 DiT runs its e4m3 GEMMs on sm_90a (H100/H200); ${device.name} is ${device.arch}`, {
+        hint: 'use --precision bf16 on this GPU',
+      });
+  }
+  return want;
+}
+
 export class CausalWanModel {
   readonly heads: number;
   readonly headDim: number;
+  /** the Linear weights held in FP8 (empty for a bf16 model) */
+  private readonly q = new Map<string, Fp8Weight>();
   private readonly run: Runners;
   private readonly ropeCos: Tensor;
   private readonly ropeSin: Tensor;
@@ -245,7 +321,17 @@ export class CausalWanModel {
     readonly shape: WanDitShape,
     readonly bundle: ModelBundle,
     private readonly w: Map<string, Tensor>,
+    readonly precision: WanPrecision = 'bf16',
   ) {
+    if (precision === 'fp8') {
+      // takes the bf16 weights it quantises (they are freed), so at most one is held twice
+      for (const [name, t] of [...w]) {
+        if (!isWanFp8Weight(name)) continue;
+        this.q.set(name, quantizeWeightE4m3(bundle.kernels.quantizeWeightE4m3!, t));
+        w.delete(name);
+        t.dispose();
+      }
+    }
     this.heads = shape.num_heads;
     this.headDim = shape.dim / shape.num_heads;
     const want = { DIM: shape.dim, FFN: shape.ffn_dim, HEADS: shape.num_heads, TEXT_DIM: shape.text_dim };
@@ -275,7 +361,9 @@ export class CausalWanModel {
     shape: WanDitShape,
     bundle: ModelBundle,
     tensors: ReadonlyMap<string, CheckpointTensor>,
+    options: WanModelOptions = {},
   ): CausalWanModel {
+    const precision = precisionOf(device, bundle, options);
     const params = wanDitParams(shape);
     const missing = params.filter((p) => !tensors.has(p.name)).map((p) => p.name);
     if (missing.length)
@@ -283,17 +371,41 @@ export class CausalWanModel {
         `the checkpoint lacks ${missing.length} of the DiT's ${params.length} parameters: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
       );
     const w = new Map<string, Tensor>();
+    const q = new Map<string, Fp8Weight>();
     try {
-      for (const p of params) w.set(p.name, uploadParam(device, tensors.get(p.name)!, p));
+      for (const p of params) {
+        const t = uploadParam(device, tensors.get(p.name)!, p);
+        if (precision === 'fp8' && isWanFp8Weight(p.name)) {
+          // quantised one at a time: the model never holds all its bf16 Linear weights
+          try {
+            q.set(p.name, quantizeWeightE4m3(bundle.kernels.quantizeWeightE4m3!, t));
+          } finally {
+            t.dispose();
+          }
+        } else w.set(p.name, t);
+      }
     } catch (e) {
       for (const t of w.values()) t.dispose();
+      for (const x of q.values()) [x.q, x.scale].forEach((t) => t.dispose());
       throw e;
     }
-    return new CausalWanModel(device, shape, bundle, w);
+    const m = new CausalWanModel(device, shape, bundle, w, precision);
+    for (const [name, x] of q) m.q.set(name, x);
+    return m;
   }
 
-  /** Builds the model from tensors already on the device (e.g. random weights); takes ownership. */
-  static fromWeights(device: Device, shape: WanDitShape, bundle: ModelBundle, w: Map<string, Tensor>): CausalWanModel {
+  /**
+   * Builds the model from tensors already on the device (e.g. random weights, all in the dtypes of
+   * wanDitParams); takes ownership. An FP8 model quantises its Linear weights and frees the bf16 ones.
+   */
+  static fromWeights(
+    device: Device,
+    shape: WanDitShape,
+    bundle: ModelBundle,
+    w: Map<string, Tensor>,
+    options: WanModelOptions = {},
+  ): CausalWanModel {
+    const precision = precisionOf(device, bundle, options);
     for (const p of wanDitParams(shape)) {
       const t = w.get(p.name);
       if (!t) throw new SfcError(`missing parameter '${p.name}'`);
@@ -302,11 +414,12 @@ export class CausalWanModel {
           `'${p.name}' must be ${p.dtype.name}${fmtShape(p.shape)} on ${device.name}, got ${t.toString()}`,
         );
     }
-    return new CausalWanModel(device, shape, bundle, w);
+    return new CausalWanModel(device, shape, bundle, w, precision);
   }
 
   dispose(): void {
     for (const t of this.w.values()) t.dispose();
+    for (const x of this.q.values()) [x.q, x.scale].forEach((t) => t.dispose());
     this.ropeCos.dispose();
     this.ropeSin.dispose();
   }
@@ -315,6 +428,16 @@ export class CausalWanModel {
     const t = this.w.get(name);
     if (!t) throw new Error(`internal: parameter ${name} not loaded`);
     return t;
+  }
+
+  /** A Linear weight of the blocks: bf16, or quantised (e4m3 + scales) in an FP8 model. */
+  private lw(name: string): Tensor | Fp8Weight {
+    return this.q.get(name) ?? this.p(name);
+  }
+
+  /** The FP8 form of a Linear weight (values and per-output-channel scales); undefined in a bf16 model. */
+  fp8Weight(name: string): Fp8Weight | undefined {
+    return this.q.get(name);
   }
 
   newCache(opts: KvCacheOptions): KvCache {
@@ -372,8 +495,19 @@ export class CausalWanModel {
     const L = F * T;
     if (T !== cache.opts.frameTokens)
       throw new SfcError(`the cache was made for ${cache.opts.frameTokens} tokens per frame, the latent has ${T}`);
-    if (startFrame + F > 1024)
-      throw new SfcError(`frame ${startFrame + F - 1} is past the RoPE tables (1024 latent frames)`);
+    const place = cache.place(startFrame * T, L);
+    const relative = cache.opts.relativeRope ?? false;
+    // RoPE frame positions: absolute, or the chunk's slot in the cache (window-relative)
+    const ropeStart = relative ? place.localStart / T : startFrame;
+    if (ropeStart + F > 1024)
+      throw new SfcError(
+        relative
+          ? `the KV cache holds more than the 1024 frames of the RoPE tables`
+          : `frame ${startFrame + F - 1} is past the RoPE tables (1024 latent frames)`,
+        {
+          hint: 'for longer videos set model_kwargs.local_attn_size (a rolling cache) and model_kwargs.relative_rope=true',
+        },
+      );
     const d = s.dim;
     const temps: Tensor[] = [];
     const keep = <T extends Tensor>(t: T): T => (temps.push(t), t);
@@ -389,7 +523,7 @@ export class CausalWanModel {
       keep(x!);
       const cos = keep(Tensor.empty(dev, f32, [F, T, 1, this.headDim]));
       const sin = keep(Tensor.empty(dev, f32, [F, T, 1, this.headDim]));
-      launch(this.bundle.kernels.ropeTables!, [L], [this.ropeCos, this.ropeSin, cos, sin, gh, gw, startFrame]);
+      launch(this.bundle.kernels.ropeTables!, [L], [this.ropeCos, this.ropeSin, cos, sin, gh, gw, ropeStart]);
       const sinus = keep(Tensor.from(dev, bf16, [F, s.freq_dim], timestepSinusoid(timesteps, s.freq_dim)));
       const te = this.run.timeEmbedding!.run([
         sinus,
@@ -404,7 +538,6 @@ export class CausalWanModel {
       const e = te[0]!.reshape([F, 1, d]);
       const e0 = te.slice(1).map((t) => t.reshape([F, 1, d]));
 
-      const place = cache.place(startFrame * T, L);
       const q4 = [1, L, this.heads, this.headDim];
       const o = keep(Tensor.empty(dev, bf16, q4));
       const lo = Math.max(0, place.localEnd - cache.maxAttention);
@@ -414,7 +547,19 @@ export class CausalWanModel {
         const kc = cache.k[i]!;
         const vc = cache.v[i]!;
         if (place.evict > 0 && place.roll > 0) {
-          cache.rollLeft(kc, place.evict, place.roll);
+          cache.rollLeft(
+            kc,
+            place.evict,
+            place.roll,
+            relative
+              ? (src, dst) =>
+                  launch(
+                    this.bundle.kernels.ropeShiftFrames!,
+                    [src.shape[0]!],
+                    [src, dst, this.ropeCos, this.ropeSin, this.heads, place.evict / T],
+                  )
+              : undefined,
+          );
           cache.rollLeft(vc, place.evict, place.roll);
         }
         const slot = (t: Tensor) => t.narrow(0, place.localStart, L);
@@ -425,13 +570,13 @@ export class CausalWanModel {
             e0[0]!,
             m[1]!,
             e0[1]!,
-            this.p(`${b}self_attn.q.weight`),
+            this.lw(`${b}self_attn.q.weight`),
             this.p(`${b}self_attn.q.bias`),
             this.p(`${b}self_attn.norm_q.weight`),
-            this.p(`${b}self_attn.k.weight`),
+            this.lw(`${b}self_attn.k.weight`),
             this.p(`${b}self_attn.k.bias`),
             this.p(`${b}self_attn.norm_k.weight`),
-            this.p(`${b}self_attn.v.weight`),
+            this.lw(`${b}self_attn.v.weight`),
             this.p(`${b}self_attn.v.bias`),
             cos,
             sin,
@@ -451,11 +596,11 @@ export class CausalWanModel {
           o.reshape([F, T, d]),
           m[2]!,
           e0[2]!,
-          this.p(`${b}self_attn.o.weight`),
+          this.lw(`${b}self_attn.o.weight`),
           this.p(`${b}self_attn.o.bias`),
           this.p(`${b}norm3.weight`),
           this.p(`${b}norm3.bias`),
-          this.p(`${b}cross_attn.q.weight`),
+          this.lw(`${b}cross_attn.q.weight`),
           this.p(`${b}cross_attn.q.bias`),
           this.p(`${b}cross_attn.norm_q.weight`),
         ]);
@@ -465,7 +610,7 @@ export class CausalWanModel {
         const [x2] = this.run.crossOutFfn!.run([
           x1!,
           o.reshape([F, T, d]),
-          this.p(`${b}cross_attn.o.weight`),
+          this.lw(`${b}cross_attn.o.weight`),
           this.p(`${b}cross_attn.o.bias`),
           m[3]!,
           e0[3]!,
@@ -473,9 +618,9 @@ export class CausalWanModel {
           e0[4]!,
           m[5]!,
           e0[5]!,
-          this.p(`${b}ffn.0.weight`),
+          this.lw(`${b}ffn.0.weight`),
           this.p(`${b}ffn.0.bias`),
-          this.p(`${b}ffn.2.weight`),
+          this.lw(`${b}ffn.2.weight`),
           this.p(`${b}ffn.2.bias`),
         ]);
         x1!.dispose();

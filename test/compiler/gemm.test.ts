@@ -4,12 +4,20 @@
 import { describe, expect, it } from 'vitest';
 import type { GemmEpilogue, GemmSpec } from '../../dsl/artifact.js';
 import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
-import { gemmSharedBytes, gemmSm90, maxStages, SM90_MAX_SHARED } from '../../compiler/templates/gemm.js';
+import {
+  gemmPingpongCandidates,
+  gemmSharedBytes,
+  gemmSm90,
+  maxStages,
+  PINGPONG_MAX_BN,
+  PINGPONG_TILE_WIDTHS,
+  SM90_MAX_SHARED,
+} from '../../compiler/templates/gemm.js';
 import { wgmmaCall } from '../../compiler/templates/sm90.js';
 import { compileCudaAsync, findNvcc } from '../../compiler/nvcc.js';
 import { countSm90Opcodes } from '../../compiler/sass.js';
 import { CpuDevice } from '../../runtime/cpu.js';
-import { runGemm } from '../../runtime/gemm.js';
+import { gemmGrid, runGemm } from '../../runtime/gemm.js';
 import { layoutOf, packArgs } from '../../runtime/launch.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { mulberry32 } from '../helpers.js';
@@ -36,6 +44,70 @@ describe('GEMM template (sm_90a)', () => {
       epilogue: { rowScale: true, residual: 'bf16', outScale: true },
     },
     { input: 'bf16', output: 'bf16', bn: 64, stages: maxStages(64), epilogue: { activation: 'silu' } },
+    // the ping-pong schedule: a consumer holds a whole 128 x bn tile (bn accumulator registers)
+    { input: 'bf16', output: 'bf16', bn: 128, stages: maxStages(128, true), schedule: 'pingpong' },
+    {
+      input: 'e4m3',
+      output: 'bf16',
+      bn: 160,
+      stages: maxStages(160, true),
+      schedule: 'pingpong',
+      epilogue: { alpha: true, colScale: true },
+    },
+    {
+      input: 'bf16',
+      output: 'f32',
+      bn: 160,
+      stages: maxStages(160, true),
+      schedule: 'pingpong',
+      epilogue: { gatedResidual: { residual: 'bf16' } },
+    },
+    {
+      input: 'e4m3',
+      output: 'e4m3',
+      bn: 128,
+      stages: maxStages(128, true),
+      schedule: 'pingpong',
+      epilogue: { rowScale: true, colScale: true, residual: 'bf16', outScale: true },
+    },
+    // the 2-CTA cluster variant (A multicast to both CTAs)
+    { input: 'bf16', output: 'bf16', bn: 128, stages: maxStages(128, true), schedule: 'pingpong-cluster' },
+    {
+      input: 'e4m3',
+      output: 'e4m3',
+      bn: 160,
+      stages: maxStages(160, true),
+      schedule: 'pingpong-cluster',
+      epilogue: { rowScale: true, colScale: true, residual: 'bf16', outScale: true },
+    },
+    // a layer compiler's generated epilogue (the DiT FFN's fc2: bias, then the gated residual in f32)
+    {
+      input: 'bf16',
+      output: 'f32',
+      bn: 160,
+      stages: maxStages(160, true),
+      schedule: 'pingpong',
+      epilogue: {
+        custom: {
+          params: [
+            { name: 't7', type: 'ptr', ctype: 'const sfc_bf16* __restrict__' },
+            { name: 't3', type: 'ptr', ctype: 'const float* __restrict__' },
+            { name: 't0', type: 'ptr', ctype: 'const float* __restrict__' },
+            { name: 'd_T', type: 'i32', ctype: 'const int' },
+          ],
+          body: `int r_ = row;
+    [[maybe_unused]] const int i1 = r_ % d_T;
+    r_ /= d_T;
+    [[maybe_unused]] const int i0 = r_;
+    const float m_ = sfc_round_bf16(y);
+    const float v7 = sfc_from_bf16(t7[(long long)col]);
+    const float v45 = sfc_round_bf16((m_ + v7));
+    const float v3 = t3[(long long)col + (long long)i0 * 1536];
+    const float v0 = t0[(long long)col + (long long)i1 * 1536 + (long long)i0 * 1536 * d_T];
+    y = v0 + v45 * v3;`,
+        },
+      },
+    },
   ];
   it.skipIf(!nvcc)(
     'compiles for sm_90a with no spills, no stack and no serialised wgmma',
@@ -62,8 +134,10 @@ describe('GEMM template (sm_90a)', () => {
         // the tensor-core path is wgmma (HGMMA / QGMMA in the machine code) fed by TMA
         const ops = countSm90Opcodes(r.cubin, art.entry);
         const mma = art.spec.input === 'e4m3' ? ops.QGMMA : ops.HGMMA;
+        // a ping-pong consumer issues both m64 halves of its 128-row tile per K step
+        const halves = art.spec.schedule === 'default' ? 1 : 2;
         expect(mma, `${art.entry} tensor-core instructions`).toBeGreaterThanOrEqual(
-          art.bk / (art.spec.input === 'e4m3' ? 32 : 16),
+          (halves * art.bk) / (art.spec.input === 'e4m3' ? 32 : 16),
         );
         expect(art.spec.input === 'e4m3' ? ops.HGMMA : ops.QGMMA).toBe(0);
         expect(ops.UTMALDG).toBeGreaterThanOrEqual(2);
@@ -98,6 +172,55 @@ describe('GEMM template (sm_90a)', () => {
     ).toThrow(/one residual/);
     expect(maxStages(256)).toBe(4);
     expect(gemmSharedBytes({ bn: 256, stages: 4 })).toBeLessThanOrEqual(SM90_MAX_SHARED);
+  });
+
+  it('instantiates the ping-pong schedule: names, checks, shared memory, candidates and grid', () => {
+    const pp = gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 7, schedule: 'pingpong' });
+    expect(pp.name).toBe('sfc_gemm_sm90_bf16_bf16_128x128x64_s7_pp');
+    expect(pp.spec.schedule).toBe('pingpong');
+    expect(gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 4 }).spec.schedule).toBe('default');
+    expect(
+      gemmSm90({ input: 'e4m3', output: 'bf16', bn: 160, stages: 6, schedule: 'pingpong', epilogue: { alpha: true } })
+        .name,
+    ).toBe('sfc_gemm_sm90_e4m3_bf16_128x160x128_s6_pp_a');
+    // one consumer per ring slot releases it; the consumers hand the mainloop over on named barriers 1, 2
+    expect(pp.source).toMatch(/sfc_mbar_init\(sfc_smem\(&bars\[7 \+ s\]\), 1\)/);
+    expect(pp.source).toContain('sfc_bar_sync(1 + c, 256)');
+    expect(pp.source).toContain('sfc_bar_arrive(2 - c, 256)');
+    // no f32 staging: the ring alone (7 stages of 128 + 128 rows x 128 bytes), its barriers and alignment slack
+    expect(pp.sharedBytes).toBe(1024 + 7 * 256 * 128 + 7 * 16);
+    expect(maxStages(128, true)).toBe(7);
+    expect(maxStages(160, true)).toBe(6);
+    expect(() =>
+      gemmSm90({ input: 'bf16', output: 'bf16', bn: PINGPONG_MAX_BN + 32, stages: 4, schedule: 'pingpong' }),
+    ).toThrow(/at most 160/);
+    expect(() =>
+      gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 4, schedule: 'pingpong', persistent: true }),
+    ).toThrow(/neither persistent nor conv/);
+    const cands = gemmPingpongCandidates({ input: 'e4m3', output: 'bf16', epilogue: { alpha: true } });
+    expect(cands.map((c) => c.spec.bn)).toEqual([...PINGPONG_TILE_WIDTHS]);
+    expect(cands.every((c) => c.spec.schedule === 'pingpong' && c.sharedBytes <= SM90_MAX_SHARED)).toBe(true);
+    expect(gemmPingpongCandidates({ input: 'bf16', output: 'bf16' }, 64)).toEqual([]);
+    // persistent schedules launch one CTA per SM (at most one per tile); the default one CTA per tile
+    expect(gemmGrid(pp, 4680, 1536, 132)).toEqual([132, 1, 1]);
+    expect(gemmGrid(pp, 200, 100, 132)).toEqual([2, 1, 1]);
+    // the 2-CTA cluster variant: half of A per CTA, multicast; slots freed by both CTAs' consumers;
+    // an even grid of one pair of N-adjacent tiles per cluster
+    const ppc = gemmSm90({ input: 'bf16', output: 'bf16', bn: 160, stages: 6, schedule: 'pingpong-cluster' });
+    expect(ppc.name).toBe('sfc_gemm_sm90_bf16_bf16_128x160x64_s6_ppc');
+    expect(ppc.source).toContain('__cluster_dims__(2, 1, 1)');
+    expect(ppc.source).toContain('sfc_tma_load_2d_multicast(');
+    expect(ppc.source).toMatch(/sfc_mbar_init\(sfc_smem\(&bars\[6 \+ s\]\), 2\)/);
+    expect(ppc.sharedBytes).toBe(gemmSharedBytes({ bn: 160, stages: 6, schedule: 'pingpong' }));
+    expect(gemmGrid(ppc, 4680, 1536, 132)).toEqual([132, 1, 1]);
+    expect(gemmGrid(ppc, 300, 131, 132)).toEqual([6, 1, 1]); // 3 row tiles x 1 pair of columns
+    expect(gemmGrid(ppc, 4680, 1536, 131)).toEqual([130, 1, 1]);
+    expect(
+      gemmPingpongCandidates({ input: 'bf16', output: 'bf16' }, 1536, 'pingpong-cluster').map((c) => c.name),
+    ).toEqual(PINGPONG_TILE_WIDTHS.map((bn) => `sfc_gemm_sm90_bf16_bf16_128x${bn}x64_s${maxStages(bn, true)}_ppc`));
+    expect(gemmGrid(gemmSm90({ input: 'bf16', output: 'bf16', bn: 256, stages: 4 }), 4680, 1536, 132)).toEqual([
+      37, 6, 1,
+    ]);
   });
 
   it('packs tensor maps at 64-byte-aligned offsets', () => {

@@ -133,6 +133,7 @@ describe('config loading', () => {
       timestep_shift: 5, // kept from the task layer: mappings merge key by key
       local_attn_size: -1,
       sink_size: 1,
+      relative_rope: false,
     });
     expect(over.sources.get('num_frame_per_block')?.file).toBe('--set num_frame_per_block=1');
     expect(over.sources.get('lr')).toMatchObject({ file: dmd, line: expect.any(Number) });

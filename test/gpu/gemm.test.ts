@@ -1,17 +1,22 @@
 // The sm_90a GEMM template on the GPU against a float64 reference on random inputs (odd sizes: tails
 // in M, N and K), every epilogue, outputs poisoned with NaN first; and at the model's shape against
-// cuBLASLt.
+// cuBLASLt. The persistent schedules (ping-pong, persistent) run on sizes with more tiles than SMs,
+// so that every CTA loops and both ping-pong consumers hand the tensor cores back and forth.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GemmEpilogue, GemmInput, GemmOutput } from '../../dsl/artifact.js';
 import { bf16, dtypeOf, e4m3, f16, f32 } from '../../dsl/dtypes.js';
-import { gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
+import { gemmSm90, maxStages, PINGPONG_TILE_WIDTHS } from '../../compiler/templates/gemm.js';
+import type { GemmArtifact } from '../../dsl/artifact.js';
 import { CudaDataType } from '../../runtime/native/api.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
 import { runGemm, tuneGemm, type GemmOperands } from '../../runtime/gemm.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { noGpuReason, openDevice, randn, relErr } from './gpu.js';
 
-/** float64 reference of the epilogue chain, on the dtype-rounded inputs */
+/**
+ * float64 reference of the epilogue chain, on the dtype-rounded inputs; with `rows`, only those rows
+ * of the output (in that order), else all M.
+ */
 function reference(
   e: GemmEpilogue,
   a: ArrayLike<number>,
@@ -29,10 +34,12 @@ function reference(
     gateRows?: number;
     outScale?: number;
   },
+  rows?: readonly number[],
 ): Float64Array {
-  const out = new Float64Array(M * N);
-  for (let i = 0; i < M; i++)
-    for (let j = 0; j < N; j++) {
+  const which = rows ?? Array.from({ length: M }, (_, i) => i);
+  const out = new Float64Array(which.length * N);
+  for (let r = 0; r < which.length; r++)
+    for (let j = 0, i = which[r]!; j < N; j++) {
       let y = 0;
       for (let k = 0; k < K; k++) y += a[i * K + k]! * b[j * K + k]!;
       if (e.alpha) y *= x.alpha!;
@@ -41,23 +48,26 @@ function reference(
       if (e.bias) y += x.bias![j]!;
       if (e.activation === 'gelu_tanh') y = 0.5 * y * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (y + 0.044715 * y ** 3)));
       if (e.activation === 'silu') y = y / (1 + Math.exp(-y));
+      if (e.activation === 'relu') y = Math.max(y, 0);
       if (e.gatedResidual) y = x.residual![i * N + j]! + x.gate![Math.floor(i / x.gateRows!) * N + j]! * y;
       if (e.residual) y = x.residual![i * N + j]! + y;
       if (e.outScale) y *= x.outScale!;
-      out[i * N + j] = y;
+      out[r * N + j] = y;
     }
   return out;
 }
 
 const tolerance: Record<GemmOutput, number> = { f32: 1e-5, bf16: 8e-3, f16: 2e-3, e4m3: 7e-2 };
 
-describe.skipIf(!!noGpuReason)('GEMM template (sm_90a) on the GPU', () => {
-  let dev: CudaDevice;
-  beforeAll(() => {
-    dev = openDevice();
-  });
-  afterAll(() => dev?.dispose());
+// One device for the whole file: the native layer remembers each kernel's parameter size by its
+// CUfunction handle, and a second context reuses the handles of a disposed one.
+let dev: CudaDevice;
+beforeAll(() => {
+  if (!noGpuReason) dev = openDevice();
+});
+afterAll(() => dev?.dispose());
 
+describe.skipIf(!!noGpuReason)('GEMM template (sm_90a) on the GPU', () => {
   const cases: {
     input: GemmInput;
     output: GemmOutput;
@@ -238,4 +248,203 @@ describe.skipIf(!!noGpuReason)('GEMM template (sm_90a) on the GPU', () => {
     ).toThrow(/finite 'alpha'/);
     void f32;
   });
+});
+
+interface Case {
+  input: GemmInput;
+  output: GemmOutput;
+  bn: number;
+  M: number;
+  N: number;
+  K: number;
+  e: GemmEpilogue;
+}
+
+/**
+ * Runs one instantiation on fresh random operands for `c` (output poisoned with NaN first) and returns
+ * ||out - ref|| / ||ref|| over the rows `rows` (a float64 reference of those rows only; all rows
+ * when omitted) and whether every output element was written.
+ */
+function runCase(dev: CudaDevice, art: GemmArtifact, c: Case, rows?: readonly number[]) {
+  const inT = dtypeOf(c.input)!;
+  const seed = c.M * 7 + c.N + c.K;
+  const a = Tensor.from(dev, inT, [c.M, c.K], randn(c.M * c.K, seed));
+  const b = Tensor.from(
+    dev,
+    inT,
+    [c.N, c.K],
+    randn(c.N * c.K, seed + 1).map((v) => v / Math.sqrt(c.K)),
+  );
+  const out = Tensor.empty(dev, dtypeOf(c.output)!, [c.M, c.N]);
+  dev.fill(out.storage, 0, out.nbytes, 0xff); // NaN in every float format
+  const x: Parameters<typeof reference>[6] = {};
+  const op: GemmOperands = { a, b, c: out };
+  const vec = (n: number, s: number) => randn(n, s).map((v) => 1 + 0.2 * v);
+  if (c.e.alpha) op.alpha = x.alpha = 0.75;
+  if (c.e.outScale) op.outScale = x.outScale = 4;
+  if (c.e.rowScale)
+    x.rowScale = (op.rowScale = Tensor.from(dev, f32, [c.M], vec(c.M, seed + 2))).toArray() as Float32Array;
+  if (c.e.colScale)
+    x.colScale = (op.colScale = Tensor.from(dev, f32, [c.N], vec(c.N, seed + 3))).toArray() as Float32Array;
+  if (c.e.bias)
+    x.bias = (op.bias = Tensor.from(dev, dtypeOf(c.e.bias)!, [c.N], randn(c.N, seed + 4))).toArray() as Float32Array;
+  const res = c.e.gatedResidual?.residual ?? c.e.residual;
+  if (res)
+    x.residual = (op.residual = Tensor.from(
+      dev,
+      dtypeOf(res)!,
+      [c.M, c.N],
+      randn(c.M * c.N, seed + 5),
+    )).toArray() as Float32Array;
+  if (c.e.gatedResidual) {
+    op.gateRows = x.gateRows = 100;
+    const g = Math.ceil(c.M / 100);
+    x.gate = (op.gate = Tensor.from(dev, f32, [g, c.N], randn(g * c.N, seed + 6))).toArray() as Float32Array;
+  }
+  runGemm(art, op);
+  const got = out.toArray() as Float32Array;
+  const written = got.every(Number.isFinite);
+  const want = reference(c.e, a.toArray() as Float32Array, b.toArray() as Float32Array, c.M, c.N, c.K, x, rows);
+  const picked = rows ? Float32Array.from(rows.flatMap((r) => Array.from(got.subarray(r * c.N, (r + 1) * c.N)))) : got;
+  for (const t of [a, b, out, op.rowScale, op.colScale, op.bias, op.residual, op.gate]) t?.dispose();
+  return { err: relErr(picked, want), written };
+}
+
+/** Rows to check against the reference: the first and last two tiles' rows, and every 7th row between. */
+function sampleRows(M: number): number[] {
+  const rows = new Set<number>();
+  for (let r = 0; r < Math.min(M, 256); r++) rows.add(r);
+  for (let r = Math.max(0, M - 256); r < M; r++) rows.add(r);
+  for (let r = 0; r < M; r += 7) rows.add(r);
+  return [...rows].sort((p, q) => p - q);
+}
+
+describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a) on the GPU', () => {
+  // more 128-row tiles than the H100's 132 SMs: CTAs loop over 2-3 tiles, so both consumers of the
+  // ping-pong take tiles and hand the mainloop over; tails in M, N and K (odd N: scalar stores); odd
+  // tile columns (the 2-CTA cluster's last pair has a column past N) and last tiles of at most 64
+  // rows (its second CTA's half of A lies past M)
+  const pingpongCases: Case[] = [
+    { input: 'bf16', output: 'bf16', bn: 128, M: 4100, N: 1100, K: 200, e: {} },
+    { input: 'bf16', output: 'f32', bn: 160, M: 2999, N: 1000, K: 1544, e: { bias: 'bf16', activation: 'gelu_tanh' } },
+    { input: 'bf16', output: 'bf16', bn: 160, M: 8200, N: 777, K: 328, e: { gatedResidual: { residual: 'bf16' } } },
+    { input: 'f16', output: 'f16', bn: 128, M: 300, N: 131, K: 64, e: { bias: 'f32', activation: 'silu' } },
+    { input: 'e4m3', output: 'bf16', bn: 128, M: 5000, N: 1030, K: 528, e: { alpha: true, colScale: true } },
+    {
+      input: 'e4m3',
+      output: 'e4m3',
+      bn: 160,
+      M: 3001,
+      N: 998,
+      K: 272,
+      e: { rowScale: true, residual: 'bf16', outScale: true },
+    },
+    {
+      input: 'e4m3',
+      output: 'f32',
+      bn: 128,
+      M: 4500,
+      N: 1001,
+      K: 528,
+      e: { rowScale: true, colScale: true, bias: 'bf16', activation: 'relu' },
+    },
+  ];
+  const cases: (Case & { schedule: 'pingpong' | 'pingpong-cluster' | 'persistent' })[] = [
+    ...pingpongCases.map((c) => ({ ...c, schedule: 'pingpong' as const })),
+    ...pingpongCases.map((c) => ({ ...c, schedule: 'pingpong-cluster' as const })),
+    {
+      schedule: 'persistent',
+      input: 'bf16',
+      output: 'bf16',
+      bn: 224,
+      M: 4100,
+      N: 1000,
+      K: 200,
+      e: { residual: 'bf16' },
+    },
+    { schedule: 'persistent', input: 'e4m3', output: 'bf16', bn: 256, M: 4680, N: 1536, K: 512, e: { alpha: true } },
+  ];
+  for (const c of cases) {
+    const label = `${c.schedule}: ${c.input} -> ${c.output}, bn ${c.bn}, ${c.M}x${c.N}x${c.K}, epilogue ${JSON.stringify(c.e)}`;
+    it(label, () => {
+      const art = gemmSm90({
+        input: c.input,
+        output: c.output,
+        bn: c.bn,
+        stages: maxStages(c.bn, true),
+        ...(c.schedule === 'persistent' ? { persistent: true } : { schedule: c.schedule }),
+        epilogue: c.e,
+      });
+      expect(art.name).toMatch(
+        { pingpong: /_pp(_|$)/, 'pingpong-cluster': /_ppc(_|$)/, persistent: /_p(_|$)/ }[c.schedule],
+      );
+      const { err, written } = runCase(dev, art, c, sampleRows(c.M));
+      expect(written, 'every output written, none NaN').toBe(true);
+      const tol = c.input === 'e4m3' && c.output === 'f32' ? 1e-3 : tolerance[c.output];
+      expect(err, label).toBeLessThan(tol);
+    });
+  }
+
+  for (const input of ['bf16', 'e4m3'] as const)
+    for (const [N, K] of [
+      [1536, 1536],
+      [8960, 1536],
+    ] as const)
+      it(`ping-pong (one CTA, 2-CTA cluster) matches cuBLASLt at the model shape 4680 x ${N} x ${K}, ${input}, every tile width`, () => {
+        const M = 4680;
+        const dt = input === 'bf16' ? bf16 : e4m3;
+        const a = Tensor.from(dev, dt, [M, K], randn(M * K, 21));
+        const b = Tensor.from(
+          dev,
+          dt,
+          [N, K],
+          randn(N * K, 22).map((v) => v / Math.sqrt(K)),
+        );
+        const theirs = Tensor.empty(dev, bf16, [M, N]);
+        const one = Tensor.from(dev, f32, [4], [1, 1, 1, 1]);
+        const ptr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
+        dev.gemm({
+          m: M,
+          n: N,
+          k: K,
+          a: ptr(a),
+          b: ptr(b),
+          c: ptr(theirs),
+          d: ptr(theirs),
+          typeA: CudaDataType[input],
+          typeB: CudaDataType[input],
+          typeC: CudaDataType.bf16,
+          typeD: CudaDataType.bf16,
+          lda: K,
+          ldb: K,
+          ldc: N,
+          ldd: N,
+          transA: false,
+          transB: true,
+          alpha: 1,
+          beta: 0,
+          aScale: input === 'e4m3' ? ptr(one) : 0,
+          bScale: input === 'e4m3' ? ptr(one) : 0,
+        });
+        const want = theirs.toArray() as Float32Array;
+        for (const schedule of ['pingpong', 'pingpong-cluster'] as const)
+          for (const bn of PINGPONG_TILE_WIDTHS) {
+            const art = gemmSm90({
+              input,
+              output: 'bf16',
+              bn,
+              stages: maxStages(bn, true),
+              schedule,
+              epilogue: input === 'e4m3' ? { alpha: true } : {},
+            });
+            const ours = Tensor.empty(dev, bf16, [M, N]);
+            dev.fill(ours.storage, 0, ours.nbytes, 0xff);
+            runGemm(art, { a, b, c: ours, alpha: 1 });
+            const got = ours.toArray() as Float32Array;
+            expect(got.every(Number.isFinite), `${art.name}: every output written`).toBe(true);
+            expect(relErr(got, want), art.name).toBeLessThan(5e-3);
+            ours.dispose();
+          }
+        for (const t of [a, b, theirs, one]) t.dispose();
+      });
 });

@@ -439,6 +439,77 @@ cases.push({
   },
 });
 
+// The CUDA backend's register layouts (test/kernels/layout-kernels.ts): a row broadcast over a
+// [ROWS, N] tile in the replicated layout (N = 128) and in the plain one (N = 512), reductions, stores
+// and atomics from it, once with aligned pointers and once with a misaligned x (the generic variant).
+const layoutKernels = new Map<string, KernelArtifact>();
+function layoutKernel(ROWS: number, N: number): KernelArtifact {
+  const key = `${ROWS}x${N}`;
+  if (!layoutKernels.has(key)) {
+    const file = join(packageRoot(import.meta.url), 'test', 'kernels', 'layout-kernels.ts');
+    layoutKernels.set(key, compileFiles([file], { consts: { ROWS, N } })[0]!);
+  }
+  return layoutKernels.get(key)!;
+}
+
+function rowBroadcastCase(ROWS: number, N: number, R: number): Case {
+  return {
+    kernel: `rowBroadcast ${ROWS}x${N}`,
+    run: (dev, seed) => {
+      const g = rng(seed);
+      const P = Math.ceil(R / ROWS);
+      const outs: Output[] = [];
+      for (const misaligned of [false, true]) {
+        const xb = Tensor.from(
+          dev,
+          f32,
+          [R * N + 1],
+          Array.from({ length: R * N + 1 }, () => g.normal()),
+        );
+        const x = xb.narrow(0, misaligned ? 1 : 0, R * N);
+        const xr = Float64Array.from(x.toF32());
+        const [w, wr] = inputs(dev, bf16, [P, N], () => g.uniform(-2, 2));
+        const [b, br] = inputs(dev, f32, [N], g.normal);
+        const y = poisoned(dev, bf16, [R, N]);
+        const wsum = poisoned(dev, f32, [P]);
+        const wcopy = poisoned(dev, f32, [P, N]);
+        const tot = poisoned(dev, f32, [P]);
+        const acc = Tensor.zeros(dev, f32, [N]);
+        launch(layoutKernel(ROWS, N), [P], [x, w, b, y, wsum, wcopy, acc, tot, R]);
+        const yr = new Float64Array(R * N);
+        const totr = new Float64Array(P);
+        for (let r = 0; r < R; r++) {
+          const p = Math.floor(r / ROWS);
+          for (let j = 0; j < N; j++) {
+            const xw = xr[r * N + j]! * wr[p * N + j]!;
+            yr[r * N + j] = xw + br[j]!;
+            totr[p] += xw;
+          }
+        }
+        const wsumr = Float64Array.from({ length: P }, (_, p) =>
+          wr.subarray(p * N, p * N + N).reduce((a, c) => a + c, 0),
+        );
+        const accr = Float64Array.from({ length: N }, (_, j) => {
+          let a = 0;
+          for (let p = 0; p < P; p++) a += wr[p * N + j]!;
+          return a;
+        });
+        const tag = misaligned ? ' (generic variant)' : '';
+        outs.push(
+          { name: `y${tag}`, got: y, ref: yr, tol: 1e-2 },
+          { name: `tot${tag}`, got: tot, ref: totr, tol: 1e-5 },
+          { name: `wsum${tag}`, got: wsum, ref: wsumr, tol: 1e-6 },
+          { name: `wcopy${tag}`, got: wcopy, ref: wr.map((v) => 2 * v), tol: 1e-7 },
+          { name: `acc${tag}`, got: acc, ref: accr, tol: 1e-6 },
+        );
+      }
+      return outs;
+    },
+  };
+}
+
+cases.push(rowBroadcastCase(4, 128, 19), rowBroadcastCase(2, 512, 7));
+
 function dequant(dev: Device, y: Tensor, s: Tensor, R: number, D: number, rowScale: number): Tensor {
   const out = poisoned(dev, bf16, [R, D]);
   run(dev, 'dequantizeE4m3', [R], [y, s, out, D, rowScale]);

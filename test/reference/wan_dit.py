@@ -18,6 +18,13 @@ video, full attention, no cache) instead: per timestep of --timesteps, a noise l
 frames and its flow; --weights FILE reuses existing weights, --time N adds PyTorch timings.
 
   python3 test/reference/wan_dit.py --preset tiny --bidirectional --frames 6 --weights W --out DIR --name bidir
+
+With --time-causal N it writes no goldens: it times PyTorch eager bf16 (these modules, weights cast
+to bf16, SDPA attention, float64 RoPE as the reference computes it) on the few-step rollout of
+--chunks chunks (4 denoising passes + the cache pass each) with CUDA events per chunk, N runs after
+a warm-up chunk, into DIR/NAME.json.
+
+  python3 test/reference/wan_dit.py --preset 1.3b --time-causal 3 --chunks 7 --out DIR --name torch-timing
 """
 import argparse
 import json
@@ -312,6 +319,57 @@ def bidirectional_main(a, p, dev, gen, w, ctx):
     print(f"wrote {len(passes)} bidirectional passes of {a.preset} ({a.frames} frames) to {a.out}: {meta.get('torch_ms')}")
 
 
+def time_causal(a, p, dev, gen, w, ctx):
+    """--time-causal N: PyTorch eager bf16 milliseconds per chunk of the few-step rollout (each chunk
+    4 denoising passes at the warped timesteps + the clean cache pass, on a fresh KV cache per run);
+    per chunk the median over N runs, after a warm-up chunk."""
+    bf = torch.bfloat16
+    wb = {k: v.to(bf) for k, v in w.items()}
+    del w
+    fpc = a.frames_per_chunk
+    ft = (p["lat_h"] // 2) * (p["lat_w"] // 2)
+    total = a.chunks * fpc
+    sig = shifted_sigmas()
+    ts = [float(1000.0 * sig[1000 - s]) if s > 0 else 0.0 for s in [1000, 750, 500, 250, 0]]
+    x = torch.randn(C, fpc, p["lat_h"], p["lat_w"], generator=gen, device=dev).to(bf)
+
+    def rollout(chunks):
+        model = CausalWan(p, wb, a.local_attn_size, a.sink_size, ft, max_frames=max(21, total))
+        text_kv = model.text(ctx.to(bf))
+        out = []
+        for c in range(chunks):
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            for t in ts:
+                model.forward(x, torch.full((fpc,), t, device=dev), c * fpc, text_kv)
+            e1.record()
+            torch.cuda.synchronize()
+            out.append(e0.elapsed_time(e1))
+        del model, text_kv
+        torch.cuda.empty_cache()
+        return out
+
+    with torch.no_grad():
+        rollout(1)
+        runs = [rollout(a.chunks) for _ in range(a.time_causal)]
+    chunk_ms = [sorted(r[i] for r in runs)[len(runs) // 2] for i in range(a.chunks)]
+    meta = dict(
+        preset=a.preset,
+        implementation="PyTorch eager bf16 (test/reference/wan_dit.py CausalWan, SDPA attention, float64 RoPE)",
+        torch=torch.__version__,
+        torch_device=torch.cuda.get_device_name(),
+        chunks=a.chunks,
+        passes_per_chunk=len(ts),
+        runs=runs,
+        chunk_ms=chunk_ms,
+        total_ms=sum(chunk_ms),
+        median_chunk_ms=sorted(chunk_ms)[len(chunk_ms) // 2],
+    )
+    with open(os.path.join(a.out, a.name + ".json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+    print(f"PyTorch eager bf16, {a.chunks} chunks: {meta['total_ms']:.0f} ms, per chunk {[round(v) for v in chunk_ms]}")
+
+
 def shifted_sigmas(shift=5.0, steps=1000):
     s = torch.linspace(1.0, 0.0, steps + 1)[:-1]
     return shift * s / (1 + (shift - 1) * s)
@@ -334,6 +392,7 @@ def main():
     ap.add_argument("--timesteps", default="1000,625,0", help="--bidirectional: one pass per timestep")
     ap.add_argument("--time", type=int, default=0, help="--bidirectional: time N forwards (CUDA)")
     ap.add_argument("--weights", default=None, help="read the weights from this safetensors file instead")
+    ap.add_argument("--time-causal", type=int, default=0, help="time N PyTorch eager bf16 rollouts (CUDA) instead")
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -345,6 +404,8 @@ def main():
         from safetensors.torch import load_file
 
         w = {k: v.float().to(dev) for k, v in load_file(a.weights).items()}
+    elif a.time_causal:
+        w = make_weights(p, gen, dev)  # the values do not change the time; nothing is written
     else:
         w = make_weights(p, gen, dev)
         save_file({k: v.to(torch.bfloat16).contiguous().cpu() for k, v in w.items()}, os.path.join(a.out, "weights.safetensors"))
@@ -353,6 +414,8 @@ def main():
     ctx[:n_tok] = bf16_randn(gen, (n_tok, p["text_dim"]), 0.5, device=dev)
     if a.bidirectional:
         return bidirectional_main(a, p, dev, gen, w, ctx)
+    if a.time_causal:
+        return time_causal(a, p, dev, gen, w, ctx)
     fpc = a.frames_per_chunk
     ft = (p["lat_h"] // 2) * (p["lat_w"] // 2)
     total = a.chunks * fpc
