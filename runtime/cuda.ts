@@ -76,6 +76,8 @@ export class CudaDevice implements Device {
   readonly allocator: CachingAllocator;
   readonly cache: KernelCache;
   private readonly kernels = new Map<string, CudaKernel>();
+  /** source -> entry -> kernel, for kernel() without compile options */
+  private readonly bySource = new Map<string, Map<string, CudaKernel>>();
   private readonly modules: number[] = [];
   private workspace: { storage: CudaStorage; bytes: number } | undefined;
   private readonly nvrtcVersion: string;
@@ -206,11 +208,15 @@ export class CudaDevice implements Device {
   // ---- kernels -----------------------------------------------------------------------------
   /** Compiles (or loads from the cache) and returns a kernel. */
   kernel(k: KernelSource): CudaKernel {
+    // the common case, by the source string itself (its hash is cached on the string): no SHA-256
+    // of the source per launch
+    const quick = k.options ? undefined : this.bySource.get(k.source)?.get(k.entry);
+    if (quick) return quick;
     const options = kernelCompileOptions(this.arch, k.options);
     const key = keyOf({ source: k.source, options, arch: this.arch });
     const memo = `${key}:${k.entry}`;
     const known = this.kernels.get(memo);
-    if (known) return known;
+    if (known) return this.remember(k, known);
     this.activate();
     const toolchain = `nvrtc-${this.nvrtcVersion}`;
     let entry = this.cache.get(key, toolchain);
@@ -231,6 +237,15 @@ export class CudaDevice implements Device {
     const layout = this.native.functionParams(fn);
     const kernel: CudaKernel = { name: k.label ?? k.entry, fn, params: k.params, attributes, compiled, layout };
     this.kernels.set(memo, kernel);
+    return this.remember(k, kernel);
+  }
+
+  private remember(k: KernelSource, kernel: CudaKernel): CudaKernel {
+    if (!k.options) {
+      let bySrc = this.bySource.get(k.source);
+      if (!bySrc) this.bySource.set(k.source, (bySrc = new Map()));
+      bySrc.set(k.entry, kernel);
+    }
     return kernel;
   }
 
@@ -335,6 +350,7 @@ export class CudaDevice implements Device {
     for (const m of this.modules) this.native.moduleUnload(m);
     this.modules.length = 0;
     this.kernels.clear();
+    this.bySource.clear();
     if (this.workspace) this.release(this.workspace.storage);
     if (this.staging) for (const e of this.staging.events) this.native.eventDestroy(e);
     this.allocator.dispose();
