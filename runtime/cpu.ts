@@ -86,6 +86,10 @@ export class CpuDevice implements Device {
     return { ...this.stats };
   }
 
+  resetPeakMemory(): void {
+    this.stats.peakInUse = this.stats.inUse;
+  }
+
   private own(storage: Storage): CpuStorage {
     if (!(storage instanceof CpuStorage) || storage.device !== this)
       throw new TypeError('storage belongs to another device');

@@ -196,6 +196,10 @@ export class CudaDevice implements Device {
     this.native.streamSynchronize(this.stream);
   }
 
+  resetPeakMemory(): void {
+    this.allocator.resetPeak();
+  }
+
   memoryStats(): MemoryStats {
     const s = this.allocator.stats();
     return { inUse: s.inUse, cached: s.cached, reserved: s.reserved, peakInUse: s.peakInUse };

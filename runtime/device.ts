@@ -42,6 +42,8 @@ export interface Device {
   fill(storage: Storage, byteOffset: number, bytes: number, byte: number): void;
   synchronize(): void;
   memoryStats(): MemoryStats;
+  /** Starts the peak (`memoryStats().peakInUse`) over from what is in use now. */
+  resetPeakMemory(): void;
 }
 
 export function checkRange(storage: Storage, byteOffset: number, bytes: number, what: string): void {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Flat memory over a long video: `sfc infer` at full Wan2.1-T2V-1.3B size (random weights) for 10 s
 # and for 60 s of video on the rolling cache (window 12 + sink 1), with --profile; the peak device
-# memory of the two runs goes to $OUT/long-video-<device>.json (the minute-long run must stay within
-# 5% of the 10-second one). Run from the project root on the GPU machine after
+# memory while generating (the text encoder apart: the first run encodes the prompt, the second finds
+# it in the prompt cache) of the two runs goes to $OUT/long-video-<device>.json (the minute-long run
+# must stay within 5% of the 10-second one). Run from the project root on the GPU machine after
 # `source .gpu/enter.sh`:   bench/e2e/long-video.sh OUT_DIR
 set -euo pipefail
 out=${1:?output directory}
@@ -23,7 +24,8 @@ const read = (s) => {
     seconds: s,
     videoFrames: num(/: (\d+) frames \(/),
     latentFrames: num(/\((\d+) latent\)/),
-    peakGiB: num(/peak device memory ([\d.]+) GiB/),
+    peakGiB: num(/peak device memory ([\d.]+) GiB generating/),
+    peakWithLoadingGiB: num(/\(([\d.]+) GiB with loading/),
     diffusionMs: num(/diffusion total (\d+) ms/),
     decodeMs: num(/VAE decode (\d+) ms/),
     framesPerSecond: num(/\(([\d.]+) frames\/s\)/),

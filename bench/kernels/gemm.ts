@@ -55,14 +55,16 @@ export function benchGemm(dev: CudaDevice) {
       const c = Tensor.empty(dev, bf16, [M, N]);
       const epilogue = input === 'e4m3' ? { alpha: true } : {};
       const widths = N <= 64 ? [64] : [128, 192, 224, 256];
+      // the plan's candidates (one CTA per tile at each width, the ping-pong schedule at 160 columns)
+      // and, for the record, the ping-pong at 128 columns and the 2-CTA-cluster ping-pong (slower on
+      // every shape here; SFC_GEMM_CLUSTER=0 leaves the cluster variant out)
+      const pingpongWidths = [128, 160];
       const candidates: GemmArtifact[] = [
         ...widths.map((bn) => gemmSm90({ input, output: 'bf16', bn, stages: maxStages(bn), epilogue })),
-        ...gemmPingpongCandidates({ input, output: 'bf16', epilogue }, N),
-        ...(N <= 64
+        ...gemmPingpongCandidates({ input, output: 'bf16', epilogue }, N, 'pingpong', pingpongWidths),
+        ...(process.env.SFC_GEMM_CLUSTER === '0'
           ? []
-          : [224, 256].map((bn) =>
-              gemmSm90({ input, output: 'bf16', bn, stages: maxStages(bn, true), persistent: true, epilogue }),
-            )),
+          : gemmPingpongCandidates({ input, output: 'bf16', epilogue }, N, 'pingpong-cluster', pingpongWidths)),
       ];
       const op = { a, b, c, alpha: 1 };
       const tuned = tuneGemm(dev, candidates, op, { retune: true });

@@ -576,6 +576,10 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
             bar?.start(chunks, 0, { prompt: name.slice(0, 32), frames: 0 });
             const stream = vae.stream();
             const prof = { diffusion: [] as number[], decode: 0 };
+            // the generation's own peak, apart from the text encoder's (released by now, or never
+            // loaded when the prompt cache has the prompt)
+            const peakBefore = device.memoryStats().peakInUse;
+            device.resetPeakMemory();
             try {
               for (const c of runner.generate(seed + sample, textOf, negative)) {
                 prof.diffusion.push(c.ms);
@@ -602,6 +606,7 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
               bar?.stop();
             }
             if (o.profile) {
+              const genPeak = device.memoryStats().peakInUse;
               const diff = prof.diffusion.reduce((a, b) => a + b, 0);
               io.stdout(
                 [
@@ -614,7 +619,7 @@ export async function infer(o: InferOptions, io: Io): Promise<string[]> {
                   `  diffusion total ${diff.toFixed(0)} ms`,
                   `  VAE decode ${prof.decode.toFixed(0)} ms`,
                   `  total ${(diff + prof.decode).toFixed(0)} ms (${((videoFrames * 1000) / (diff + prof.decode)).toFixed(1)} frames/s)`,
-                  `  peak device memory ${(device.memoryStats().peakInUse / 2 ** 30).toFixed(2)} GiB`,
+                  `  peak device memory ${(genPeak / 2 ** 30).toFixed(2)} GiB generating (${(Math.max(genPeak, peakBefore) / 2 ** 30).toFixed(2)} GiB with loading and the text encoder)`,
                   '',
                 ].join('\n'),
               );

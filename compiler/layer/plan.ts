@@ -30,8 +30,11 @@ export interface PlanOptions {
   fp8?: boolean;
 }
 
-/** Tile widths the plan offers the GEMM autotuner (one CTA per tile; all validated on the H100/H200). */
-const GEMM_TILES = [128, 192, 256];
+/**
+ * Tile widths the plan offers the GEMM autotuner (one CTA per tile; all validated on the H100/H200);
+ * 224 fits N = 1536 in 7 column tiles (259 tiles of 128 rows at M = 4680: 2 full waves of 132 SMs).
+ */
+const GEMM_TILES = [128, 192, 224, 256];
 
 export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchPlan {
   let g = graph;

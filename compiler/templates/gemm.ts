@@ -440,21 +440,26 @@ ${isPingpong(schedule) ? pingpongBody({ bn, stages, bk, kStep, output, cluster: 
  */
 export const PINGPONG_MAX_BN = 160;
 
-/** Tile widths of the ping-pong schedule the autotuner tries (M x N = 4680 x 1536: 444 and 370 tiles). */
-export const PINGPONG_TILE_WIDTHS: readonly number[] = [128, 160];
+/**
+ * Tile widths of the ping-pong schedule the plans offer the autotuner. 160 only: on the H100 it won at
+ * M x N x K = 4680 x 8960 x 1536 (bf16 and FP8); 128 (2 m64n128 per K step, more L2 traffic per
+ * FLOP) lost to it on every model shape measured (bench/results/kernels-gemm-NVIDIA_H100_80GB_HBM3.json).
+ */
+export const PINGPONG_TILE_WIDTHS: readonly number[] = [160];
 
 /**
- * Ping-pong instantiations for the autotuner, one per width of PINGPONG_TILE_WIDTHS (the deepest ring
- * each fits), for a GEMM that also offers the one-CTA-per-tile candidates; none below 128 columns
- * (N <= 64: too few tiles for two consumers per SM).
+ * Ping-pong instantiations for the autotuner, one per width (default PINGPONG_TILE_WIDTHS; the
+ * deepest ring each fits), for a GEMM that also offers the one-CTA-per-tile candidates; none for
+ * N <= 64 (too few tiles for two consumers per SM).
  */
 export function gemmPingpongCandidates(
   base: Omit<GemmSpec, 'bn' | 'stages' | 'schedule' | 'persistent' | 'conv'>,
   N?: number,
   schedule: 'pingpong' | 'pingpong-cluster' = 'pingpong',
+  widths: readonly number[] = PINGPONG_TILE_WIDTHS,
 ): GemmArtifact[] {
   if (N !== undefined && N <= 64) return [];
-  return PINGPONG_TILE_WIDTHS.map((bn) => gemmSm90({ ...base, bn, stages: maxStages(bn, true), schedule }));
+  return widths.map((bn) => gemmSm90({ ...base, bn, stages: maxStages(bn, true), schedule }));
 }
 
 /**

@@ -262,10 +262,8 @@ export const s2dPad = kernel((src: Ptr<f32>, dst: Ptr<bf16>, H: i32, W: i32, C: 
  * them) = y (f32 [HW, 2Z], the 1x1x1 `conv1` before bias) + bias, first Z channels (the posterior's
  * mean; the per-channel normalisation is folded into the weights and bias).
  */
-export const latentOut = kernel(
-  (y: Ptr<f32>, bias: Ptr<f32>, out: Ptr<f32>, F: i32, HW: i32, f: i32, Z: Const<16>) => {
-    const p = programId(0);
-    const c = arange(0, Z);
-    store(out, (c * F + f) * HW + p, load(y, p * 2 * Z + c) + load(bias, c));
-  },
-);
+export const latentOut = kernel((y: Ptr<f32>, bias: Ptr<f32>, out: Ptr<f32>, F: i32, HW: i32, f: i32, Z: Const<16>) => {
+  const p = programId(0);
+  const c = arange(0, Z);
+  store(out, (c * F + f) * HW + p, load(y, p * 2 * Z + c) + load(bias, c));
+});

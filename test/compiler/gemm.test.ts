@@ -216,8 +216,10 @@ describe('GEMM template (sm_90a)', () => {
     expect(gemmGrid(ppc, 300, 131, 132)).toEqual([6, 1, 1]); // 3 row tiles x 1 pair of columns
     expect(gemmGrid(ppc, 4680, 1536, 131)).toEqual([130, 1, 1]);
     expect(
-      gemmPingpongCandidates({ input: 'bf16', output: 'bf16' }, 1536, 'pingpong-cluster').map((c) => c.name),
-    ).toEqual(PINGPONG_TILE_WIDTHS.map((bn) => `sfc_gemm_sm90_bf16_bf16_128x${bn}x64_s${maxStages(bn, true)}_ppc`));
+      gemmPingpongCandidates({ input: 'bf16', output: 'bf16' }, 1536, 'pingpong-cluster', [128, 160]).map(
+        (c) => c.name,
+      ),
+    ).toEqual(['sfc_gemm_sm90_bf16_bf16_128x128x64_s7_ppc', 'sfc_gemm_sm90_bf16_bf16_128x160x64_s6_ppc']);
     expect(gemmGrid(gemmSm90({ input: 'bf16', output: 'bf16', bn: 256, stages: 4 }), 4680, 1536, 132)).toEqual([
       37, 6, 1,
     ]);

@@ -441,6 +441,8 @@ Napi::Value ModuleLoad(const Napi::CallbackInfo& info) {
 void ModuleUnload(const Napi::CallbackInfo& info) {
   requireInit(info.Env());
   checkCu("cuModuleUnload", driver().cuModuleUnload(handleArg<CUmod_st>(info, 0, "module")));
+  // the driver may hand a later module's functions the same handles: forget what was cached per handle
+  state().paramBytes.clear();
 }
 Napi::Value ModuleGetFunction(const Napi::CallbackInfo& info) {
   requireInit(info.Env());
