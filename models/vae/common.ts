@@ -8,7 +8,7 @@
 // pixel (t, y, x) at row (t (H + 2) + y) (W + 2) + x; the next kernel reads the valid pixels
 // (models/kernels/vae.ts fuses bias, residual, RMS norm, SiLU and resampling there).
 import { convPitch, convTile, type GemmArtifact, type KernelArtifact } from '../../dsl/artifact.js';
-import { bf16, f32 } from '../../dsl/dtypes.js';
+import { bf16, f32, u8 } from '../../dsl/dtypes.js';
 import { SfcError } from '../../dsl/errors.js';
 import type { CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
 import { decode, encodeInto, rawArray } from '../../runtime/convert.js';
@@ -122,9 +122,11 @@ export function shiftedGemms(
   }
   const a = buf.toF32();
   const w = taps.toF32();
+  const rows = a.length / cin;
   const acc = new Float32Array(M * cout);
   offsets.forEach((off, t) => {
-    for (let r = 0; r < M; r++) {
+    // rows past the buffer read as zeros (as the implicit GEMM's TMA loads do)
+    for (let r = 0; r < M && off + r < rows; r++) {
       const ar = (off + r) * cin;
       for (let o = 0; o < cout; o++) {
         const wr = (t * cout + o) * cin;
@@ -240,8 +242,12 @@ export abstract class VaeModel {
     }
   }
 
-  /** A convolution from PyTorch's layout [cout, cin, (kt,) ky, kx] (or [cout, cin, ky, kx]). */
-  protected convFrom(w: Float32Array, shape: readonly number[], bias: Float32Array): Conv {
+  /**
+   * A convolution from PyTorch's layout [cout, cin, (kt,) ky, kx] (or [cout, cin, ky, kx]; [cout, cin,
+   * taps] counts the taps as ky). `pack`: also keep the implicit GEMM's packed weights where it runs
+   * (default for more than one tap; 1x1 convolutions otherwise run as one cuBLASLt GEMM).
+   */
+  protected convFrom(w: Float32Array, shape: readonly number[], bias: Float32Array, pack?: boolean): Conv {
     const [cout, cin] = shape as [number, number];
     const k = shape.slice(2);
     const [kt, ky, kx] = k.length === 3 ? (k as [number, number, number]) : [1, k[0] ?? 1, k[1] ?? 1];
@@ -252,7 +258,7 @@ export abstract class VaeModel {
         for (let t = 0; t < taps; t++) out[(t * cout + o) * cin + i] = w[(o * cin + i) * taps + t]!;
     return {
       taps: Tensor.from(this.device, bf16, [taps, cout, cin], out),
-      packed: taps > 1 && this.implicit(cin) ? this.packed(out, taps, cout, cin) : undefined,
+      packed: (pack ?? taps > 1) && this.implicit(cin) ? this.packed(out, taps, cout, cin) : undefined,
       bias: Tensor.from(this.device, f32, [cout], bias),
       kt,
       ky,
@@ -322,6 +328,24 @@ export abstract class VaeModel {
     const k = this.kernels.kernels[cp === c ? `${name}:${c}` : `${name}:${c}p${cp}`];
     if (!k) throw new SfcError(`the VAE kernels were not built for ${c} channels (${name})`);
     return k;
+  }
+
+  /**
+   * A decoded video [3, T, H, W] (f32 in [-1, 1]) as RGB bytes, T frames of H * W * 3 (converted on
+   * the device: a quarter of the bytes to read back), as the file writers take them.
+   */
+  toRgb(video: Tensor): Uint8Array[] {
+    if (video.rank !== 4 || video.shape[0] !== 3 || video.dtype !== f32)
+      throw new SfcError(`a video is f32 [3, T, H, W], got ${video.toString()}`);
+    const [, T, H, W] = video.shape as [number, number, number, number];
+    const rgb = Tensor.empty(this.device, u8, [T, H * W, 3]);
+    try {
+      launch(this.kernel('toRgb8', 3), [Math.ceil((3 * T * H * W) / 1024)], [video.contiguous(), rgb, T * H * W]);
+      const bytes = rgb.toArray() as Uint8Array;
+      return Array.from({ length: T }, (_, t) => bytes.subarray(t * H * W * 3, (t + 1) * H * W * 3));
+    } finally {
+      rgb.dispose();
+    }
   }
 }
 

@@ -5,7 +5,7 @@
 // The convolution machinery (per-tap or implicit GEMMs over padded channels-last buffers, the causal
 // histories) is shared with the encoder: models/vae/common.ts.
 import { convPitch } from '../../dsl/artifact.js';
-import { bf16, f32, u8 } from '../../dsl/dtypes.js';
+import { bf16, f32 } from '../../dsl/dtypes.js';
 import { SfcError } from '../../dsl/errors.js';
 import type { CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
 import type { Device } from '../../runtime/device.js';
@@ -125,24 +125,6 @@ export class WanVaeDecoder extends VaeModel {
     const d = new WanVaeDecoder(device, shape, kernels);
     d.loadParams(params, tensors);
     return d;
-  }
-
-  /**
-   * A decoded video [3, T, H, W] (f32 in [-1, 1]) as RGB bytes, T frames of H * W * 3 (converted on
-   * the device: a quarter of the bytes to read back), as the file writers take them.
-   */
-  toRgb(video: Tensor): Uint8Array[] {
-    if (video.rank !== 4 || video.shape[0] !== 3 || video.dtype !== f32)
-      throw new SfcError(`a video is f32 [3, T, H, W], got ${video.toString()}`);
-    const [, T, H, W] = video.shape as [number, number, number, number];
-    const rgb = Tensor.empty(this.device, u8, [T, H * W, 3]);
-    try {
-      launch(this.kernel('toRgb8', 3), [Math.ceil((3 * T * H * W) / 1024)], [video.contiguous(), rgb, T * H * W]);
-      const bytes = rgb.toArray() as Uint8Array;
-      return Array.from({ length: T }, (_, t) => bytes.subarray(t * H * W * 3, (t + 1) * H * W * 3));
-    } finally {
-      rgb.dispose();
-    }
   }
 
   /** A decoding stream: feed it latent chunks in order. */

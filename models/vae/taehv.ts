@@ -12,18 +12,15 @@
 // before the upsampling (a 1x1 convolution commutes with nearest upsampling: 4x fewer FLOPs), and
 // the upsampling kernel interleaves its channel groups into frames. Every GEMM computes each output
 // row independently of the others, so decoding chunk by chunk gives the frames of a whole decode.
-import { convPitch, convTile, type GemmArtifact, type KernelArtifact } from '../../dsl/artifact.js';
-import { bf16, f32, u8 } from '../../dsl/dtypes.js';
+import { convPitch, type GemmArtifact, type KernelArtifact } from '../../dsl/artifact.js';
+import { bf16, f32 } from '../../dsl/dtypes.js';
 import { SfcError } from '../../dsl/errors.js';
 import type { CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
-import { decode, rawArray } from '../../runtime/convert.js';
-import { CpuDevice } from '../../runtime/cpu.js';
-import { CudaDevice } from '../../runtime/cuda.js';
 import type { Device } from '../../runtime/device.js';
 import { runConvGemm } from '../../runtime/gemm.js';
 import { launch } from '../../runtime/kernels.js';
-import { CudaDataType } from '../../runtime/native/api.js';
 import { Tensor, fmtShape } from '../../runtime/tensor.js';
+import { VaeModel, readF32, shiftedGemms, type Conv } from './common.js';
 
 /** A streaming video decoder's state: feed it latent chunks in order (WanVaeDecoder's VaeDecodeStream fits). */
 export interface VideoDecodeStream {
@@ -98,36 +95,14 @@ export function taehvParams(s: TaehvShape): Param[] {
   return p;
 }
 
-function readF32(t: CheckpointTensor, name: string): Float32Array {
-  if (!t.dtype || !t.dtype.isFloat)
-    throw new SfcError(`'${name}' is ${t.fileDtype}; a floating-point tensor is needed`);
-  let bytes = t.read();
-  if (bytes.byteOffset % t.dtype.bytes !== 0) bytes = bytes.slice();
-  const n = t.shape.reduce((x, y) => x * y, 1);
-  return decode(t.dtype, rawArray(t.dtype, bytes.buffer, bytes.byteOffset, n)) as Float32Array;
-}
-
-interface Conv {
-  /** [taps, cout, cin] bf16, taps ordered (kt, ky, kx) */
-  taps: Tensor;
-  /** for the sm_90a convolution GEMM: [cout, taps * CP] bf16, channels padded to CP with zeros */
-  packed?: Tensor;
-  /** f32 [cout] (zeros for a convolution without bias; decoder.22: its 3 biases) */
-  bias: Tensor;
-  n: number;
-  cin: number;
-  cout: number;
-}
-
-export class TaehvDecoder implements VideoDecoder {
-  private readonly convs = new Map<string, Conv>();
-  private readonly zeros = new Map<number, Tensor>();
-
+export class TaehvDecoder extends VaeModel implements VideoDecoder {
   private constructor(
-    readonly device: Device,
+    device: Device,
     readonly shape: TaehvShape,
-    readonly kernels: TaehvKernels,
-  ) {}
+    kernels: TaehvKernels,
+  ) {
+    super(device, kernels, 16);
+  }
 
   /** Loads the decoder's weights (reference names, e.g. from `taew2_1.pth`); checks them all first. */
   static load(
@@ -172,7 +147,9 @@ export class TaehvDecoder implements VideoDecoder {
           for (let o = 0; o < 3; o++)
             for (let i = 0; i < cin; i++)
               for (let k = 0; k < 9; k++) w32[(k * 3 + o) * cin + i] = w[(o * cin + i) * 9 + k]!;
-          d.convs.set(base, d.convFrom(w32, 32, cin, 1, bias));
+          const b32 = new Float32Array(32);
+          if (bias) b32.set(bias);
+          d.convs.set(base, d.convFrom(w32, [32, cin, 1], b32, true));
         } else if (base.endsWith('.conv.0')) {
           // cat[x, past]: tap t = 0 (the previous frame) takes w[:, n:], t = 1 (this frame) w[:, :n]
           const n = cout;
@@ -183,8 +160,8 @@ export class TaehvDecoder implements VideoDecoder {
                 w2[(o * n + i) * 18 + k] = w[(o * 2 * n + n + i) * 9 + k]!;
                 w2[(o * n + i) * 18 + 9 + k] = w[(o * 2 * n + i) * 9 + k]!;
               }
-          d.convs.set(base, d.convFrom(w2, n, n, 18, bias));
-        } else d.convs.set(base, d.convFrom(w, cout, cin, p.tgrow ? 1 : 9, bias));
+          d.convs.set(base, d.convFrom(w2, [n, n, 18], bias ?? new Float32Array(n), true));
+        } else d.convs.set(base, d.convFrom(w, [cout, cin, p.tgrow ? 1 : 9], bias ?? new Float32Array(cout), true));
       }
     } catch (e) {
       d.dispose();
@@ -193,70 +170,14 @@ export class TaehvDecoder implements VideoDecoder {
     return d;
   }
 
-  /** w [cout, cin, taps] -> per-tap and packed bf16 weights */
-  private convFrom(w: Float32Array, cout: number, cin: number, n: number, bias?: Float32Array): Conv {
-    const taps = new Float32Array(w.length);
-    for (let o = 0; o < cout; o++)
-      for (let i = 0; i < cin; i++)
-        for (let t = 0; t < n; t++) taps[(t * cout + o) * cin + i] = w[(o * cin + i) * n + t]!;
-    let packed: Tensor | undefined;
-    if (this.implicit(cin)) {
-      const cp = convPitch(cin);
-      const p = new Float32Array(cout * n * cp);
-      for (let t = 0; t < n; t++)
-        for (let o = 0; o < cout; o++)
-          for (let i = 0; i < cin; i++) p[(o * n + t) * cp + i] = taps[(t * cout + o) * cin + i]!;
-      packed = Tensor.from(this.device, bf16, [cout, n * cp], p);
-    }
-    return {
-      taps: Tensor.from(this.device, bf16, [n, cout, cin], taps),
-      packed,
-      bias: Tensor.from(this.device, f32, [bias?.length ?? cout], bias ?? new Float32Array(cout)),
-      n,
-      cin,
-      cout,
-    };
-  }
-
-  dispose(): void {
-    for (const c of this.convs.values()) for (const t of [c.taps, c.packed, c.bias]) t?.dispose();
-    for (const t of this.zeros.values()) t.dispose();
-    this.convs.clear();
-    this.zeros.clear();
-  }
-
   /** decoder.{i} (a MemBlock's convolutions: `${i}.conv.{0,2,4}`; TGrow: `${i}.conv`) */
-  conv(name: number | string): Conv {
-    const c = this.convs.get(`decoder.${name}`);
-    if (!c) throw new Error(`internal: TAEHV conv decoder.${name} not loaded`);
-    return c;
-  }
-
-  zerosOf(c: number): Tensor {
-    let z = this.zeros.get(c);
-    if (!z) this.zeros.set(c, (z = Tensor.zeros(this.device, f32, [c])));
-    return z;
-  }
-
-  /** Whether convolutions over `cin` input channels run as implicit GEMMs on this device. */
-  implicit(cin: number): boolean {
-    return (
-      this.device instanceof CudaDevice &&
-      this.device.arch === 'sm_90a' &&
-      Object.keys(this.kernels.convGemms).length > 0 &&
-      cin >= 16
-    );
+  override conv(name: number | string): Conv {
+    return super.conv(`decoder.${name}`);
   }
 
   /** The channel pitch of buffers that convolutions over `cin` channels read. */
   pitch(cin: number): number {
     return this.implicit(cin) ? convPitch(cin) : cin;
-  }
-
-  kernel(name: string, c: number, cp = c): KernelArtifact {
-    const k = this.kernels.kernels[cp === c ? `${name}:${c}` : `${name}:${c}p${cp}`];
-    if (!k) throw new SfcError(`the TAEHV kernels were not built for ${c} channels (${name})`);
-    return k;
   }
 
   /** Launches a kernel of models/kernels/taehv.ts over frames of rows of `width` pixels (PIX per program). */
@@ -277,33 +198,11 @@ export class TaehvDecoder implements VideoDecoder {
     M: number,
     taps: { x: number; y: number; t: number; py: number; pt: number },
   ): void {
-    if (c.packed) {
-      const g = this.kernels.convGemms[convTile(c.cout)];
-      if (!g) throw new SfcError(`the TAEHV kernels have no convolution GEMM for ${c.cout} output channels`);
-      return runConvGemm(g, { buf, w: c.packed, out, taps });
-    }
+    if (c.packed) return runConvGemm(this.convGemm(c.cout), { buf, w: c.packed, out, taps });
     const offsets: number[] = [];
     for (let t = 0; t < taps.t; t++)
       for (let y = 0; y < taps.y; y++) for (let x = 0; x < taps.x; x++) offsets.push(t * taps.pt + y * taps.py + x);
     shiftedGemms(buf, c.taps, offsets, out, M, c.cout, c.cin);
-  }
-
-  /**
-   * A decoded video [3, T, H, W] (f32 in [-1, 1]) as RGB bytes, T frames of H * W * 3 (converted on
-   * the device), as the file writers take them.
-   */
-  toRgb(video: Tensor): Uint8Array[] {
-    if (video.rank !== 4 || video.shape[0] !== 3 || video.dtype !== f32)
-      throw new SfcError(`a video is f32 [3, T, H, W], got ${video.toString()}`);
-    const [, T, H, W] = video.shape as [number, number, number, number];
-    const rgb = Tensor.empty(this.device, u8, [T, H * W, 3]);
-    try {
-      launch(this.kernel('toRgb8', 3), [Math.ceil((3 * T * H * W) / 1024)], [video.contiguous(), rgb, T * H * W]);
-      const bytes = rgb.toArray() as Uint8Array;
-      return Array.from({ length: T }, (_, t) => bytes.subarray(t * H * W * 3, (t + 1) * H * W * 3));
-    } finally {
-      rgb.dispose();
-    }
   }
 
   /** A decoding stream: feed it latent chunks in order. `chunk`: latent frames decoded at once. */
@@ -494,50 +393,4 @@ export class TaehvDecodeStream implements VideoDecodeStream {
     dev.copy(buf.storage, buf.byteOffset, hist.storage, hist.byteOffset, hist.nbytes);
     return buf;
   }
-}
-
-// ---- per-tap GEMMs (cuBLASLt, or a JS loop on the CPU device) ---------------------------------------
-
-/**
- * out (f32 [M, cout]) = sum over taps i of buf[offsets[i] + row] (bf16, rows of cin) . taps[i]^T: a
- * convolution as shifted GEMMs, accumulating in f32.
- */
-function shiftedGemms(
-  buf: Tensor,
-  taps: Tensor,
-  offsets: readonly number[],
-  out: Tensor,
-  M: number,
-  cout: number,
-  cin: number,
-): void {
-  const dev = buf.device;
-  if (dev instanceof CudaDevice) {
-    const ptr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
-    const [bf, f] = [CudaDataType.bf16, CudaDataType.f32];
-    const shape = { m: M, n: cout, k: cin, lda: cin, ldb: cin, ldc: cout, ldd: cout, transA: false, transB: true };
-    const types = { typeA: bf, typeB: bf, typeC: f, typeD: f, alpha: 1, aScale: 0, bScale: 0 };
-    offsets.forEach((off, i) => {
-      const [a, b, c] = [ptr(buf) + off * cin * 2, ptr(taps) + i * cout * cin * 2, ptr(out)];
-      dev.gemm({ ...shape, ...types, a, b, c, d: c, beta: i > 0 ? 1 : 0 });
-    });
-    return;
-  }
-  if (!(dev instanceof CpuDevice)) throw new SfcError(`TAEHV: unsupported device ${dev.name}`);
-  const a = buf.toF32();
-  const w = taps.toF32();
-  const rows = a.length / cin;
-  const acc = new Float32Array(M * cout);
-  offsets.forEach((off, t) => {
-    for (let r = 0; r < M && off + r < rows; r++) {
-      const ar = (off + r) * cin;
-      for (let o = 0; o < cout; o++) {
-        const wr = (t * cout + o) * cin;
-        let s = 0;
-        for (let p = 0; p < cin; p++) s += a[ar + p]! * w[wr + p]!;
-        acc[r * cout + o]! += s;
-      }
-    }
-  });
-  dev.write(out.storage, out.byteOffset, new Uint8Array(acc.buffer));
 }
