@@ -83,7 +83,11 @@ const MIME: Record<string, string> = {
 };
 
 /** Parses and validates one control message (throws ClientError with a message for the client). */
-export function parseMessage(data: RawData, isBinary: boolean, defaults: { seed: number; fps: number }) {
+export function parseMessage(
+  data: RawData,
+  isBinary: boolean,
+  defaults: { seed: number; fps: number; decoder?: string; precision?: string },
+) {
   if (isBinary) throw new ClientError('messages to the server are JSON text, not binary');
   let msg: unknown;
   try {
@@ -110,10 +114,17 @@ export function parseMessage(data: RawData, isBinary: boolean, defaults: { seed:
       const fps = m.fps ?? defaults.fps;
       if (typeof fps !== 'number' || !Number.isFinite(fps) || fps < DEMO_LIMITS.minFps || fps > DEMO_LIMITS.maxFps)
         throw new ClientError(`"fps" must be a number from ${DEMO_LIMITS.minFps} to ${DEMO_LIMITS.maxFps}`);
-      if (m.decoder !== undefined && m.decoder !== 'wan')
-        throw new ClientError(`decoder '${String(m.decoder)}' is not available; this build has 'wan' (the Wan VAE)`);
-      if (m.precision !== undefined && m.precision !== 'bf16')
-        throw new ClientError(`precision '${String(m.precision)}' is not available; this build has 'bf16'`);
+      // the server runs what it was started with (--decoder, --precision): the models are loaded once
+      const decoder = defaults.decoder ?? 'wan';
+      const precision = defaults.precision ?? 'bf16';
+      if (m.decoder !== undefined && m.decoder !== decoder)
+        throw new ClientError(
+          `decoder '${String(m.decoder)}' is not available; this server runs '${decoder}' (start it with --decoder)`,
+        );
+      if (m.precision !== undefined && m.precision !== precision)
+        throw new ClientError(
+          `precision '${String(m.precision)}' is not available; this server runs '${precision}' (start it with --precision)`,
+        );
       return { type: 'start' as const, prompt: prompt(), seed, fps };
     }
     case 'prompt':
@@ -158,7 +169,7 @@ export async function startDemo(o: DemoOptions, io: Io): Promise<DemoServer> {
   const jpegs = new JpegPool(); // a chunk's frames are JPEG-encoded in parallel, off the main thread
   const workDir = mkdtempSync(join(tmpdir(), 'sfc-demo-'));
   const staticDir = join(packageRoot(import.meta.url), 'cli', 'demo');
-  const defaults = { seed: config.seed, fps: 16 };
+  const defaults = { seed: config.seed, fps: 16, decoder: o.decoder ?? 'wan', precision: o.precision ?? 'bf16' };
   let active: Session | undefined;
   let running: Promise<void> = Promise.resolve();
   let lastVideo: { path: string; frames: number } | undefined;
@@ -175,8 +186,8 @@ export async function startDemo(o: DemoOptions, io: Io): Promise<DemoServer> {
     device: models.device.name,
     width,
     height,
-    decoders: ['wan'],
-    precisions: ['bf16'],
+    decoders: [defaults.decoder],
+    precisions: [defaults.precision],
     limits: DEMO_LIMITS,
     defaults,
     window: { localAttnSize: options.localAttnSize, sinkSize: options.sinkSize },

@@ -658,6 +658,11 @@ export function modelOptions(cmd: Command): Command {
         .default('wan'),
     )
     .option('--taehv <file>', 'TAEHV checkpoint for --decoder taehv (taew2_1.pth)')
+    .addOption(
+      new Option('--precision <p>', "the DiT's precision: bf16, or fp8 (e4m3 GEMMs; H100/H200)")
+        .choices(['bf16', 'fp8'])
+        .default('bf16'),
+    )
     .option('--text-encoder <file>', 'UMT5 checkpoint (models_t5_umt5-xxl-enc-bf16.pth)')
     .option('--tokenizer <path>', 'tokenizer.json or its folder (google/umt5-xxl)');
 }
@@ -701,11 +706,6 @@ export function registerInfer(program: Command, io: Io): void {
     .option('--v2v <video>', 'video-to-video: restyle a video chunk by chunk (see --strength)')
     .option('--strength <s>', 'v2v: how far to noise the source, in (0, 1]; 1 ignores it (default 0.7)')
     .option('--profile', 'print a time breakdown (initialization, diffusion per block, decode, total)')
-    .addOption(
-      new Option('--precision <p>', "the DiT's precision: bf16, or fp8 (e4m3 GEMMs; H100/H200)")
-        .choices(['bf16', 'fp8'])
-        .default('bf16'),
-    )
     .option('--no-progress', 'no progress bar')
     .action(async (opts: InferOptions) => {
       await infer(opts, io);

@@ -93,6 +93,15 @@ function onMessage(m) {
       ui.fps.min = String(m.limits.minFps);
       ui.fps.max = String(m.limits.maxFps);
       ui.prompt.maxLength = m.limits.maxPromptChars;
+      // the server runs one decoder and precision (its --decoder / --precision): offer those
+      for (const [select, values] of [
+        [ui.decoder, m.decoders],
+        [ui.precision, m.precisions],
+      ])
+        for (const o of select.options) {
+          o.disabled = !values.includes(o.value);
+          if (values.includes(o.value)) o.selected = true;
+        }
       busy = m.busy;
       setStatus(busy ? 'busy: another client is generating' : 'ready');
       setDownload(m.download);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import jpeg from 'jpeg-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { FRAME_HEADER_BYTES, startDemo, type DemoServer } from '../../cli/commands/demo.js';
+import { FRAME_HEADER_BYTES, parseMessage, startDemo, type DemoServer } from '../../cli/commands/demo.js';
 import { parseAvi } from '../../media/avi.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -189,4 +189,25 @@ describe('sfc demo server', () => {
     b.ws.close();
     expect(errors.filter((e) => !/random weights/.test(e))).toEqual([]);
   }, 120_000);
+});
+
+describe('sfc demo control messages', () => {
+  const msg = (m: object) => Buffer.from(JSON.stringify(m));
+  it('accept the decoder and precision the server runs, and name the flag for the others', () => {
+    const taehv = { seed: 0, fps: 16, decoder: 'taehv', precision: 'fp8' };
+    expect(parseMessage(msg({ type: 'start', prompt: 'p', decoder: 'taehv', precision: 'fp8' }), false, taehv)).toEqual(
+      {
+        type: 'start',
+        prompt: 'p',
+        seed: 0,
+        fps: 16,
+      },
+    );
+    expect(() => parseMessage(msg({ type: 'start', prompt: 'p', decoder: 'wan' }), false, taehv)).toThrow(
+      /decoder 'wan' is not available; this server runs 'taehv' \(start it with --decoder\)/,
+    );
+    expect(() => parseMessage(msg({ type: 'start', prompt: 'p', precision: 'bf16' }), false, taehv)).toThrow(
+      /this server runs 'fp8' \(start it with --precision\)/,
+    );
+  });
 });
