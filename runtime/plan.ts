@@ -3,40 +3,19 @@
 // says), and runs the steps: generated kernels through `launch`, matmuls with cuBLASLt on CUDA and a
 // float32-accumulating loop on the CPU, fused GEMMs (GEMM template + generated epilogue, tile tuned on
 // first use) where the device has their instantiation and their unfused fallback elsewhere.
-import type { CudaVariant, GemmArtifact, KernelArtifact } from '../dsl/artifact.js';
+import type { GemmArtifact } from '../dsl/artifact.js';
 import type { LaunchPlan, PlanDim, PlanStep } from '../dsl/plan.js';
 import { dtypeOf } from '../dsl/dtypes.js';
 import { SfcError } from '../dsl/errors.js';
 import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
-import { CudaDevice, type CudaKernel } from './cuda.js';
+import { CudaDevice } from './cuda.js';
 import type { Device } from './device.js';
 import { runAttention } from './attention.js';
 import { runGemm, tuneGemm, type GemmOperands } from './gemm.js';
-import { launch, pickVariant, type KernelArg } from './kernels.js';
+import { launch } from './kernels.js';
 import { CudaDataType } from './native/api.js';
 import { Tensor, fmtShape } from './tensor.js';
-
-// Per-launch host work for the plan's generated kernels is kept small, as runtime/gemm.ts and
-// runtime/attention.ts do for the templates: the compiled kernel is looked up once per (variant,
-// device) instead of hashing its CUDA source at every launch (tens of microseconds per launch, a
-// few hundred launches per DiT pass).
-const cudaKernels = new WeakMap<CudaVariant, WeakMap<CudaDevice, CudaKernel>>();
-
-/** Launches a plan step's kernel on CUDA (the arguments are the plan's own buffers and dims). */
-function launchOnCuda(dev: CudaDevice, a: KernelArtifact, grid: readonly number[], args: readonly KernelArg[]): void {
-  if (grid.some((g) => g === 0)) return;
-  const v = pickVariant(a, args, dev);
-  let byDev = cudaKernels.get(v);
-  if (!byDev) cudaKernels.set(v, (byDev = new WeakMap()));
-  let k = byDev.get(dev);
-  if (!k) {
-    k = dev.kernel({ source: v.source, entry: v.entry, params: v.argTypes, label: `${a.file}:${a.name}` });
-    byDev.set(dev, k);
-  }
-  const values = args.map((x) => (x instanceof Tensor ? dev.ptrOf(x.storage) + x.byteOffset : x));
-  dev.launch(k, { grid: [grid[0]!, grid[1] ?? 1, grid[2] ?? 1], block: v.threads, sharedBytes: v.sharedBytes }, values);
-}
 
 /**
  * A Linear weight quantised for an FP8 plan (compiler/layer/fp8.ts): e4m3 values [N, K] and per
@@ -162,10 +141,8 @@ export class PlanRunner {
     const exec = (s: PlanStep): void => {
       if (s.kind === 'kernel') {
         const args = s.args.map((a) => ('buffer' in a ? tensorOf(a.buffer) : 'dims' in a ? size(a.dims) : a.value));
-        const grid = s.grid.map(size);
-        if (device instanceof CudaDevice && grid.length >= 1 && grid.length <= 3)
-          launchOnCuda(device, s.artifact, grid, args);
-        else launch(s.artifact, grid, args);
+        // CudaDevice.kernel finds the compiled kernel by its source string: no per-launch hashing
+        launch(s.artifact, s.grid.map(size), args);
       } else if (s.kind === 'matmul') {
         matmul(device, tensorOf(s.a), tensorOf(s.b), tensorOf(s.out), s.transB, size(s.m), size(s.n), size(s.k));
       } else if (s.kind === 'attention') {

@@ -14,24 +14,16 @@ import { WanModel } from '../../models/wan/bidirectional.js';
 import type { TextContext } from '../../models/wan/model.js';
 import type { Tensor } from '../../runtime/tensor.js';
 import { imageLatent, videoLatents } from './condition.js';
-import type { Models, Setup } from './infer.js';
+import type { InferOptions, Models, Setup } from './infer.js';
 
 export const PIPELINES = ['few-step', 'multi-step', 'bidirectional'] as const;
 export type PipelineKind = (typeof PIPELINES)[number];
 
 /** The generation flags of `sfc infer` (strings as commander gives them). */
-export interface GenerationFlags {
-  pipeline: string;
-  steps?: string;
-  solver?: string;
-  guidance?: string;
-  negativePrompt?: string;
-  shift?: string;
-  i2v?: string;
-  extend?: string;
-  v2v?: string;
-  strength?: string;
-}
+export type GenerationFlags = Pick<
+  InferOptions,
+  'pipeline' | 'steps' | 'solver' | 'guidance' | 'negativePrompt' | 'shift' | 'i2v' | 'extend' | 'v2v' | 'strength'
+>;
 
 export interface GenerationPlan {
   kind: PipelineKind;
@@ -174,13 +166,9 @@ export async function makeRunner(
     const o = { ...base, numFrames: generated, independentFirstFrame, initialLatent, source, recache: opts.recache };
     const probe = new CausalPipeline(model, models.kernels, o);
     const cache = probe.newCache();
-    const F0 = initialLatent?.shape[1] ?? 0;
-    const initialChunks = F0
-      ? (independentFirstFrame ? 1 : 0) + Math.floor((F0 - (independentFirstFrame ? 1 : 0)) / perChunk)
-      : 0;
     return {
-      numFrames: F0 + generated,
-      chunks: initialChunks + chunkPlan(generated, perChunk, independentFirstFrame && !initialLatent).length,
+      numFrames: (initialLatent?.shape[1] ?? 0) + generated,
+      chunks: probe.chunkCount,
       guided: false,
       encodeMs,
       generate: (seed, text) => new CausalPipeline(model, models.kernels, { ...o, seed }).generate(text, cache),

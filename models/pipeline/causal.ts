@@ -188,6 +188,17 @@ export class CausalPipeline {
     return out;
   }
 
+  /** The generated chunks' sizes (after the initial latents' chunks). */
+  private generatedChunks(): number[] {
+    const o = this.o;
+    return chunkPlan(o.numFrames, o.framesPerChunk, o.independentFirstFrame && !o.initialLatent);
+  }
+
+  /** How many chunks `generate` yields: the initial latents' and the generated ones. */
+  get chunkCount(): number {
+    return this.initialChunks().length + this.generatedChunks().length;
+  }
+
   /** The first denoising step of a video-to-video chunk: the first whose sigma is at most the strength. */
   private firstStep(): number {
     const s = this.o.source?.strength;
@@ -220,7 +231,7 @@ export class CausalPipeline {
     const seedOf = (step: number) => noiseSeed(o.seed, step);
     let start = 0;
     const initial = this.initialChunks();
-    const chunks = chunkPlan(o.numFrames, o.framesPerChunk, o.independentFirstFrame && !o.initialLatent);
+    const chunks = this.generatedChunks();
     const kept: { start: number; x0: Tensor }[] = [];
     let prev: TextContext | undefined;
     const i0 = this.firstStep();
