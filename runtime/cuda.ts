@@ -32,6 +32,12 @@ export interface KernelSource {
   options?: readonly string[];
   /** a name for logs and errors, e.g. "models/kernels/norm.ts:rmsNorm" */
   label?: string;
+  /**
+   * The architecture the source was written for, when older than the device's (e.g. an sm_80
+   * template instantiation on an H100): compiled to PTX for that virtual architecture, which the
+   * driver JIT-compiles for the device. Default: the device's own.
+   */
+  arch?: string;
 }
 
 export interface CudaKernel {
@@ -58,6 +64,21 @@ const dim3 = (d: [number, number, number] | number): [number, number, number] =>
 /** The NVRTC options (and so the cache-key options) of a kernel built for `arch`. */
 export function kernelCompileOptions(arch: string, extra: readonly string[] = []): string[] {
   return ['--std=c++17', `--gpu-architecture=${arch}`, ...extra];
+}
+
+/** The compute capability of an `sm_XY[a]` name as the number XY (sm_90a: 90). */
+function archNumber(arch: string): number {
+  const m = /^sm_(\d+)a?$/.exec(arch);
+  if (!m) throw new SfcError(`not a CUDA architecture name: '${arch}'`);
+  return Number(m[1]);
+}
+
+/**
+ * Whether code built for `target` runs on a device of `device`: the same architecture, or an older
+ * one without arch-specific features (sm_80, sm_89: through PTX, JIT-compiled by the driver).
+ */
+export function archRunsOn(target: string, device: string): boolean {
+  return target === device || (!target.endsWith('a') && archNumber(target) <= archNumber(device));
 }
 
 /** sm_XY for a compute capability; Hopper gets sm_90a (wgmma, setmaxnreg). */
@@ -216,8 +237,13 @@ export class CudaDevice implements Device {
     // of the source per launch
     const quick = k.options ? undefined : this.bySource.get(k.source)?.get(k.entry);
     if (quick) return quick;
-    const options = kernelCompileOptions(this.arch, k.options);
-    const key = keyOf({ source: k.source, options, arch: this.arch });
+    // an older architecture's code: PTX for its virtual architecture (compute_XY), JIT-compiled by the driver
+    const ptx = k.arch !== undefined && k.arch !== this.arch;
+    if (ptx && !archRunsOn(k.arch!, this.arch))
+      throw new SfcError(`${k.label ?? k.entry} is built for ${k.arch}; ${this.name} is ${this.arch}`);
+    const target = ptx ? k.arch!.replace('sm_', 'compute_') : this.arch;
+    const options = kernelCompileOptions(target, k.options);
+    const key = keyOf({ source: k.source, options, arch: target });
     const memo = `${key}:${k.entry}`;
     const known = this.kernels.get(memo);
     if (known) return this.remember(k, known);
@@ -226,12 +252,13 @@ export class CudaDevice implements Device {
     let entry = this.cache.get(key, toolchain);
     let compiled = false;
     if (!entry) {
-      const r = this.native.nvrtcCompile(k.source, `${k.label ?? k.entry}.cu`, options, true);
-      if (!r.ok || !r.binary) {
-        throw new SfcError(`NVRTC failed to compile ${k.label ?? k.entry} for ${this.arch}:\n${r.log.trim()}`);
+      const r = this.native.nvrtcCompile(k.source, `${k.label ?? k.entry}.cu`, options, !ptx);
+      const binary = ptx && r.ptx !== undefined ? new TextEncoder().encode(r.ptx) : r.binary;
+      if (!r.ok || !binary) {
+        throw new SfcError(`NVRTC failed to compile ${k.label ?? k.entry} for ${target}:\n${r.log.trim()}`);
       }
-      this.cache.put(key, this.arch, toolchain, r.binary);
-      entry = { binary: r.binary, toolchain, meta: undefined as never };
+      this.cache.put(key, target, toolchain, binary);
+      entry = { binary, toolchain, meta: undefined as never };
       compiled = true;
     }
     const mod = this.native.moduleLoad(entry.binary);
