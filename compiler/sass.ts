@@ -42,15 +42,33 @@ export function elfSections(elf: Uint8Array): Map<string, Uint8Array> {
   return out;
 }
 
-/** How many instructions of each known class the kernel's machine code holds. */
-export function countSm90Opcodes(cubin: Uint8Array, kernel: string): Record<Sm90Opcode, number> {
+/**
+ * Instruction classes in sm_80 / sm_89 machine code, by their low 9 opcode bits: HMMA (mma.sync on
+ * 16-bit inputs, 0x23c), the FP8 mma.sync of sm_89 (QMMA, 0x27a), LDSM (ldmatrix, 0x83b) and LDGSTS
+ * (cp.async, 0xfae). Read off nvcc 13.0 cubins of the mma.sync GEMM (the counts match the
+ * instructions the template issues) and checked against `cuobjdump -sass` on the GPU machine.
+ */
+export const SM80_OPCODES = { HMMA: 0x03c, QMMA: 0x07a, LDSM: 0x03b, LDGSTS: 0x1ae } as const;
+export type Sm80Opcode = keyof typeof SM80_OPCODES;
+
+/** How many instructions of each class of `table` the kernel's machine code holds. */
+export function countOpcodes<T extends Record<string, number>>(
+  cubin: Uint8Array,
+  kernel: string,
+  table: T,
+): Record<keyof T, number> {
   const text = elfSections(cubin).get(`.text.${kernel}`);
   if (!text) throw new Error(`no machine code for kernel ${kernel} in the cubin`);
-  const counts = { HGMMA: 0, QGMMA: 0, UTMALDG: 0 };
+  const counts = Object.fromEntries(Object.keys(table).map((k) => [k, 0])) as Record<keyof T, number>;
   const dv = new DataView(text.buffer, text.byteOffset, text.byteLength);
   for (let o = 0; o + 16 <= text.length; o += 16) {
     const op = dv.getUint32(o, true) & 0x1ff;
-    for (const [name, code] of Object.entries(SM90_OPCODES)) if (op === code) counts[name as Sm90Opcode]++;
+    for (const [name, code] of Object.entries(table)) if (op === code) counts[name as keyof T]++;
   }
   return counts;
+}
+
+/** How many instructions of each known sm_90 class the kernel's machine code holds. */
+export function countSm90Opcodes(cubin: Uint8Array, kernel: string): Record<Sm90Opcode, number> {
+  return countOpcodes(cubin, kernel, SM90_OPCODES);
 }

@@ -112,7 +112,8 @@ export type GemmArgType = 'tmap' | 'ptr' | 'i32' | 'f32';
 export interface GemmArtifact {
   kind: 'gemm';
   name: string;
-  arch: 'sm_90a';
+  /** sm_90a: wgmma + TMA (compiler/templates/gemm.ts); sm_80 / sm_89: mma.sync (gemm-mma.ts) */
+  arch: 'sm_90a' | 'sm_80' | 'sm_89';
   spec: Required<Omit<GemmSpec, 'epilogue'>> & { epilogue: GemmEpilogue };
   bm: number;
   /** K elements per pipeline stage (128 bytes of each row) */

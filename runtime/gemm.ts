@@ -8,7 +8,7 @@ import type { GemmArtifact, GemmEpilogue } from '../dsl/artifact.js';
 import { SfcError } from '../dsl/errors.js';
 import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
-import { CudaDevice, type CudaKernel } from './cuda.js';
+import { archRunsOn, CudaDevice, type CudaKernel } from './cuda.js';
 import { atomicWrite } from './kernel-cache.js';
 import { ShapeError, Tensor } from './tensor.js';
 
@@ -117,7 +117,14 @@ function kernelOf(dev: CudaDevice, art: GemmArtifact): CudaKernel {
   if (!byDev) kernels.set(art, (byDev = new WeakMap()));
   let k = byDev.get(dev);
   if (!k) {
-    k = dev.kernel({ source: art.source, entry: art.entry, params: art.params.map((p) => p.type), label: art.name });
+    k = dev.kernel({
+      source: art.source,
+      entry: art.entry,
+      params: art.params.map((p) => p.type),
+      label: art.name,
+      // an sm_80 / sm_89 instantiation on a newer GPU runs as PTX
+      ...(art.arch !== dev.arch ? { arch: art.arch } : {}),
+    });
     byDev.set(dev, k);
   }
   return k;
@@ -146,13 +153,46 @@ export function runGemm(art: GemmArtifact, op: GemmOperands): void {
 }
 
 function runCuda(dev: CudaDevice, art: GemmArtifact, op: GemmOperands, M: number, N: number, K: number): void {
-  if (dev.arch !== art.arch)
+  if (!archRunsOn(art.arch, dev.arch))
     throw new SfcError(`${art.name} is built for ${art.arch}; ${dev.name} is ${dev.arch}`, {
       hint: 'instantiate the GEMM for this GPU',
     });
   const eb = op.a.dtype.bytes as 1 | 2;
   if ((K * eb) % 16 !== 0)
-    throw new ShapeError(`${art.name}: K * ${eb} bytes must be a multiple of 16 for TMA, K = ${K}`);
+    throw new ShapeError(
+      `${art.name}: K * ${eb} bytes must be a multiple of 16 for ${art.arch === 'sm_90a' ? 'TMA' : 'cp.async'}, K = ${K}`,
+    );
+  const values: Record<string, number | Uint8Array> =
+    art.arch === 'sm_90a' ? tensorMaps(dev, art, op, M, N, K) : mmaOperands(dev, art, op);
+  Object.assign(values, { C: addressOf(dev, op.c), M, N, K, ldc: op.c.strides[0]! });
+  epilogueValues(dev, art, op, values);
+  const kernel = kernelOf(dev, art);
+  const args = art.params.map((p) => {
+    const v = values[p.name];
+    if (v === undefined) throw new SfcError(`${art.name}: no value for parameter '${p.name}'`);
+    return v;
+  });
+  dev.launch(
+    kernel,
+    {
+      grid: gemmGrid(art, M, N, dev.info.multiprocessors),
+      block: [art.threads, 1, 1],
+      sharedBytes: art.sharedBytes,
+    },
+    args,
+  );
+}
+
+/** The sm_90a template's operands: TMA tensor maps of A and B. */
+function tensorMaps(
+  dev: CudaDevice,
+  art: GemmArtifact,
+  op: GemmOperands,
+  M: number,
+  N: number,
+  K: number,
+): Record<string, Uint8Array> {
+  const eb = op.a.dtype.bytes as 1 | 2;
   const map = (t: Tensor, rows: number, boxRows: number) =>
     tensorMapOf(dev, {
       address: addressOf(dev, t),
@@ -164,16 +204,46 @@ function runCuda(dev: CudaDevice, art: GemmArtifact, op: GemmOperands, M: number
       boxCols: art.bk,
       swizzle: '128B',
     });
-  const values: Record<string, number | Uint8Array> = {
+  return {
     // the 2-CTA ping-pong loads half of A's rows per CTA (multicast to both)
     tmA: map(op.a, M, art.spec.schedule === 'pingpong-cluster' ? art.bm / 2 : art.bm),
     tmB: map(op.b, N, art.spec.bn),
-    C: addressOf(dev, op.c),
-    M,
-    N,
-    K,
-    ldc: op.c.strides[0]!,
   };
+}
+
+/** The mma.sync template's operands (sm_80, sm_89): A and B by address and row pitch. */
+function mmaOperands(dev: CudaDevice, art: GemmArtifact, op: GemmOperands): Record<string, number> {
+  const eb = op.a.dtype.bytes;
+  for (const [t, what] of [
+    [op.a, 'a'],
+    [op.b, 'b'],
+  ] as const)
+    if (addressOf(dev, t) % 16 !== 0 || (t.strides[0]! * eb) % 16 !== 0)
+      throw new ShapeError(
+        `${art.name}: '${what}' must start 16-byte aligned with a row pitch of a multiple of 16 bytes`,
+      );
+  return { A: addressOf(dev, op.a), B: addressOf(dev, op.b), lda: op.a.strides[0]!, ldb: op.b.strides[0]! };
+}
+
+/**
+ * The candidates of a plan's GEMM step that run on `arch`: those built for it, else (an architecture
+ * no template is built for, e.g. sm_86) those of the newest older one without arch-specific code.
+ */
+export function gemmCandidatesFor(arch: string, candidates: readonly GemmArtifact[]): GemmArtifact[] {
+  const own = candidates.filter((c) => c.arch === arch);
+  if (own.length) return own;
+  const older = candidates.filter((c) => archRunsOn(c.arch, arch)).map((c) => c.arch);
+  const best = older.sort().at(-1);
+  return candidates.filter((c) => c.arch === best);
+}
+
+/** Adds the values of the epilogue's parameters (built-in or generated) to `values`. */
+function epilogueValues(
+  dev: CudaDevice,
+  art: GemmArtifact,
+  op: GemmOperands,
+  values: Record<string, number | Uint8Array>,
+): void {
   if (op.alpha !== undefined) values.alpha = op.alpha;
   if (op.outScale !== undefined) values.outScale = op.outScale;
   if (op.rowScale) values.rowScale = addressOf(dev, op.rowScale);
@@ -192,25 +262,11 @@ function runCuda(dev: CudaDevice, art: GemmArtifact, op: GemmOperands, M: number
     values.ldg = op.gate.strides[0]!;
     values.gateRows = op.gateRows!;
   }
-  const kernel = kernelOf(dev, art);
-  const args = art.params.map((p) => {
-    const v = values[p.name];
-    if (v === undefined) throw new SfcError(`${art.name}: no value for parameter '${p.name}'`);
-    return v;
-  });
-  dev.launch(
-    kernel,
-    {
-      grid: gemmGrid(art, M, N, dev.info.multiprocessors),
-      block: [art.threads, 1, 1],
-      sharedBytes: art.sharedBytes,
-    },
-    args,
-  );
 }
 
 /**
- * The launch grid: one CTA per output tile, or for the persistent schedules (`persistent`, ping-pong)
+ * The launch grid: one CTA per output tile, or for the persistent schedules (`persistent`, ping-pong,
+ * cooperative)
  * one CTA per SM, at most one per tile, each looping over tiles blockIdx.x + i * gridDim.x; the
  * 2-CTA-cluster ping-pong takes pairs of N-adjacent tiles, so an even count, one pair per cluster.
  */

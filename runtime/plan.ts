@@ -12,7 +12,7 @@ import { CpuDevice } from './cpu.js';
 import { CudaDevice } from './cuda.js';
 import type { Device } from './device.js';
 import { runAttention } from './attention.js';
-import { runGemm, tuneGemm, type GemmOperands } from './gemm.js';
+import { gemmCandidatesFor, runGemm, tuneGemm, type GemmOperands } from './gemm.js';
 import { launch } from './kernels.js';
 import { CudaDataType } from './native/api.js';
 import { Tensor, fmtShape } from './tensor.js';
@@ -41,7 +41,8 @@ export class PlanRunner {
     const key = `${this.plan.steps.indexOf(s)}:${M}`;
     let art = this.gemmChoice.get(key);
     if (!art) {
-      art = s.candidates.length === 1 ? s.candidates[0]! : tuneGemm(dev, s.candidates, op).chosen;
+      const candidates = gemmCandidatesFor(dev.arch, s.candidates);
+      art = candidates.length === 1 ? candidates[0]! : tuneGemm(dev, candidates, op).chosen;
       this.gemmChoice.set(key, art);
     }
     return art;
@@ -158,7 +159,7 @@ export class PlanRunner {
             scale: s.scale,
           });
         } else for (const f of s.fallback) exec(f);
-      } else if (device instanceof CudaDevice && s.candidates.length > 0 && s.candidates[0]!.arch === device.arch) {
+      } else if (device instanceof CudaDevice && gemmCandidatesFor(device.arch, s.candidates).length > 0) {
         const [M, N, K] = [size(s.m), size(s.n), size(s.k)];
         const extra: Record<string, Tensor | number> = {};
         const params = s.candidates[0]!.spec.epilogue.custom?.params ?? [];

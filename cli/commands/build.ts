@@ -55,7 +55,7 @@ interface BuildOptions {
   progress: boolean;
 }
 
-/** One CUDA source to compile: a kernel variant or a template instantiation (sm_90a only). */
+/** One CUDA source to compile: a kernel variant or a template instantiation (for its own architecture). */
 interface Unit {
   name: string;
   source: string;
@@ -75,13 +75,13 @@ export function modelUnits(presetName: string): Unit[] {
     for (const v of a.cuda)
       units.set(v.source, { name: a.name, source: v.source, entry: v.entry, sharedBytes: v.sharedBytes });
   };
-  const template = (a: { name: string; source: string; entry: string; sharedBytes: number }) =>
+  const template = (a: { name: string; source: string; entry: string; sharedBytes: number; arch: Arch }) =>
     units.set(a.source, {
       name: a.name,
       source: a.source,
       entry: a.entry,
       sharedBytes: a.sharedBytes,
-      archs: ['sm_90a'],
+      archs: [a.arch],
     });
   const step = (s: PlanStep): void => {
     if (s.kind === 'kernel') kernel(s.artifact);

@@ -14,11 +14,12 @@ import { rewriteFp8 } from './fp8.js';
 import { fuse, type FusionGroup } from './fuse.js';
 import { gemmPingpongCandidates, gemmSm90, maxStages } from '../templates/gemm.js';
 import { attentionSm90 } from '../templates/attention.js';
+import { gemmMmaCandidates } from '../templates/gemm-mma.js';
 
 export interface PlanOptions {
   /**
    * Fuse a Linear with the element-wise group that consumes it into one GEMM-template launch
-   * (sm_90a instantiations; other devices run the unfused fallback). Default true.
+   * (sm_90a, sm_80 and sm_89 instantiations; other devices run the unfused fallback). Default true.
    */
   fuseGemmEpilogues?: boolean;
   /**
@@ -167,6 +168,8 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
         ...GEMM_TILES.map((bn) => gemmSm90({ input, output, bn, stages: maxStages(bn), epilogue: fused.epilogue })),
         // the persistent ping-pong schedule (one consumer's epilogue under the other's mainloop)
         ...gemmPingpongCandidates({ input, output, epilogue: fused.epilogue }),
+        // mma.sync for sm_80 / sm_89 (the runtime takes the candidates of the device's architecture)
+        ...gemmMmaCandidates({ input, output, epilogue: fused.epilogue }),
       ],
       a: bufOf.get(a.id)!,
       b: bufOf.get(b.id)!,

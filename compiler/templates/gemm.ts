@@ -38,12 +38,13 @@ type GemmSchedule = NonNullable<GemmSpec['schedule']>;
 const isPingpong = (s: GemmSpec['schedule']): boolean => s === 'pingpong' || s === 'pingpong-cluster';
 const SCHEDULE_SUFFIX: Record<GemmSchedule, string> = { default: '', pingpong: '_pp', 'pingpong-cluster': '_ppc' };
 
-const ctype: Record<string, string> = { f32: 'float', bf16: 'sfc_bf16', f16: 'sfc_f16', e4m3: 'sfc_e4m3' };
+export const ctype: Record<string, string> = { f32: 'float', bf16: 'sfc_bf16', f16: 'sfc_f16', e4m3: 'sfc_e4m3' };
 const load = (dtype: string, expr: string): string =>
   dtype === 'f32' ? expr : dtype === 'bf16' ? `sfc_from_bf16(${expr})` : `sfc_from_f16(${expr})`;
-const elementBytes = (t: GemmInput | GemmOutput): number => (t === 'f32' ? 4 : t === 'e4m3' ? 1 : 2);
+export const elementBytes = (t: GemmInput | GemmOutput): number => (t === 'f32' ? 4 : t === 'e4m3' ? 1 : 2);
 
-function tag(e: GemmEpilogue): string {
+/** The instantiation name suffix of an epilogue (shared by every GEMM template). */
+export function tag(e: GemmEpilogue): string {
   const parts: string[] = [];
   if (e.custom) parts.push(`x${fnv1a(e.custom.body + JSON.stringify(e.custom.params)).toString(16)}`);
   if (e.alpha) parts.push('a');
@@ -95,6 +96,11 @@ export function validateGemmSpec(spec: GemmSpec): void {
         `a ping-pong consumer holds a 128 x bn tile in registers: bn at most ${PINGPONG_MAX_BN}, got ${spec.bn}`,
       );
   }
+  validateGemmEpilogue(spec);
+}
+
+/** The checks of a spec's epilogue and output every GEMM template shares. */
+export function validateGemmEpilogue(spec: Pick<GemmSpec, 'input' | 'output' | 'epilogue'>): void {
   const e = spec.epilogue ?? {};
   if (e.gatedResidual && e.residual) throw new RangeError('a GEMM epilogue has one residual, gated or not');
   if (e.custom && Object.keys(e).some((k) => k !== 'custom' && e[k as keyof GemmEpilogue] !== undefined))
@@ -103,7 +109,7 @@ export function validateGemmSpec(spec: GemmSpec): void {
     throw new RangeError('an FP8 output needs outScale (the reciprocal of its scale)');
 }
 
-function epilogueParams(e: GemmEpilogue): { name: string; type: GemmArgType; decl: string }[] {
+export function epilogueParams(e: GemmEpilogue): { name: string; type: GemmArgType; decl: string }[] {
   if (e.custom) return e.custom.params.map((q) => ({ name: q.name, type: q.type, decl: `${q.ctype} ${q.name}` }));
   const p: { name: string; type: GemmArgType; decl: string }[] = [];
   if (e.alpha) p.push({ name: 'alpha', type: 'f32', decl: 'const float alpha' });
@@ -149,6 +155,20 @@ function epilogueBody(e: GemmEpilogue): string {
   return s.join('\n    ');
 }
 
+/**
+ * The device function `sfc_epilogue(y, row, col, ...params)` every schedule of every GEMM template
+ * calls per accumulator: the built-in steps or the generated body.
+ */
+export function epilogueFunction(e: GemmEpilogue): string {
+  return `__device__ __forceinline__ float sfc_epilogue(float y, const int row, const int col${epilogueParams(e)
+    .map((p) => `, ${p.decl}`)
+    .join('')}) {
+    ${epilogueBody(e)}
+    return y;
+}
+`;
+}
+
 /** Stores 4 consecutive outputs from v[0..3] at C + offset (vectorised when aligned). */
 function storeVec4(out: GemmOutput): string {
   switch (out) {
@@ -169,7 +189,7 @@ function storeVec4(out: GemmOutput): string {
 }
 
 /** Stores v[0], v[1] at C + off, C + off + 1 as one access (off is even). */
-function storePair(out: GemmOutput): string {
+export function storePair(out: GemmOutput): string {
   switch (out) {
     case 'f32':
       return `*reinterpret_cast<float2*>(C + off) = make_float2(v[0], v[1]);`;
@@ -183,7 +203,7 @@ function storePair(out: GemmOutput): string {
   }
 }
 
-function storeScalarAt(out: GemmOutput, i: number): string {
+export function storeScalarAt(out: GemmOutput, i: number): string {
   const cv: Record<GemmOutput, string> = {
     f32: `v[${i}]`,
     bf16: `sfc_to_bf16(v[${i}])`,
@@ -391,11 +411,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   const source = `${CUDA_PRELUDE}
 ${SM90_PRELUDE}${isPingpong(schedule) ? SM90_PINGPONG : ''}
 ${wgmmaCall('sfc_mma', bn, input)}
-__device__ __forceinline__ float sfc_epilogue(float y, const int row, const int col${extra.map((p) => `, ${p.decl}`).join('')}) {
-    ${epilogueBody(epilogue)}
-    return y;
-}
-
+${epilogueFunction(epilogue)}
 extern "C" __global__ void __launch_bounds__(${THREADS}, 1)${schedule === 'pingpong-cluster' ? ' __cluster_dims__(2, 1, 1)' : ''}
 ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTensorMap tmB,
     ${ctype[output]}* __restrict__ C, const int M, const int N, const int K, const int ldc${conv ? ',\n    const int convC, const int convTx, const int convTy, const int convPy, const int convPt' : ''}${extra.map((p) => `,\n    ${p.decl}`).join('')}) {
