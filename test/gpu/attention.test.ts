@@ -1,29 +1,16 @@
-// The sm_90a flash-attention template on the GPU against the float64 JS twin (itself checked against
-// a direct formula in test/compiler/attention.test.ts): random bf16 inputs, odd sizes, every mask
-// mode, a KV cache with unused capacity, outputs poisoned first.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// The sm_90a flash-attention template on the GPU against the float64 JS twin (attention-check.ts):
+// random bf16 inputs, odd sizes, every mask mode, a KV cache with unused capacity, outputs poisoned first.
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import type { AttentionSpec } from '../../dsl/artifact.js';
-import { bf16, f16, f32 } from '../../dsl/dtypes.js';
 import { attentionSm90 } from '../../compiler/templates/attention.js';
-import { CpuDevice } from '../../runtime/cpu.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
-import { runAttention, type AttentionMask } from '../../runtime/attention.js';
-import { Tensor } from '../../runtime/tensor.js';
-import { noGpuReason, openDevice, randn, relErr } from './gpu.js';
+import { attentionCaseLabel, checkAttention, type AttentionCase } from './attention-check.js';
+import { noGpuReason, openDevice } from './gpu.js';
 
-interface Case {
-  spec: AttentionSpec;
-  B: number;
-  Lq: number;
-  cap: number;
-  kvLen: number;
-  H: number;
-  mask?: AttentionMask;
-}
+type Case = AttentionCase & { spec: AttentionSpec };
 
 describe.skipIf(!!noGpuReason)('flash attention (sm_90a) on the GPU', () => {
   let dev: CudaDevice;
-  const cpu = new CpuDevice();
   beforeAll(() => {
     dev = openDevice();
   });
@@ -62,39 +49,7 @@ describe.skipIf(!!noGpuReason)('flash attention (sm_90a) on the GPU', () => {
     { spec: { input: 'f16', headDim: 128, bc: 128, stages: 2 }, B: 1, Lq: 77, cap: 64, kvLen: 1, H: 2 },
   ];
   for (const c of cases) {
-    const label = `${c.spec.input} D=${c.spec.headDim} bc=${c.spec.bc}: B=${c.B} Lq=${c.Lq} kv=${c.kvLen}/${c.cap} H=${c.H} mask ${JSON.stringify(c.mask ?? {})}`;
-    it(label, () => {
-      const art = attentionSm90(c.spec);
-      const D = c.spec.headDim;
-      const dt = c.spec.input === 'bf16' ? bf16 : f16;
-      const seed = c.Lq * 31 + c.kvLen;
-      const q = Tensor.from(dev, dt, [c.B, c.Lq, c.H, D], randn(c.B * c.Lq * c.H * D, seed));
-      const k = Tensor.from(dev, dt, [c.B, c.cap, c.H, D], randn(c.B * c.cap * c.H * D, seed + 1));
-      const v = Tensor.from(dev, dt, [c.B, c.cap, c.H, D], randn(c.B * c.cap * c.H * D, seed + 2));
-      const o = Tensor.empty(dev, dt, [c.B, c.Lq, c.H, D]);
-      const lse = Tensor.empty(dev, f32, [c.B, c.H, c.Lq]);
-      dev.fill(o.storage, 0, o.nbytes, 0xff);
-      dev.fill(lse.storage, 0, lse.nbytes, 0xff);
-      runAttention(art, { q, k, v, o, lse, kvLen: c.kvLen, mask: c.mask });
-      const ref = { o: Tensor.empty(cpu, dt, o.shape), lse: Tensor.empty(cpu, f32, lse.shape) };
-      runAttention(art, {
-        q: q.to(cpu),
-        k: k.to(cpu),
-        v: v.to(cpu),
-        o: ref.o,
-        lse: ref.lse,
-        kvLen: c.kvLen,
-        mask: c.mask,
-      });
-      const got = o.toArray() as Float32Array;
-      expect(got.every(Number.isFinite), 'every output written').toBe(true);
-      expect(relErr(got, ref.o.toArray() as Float32Array), label).toBeLessThan(1e-2);
-      const gl = lse.toArray() as Float32Array;
-      const rl = ref.lse.toArray() as Float32Array;
-      let worst = 0;
-      for (let i = 0; i < rl.length; i++) worst = Math.max(worst, Math.abs(gl[i]! - rl[i]!));
-      expect(worst, 'log-sum-exp').toBeLessThan(2e-2);
-      [q, k, v, o, lse].forEach((t) => t.dispose());
-    });
+    const art = attentionSm90(c.spec);
+    it(attentionCaseLabel(art, c), () => checkAttention(dev, art, c));
   }
 });
