@@ -71,6 +71,7 @@ export function buildWanDitBundle(d: WanDitDims, options: WanDitBuildOptions = {
   const dims = {
     DIM: d.dim,
     FFN: d.ffn_dim,
+    QKV: 3 * d.dim,
     HEADS: d.num_heads,
     HEAD_DIM: headDim,
     TEXT_DIM: d.text_dim,

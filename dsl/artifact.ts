@@ -129,7 +129,12 @@ export interface GemmArtifact {
 // Attention: O = softmax(scale * Q K^T + mask) V, see compiler/templates/attention.ts.
 
 export interface AttentionSpec {
-  input: 'bf16' | 'f16';
+  /**
+   * Q, K, V dtype. 'e4m3' (sm_90a): per-tensor scales (runtime arguments), bf16 output, head dim 128
+   * and 128-key tiles only, and V transposed: [B, H, D, capacity rounded up to 16] with the keys
+   * permuted within each 16 (attentionFp8KeySlot), as the artifact's `quantize` kernels write it.
+   */
+  input: 'bf16' | 'f16' | 'e4m3';
   headDim: 64 | 128;
   /** keys per KV tile */
   bc: 64 | 96 | 128;
@@ -149,6 +154,25 @@ export interface AttentionArtifact {
   source: string;
   entry: string;
   params: { name: string; type: 'tmap' | 'ptr' | 'i32' | 'f32' }[];
+  /**
+   * FP8 only: CUDA kernels that quantise bf16 [B, L, H, D] (whole tokens, batch pitch kvRows tokens)
+   * to e4m3 (x / scale, round to nearest even, saturating at 448): `tokens` keeps the layout (Q, K;
+   * params x, y, n8 = elements / 8, inv = 1 / scale; contiguous), `vT` writes V transposed and
+   * key-permuted (params x, y, cap, capV, kvRows, H, D, inv; grid [capV / 64, D / 64, B * H]).
+   * Both run `threads` threads per block.
+   */
+  quantize?: { source: string; tokens: string; vT: string; threads: number };
+}
+
+/**
+ * Where key `k` sits in FP8 attention's transposed V (its column in [B, H, D, capacity]): keys are
+ * permuted within each group of 16 so that the columns of P a thread holds (2q, 2q+1, 2q+8, 2q+9 of
+ * each 16, from the layout of wgmma's accumulators) are the ones an 8-bit A fragment gives it (the
+ * slots 4q .. 4q+3).
+ */
+export function attentionFp8KeySlot(k: number): number {
+  const r = k % 16;
+  return k - r + 4 * ((r % 8) >> 1) + (r & 1) + (r >= 8 ? 2 : 0);
 }
 
 // ---- model bundles -------------------------------------------------------------------------------

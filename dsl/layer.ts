@@ -138,6 +138,10 @@ export function attention(_q: number, _k: number, _v: number, _scale?: number): 
 export function reshape(_x: number, _shape: readonly Dim[]): number {
   return dslOnly('reshape');
 }
+/** x[..., start:end, ...] along `axis` (static bounds), e.g. q, k and v out of one fused Linear */
+export function slice(_x: number, _axis: number, _start: number, _end: number): number {
+  return dslOnly('slice');
+}
 export function permute(_x: number, _dims: readonly number[]): number {
   return dslOnly('permute');
 }

@@ -2,8 +2,11 @@
 // maps and launch on CUDA; the JS twin (float64 softmax, one rounding of the output) on the CPU
 // device. Layout: Q and O [B, Lq, H, D], K and V [B, capacity, H, D] of which the first kvLen tokens
 // are used (a KV cache), each token's H x D values contiguous; LSE [B, H, Lq] f32 (natural log).
+// FP8 (input 'e4m3'): Q, K e4m3 as above, V e4m3 transposed [B, H, D, capV], O bf16, with scales;
+// see runtime/attention-fp8.ts.
 import type { AttentionArtifact } from '../dsl/artifact.js';
 import { SfcError } from '../dsl/errors.js';
+import { checkFp8V, untransposeV, type AttentionScales } from './attention-fp8.js';
 import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
 import { CudaDevice, type CudaKernel } from './cuda.js';
@@ -32,6 +35,8 @@ export interface AttentionOperands {
   /** softmax scale (default 1 / sqrt(D)) */
   scale?: number;
   mask?: AttentionMask;
+  /** FP8 artifacts: the per-tensor scales of q, k and v (default 1) */
+  scales?: AttentionScales;
 }
 
 interface Dims {
@@ -42,6 +47,8 @@ interface Dims {
   kvLen: number;
   qRows: number;
   kvRows: number;
+  /** FP8: the key capacity of the transposed V */
+  capV?: number;
 }
 
 function check(art: AttentionArtifact, op: AttentionOperands): Dims {
@@ -49,8 +56,8 @@ function check(art: AttentionArtifact, op: AttentionOperands): Dims {
   const t4 = (t: Tensor | undefined, what: string): Tensor => {
     if (!(t instanceof Tensor)) throw new SfcError(`${name}: '${what}' must be a tensor`);
     if (t.rank !== 4) throw new ShapeError(`${name}: '${what}' must be [B, L, H, D], got [${t.shape.join(', ')}]`);
-    if (t.dtype.name !== art.spec.input)
-      throw new SfcError(`${name}: '${what}' must be ${art.spec.input}, got ${t.dtype.name}`);
+    const want = art.spec.input === 'e4m3' && what === 'o' ? 'bf16' : art.spec.input;
+    if (t.dtype.name !== want) throw new SfcError(`${name}: '${what}' must be ${want}, got ${t.dtype.name}`);
     const [, , H, D] = t.shape as [number, number, number, number];
     if (t.strides[3] !== 1 || t.strides[2] !== D || t.strides[1] !== H * D || t.strides[0]! % (H * D) !== 0)
       throw new ShapeError(`${name}: '${what}' needs each token's H x D values contiguous and whole tokens per batch`);
@@ -60,7 +67,8 @@ function check(art: AttentionArtifact, op: AttentionOperands): Dims {
   };
   const q = t4(op.q, 'q');
   const k = t4(op.k, 'k');
-  const v = t4(op.v, 'v');
+  const fp8 = art.spec.input === 'e4m3';
+  const v = fp8 ? k : t4(op.v, 'v'); // FP8 V is transposed: checked below
   const o = t4(op.o, 'o');
   const [B, Lq, H, D] = q.shape as [number, number, number, number];
   if (D !== art.spec.headDim) throw new ShapeError(`${name} is built for head dim ${art.spec.headDim}, q has ${D}`);
@@ -90,7 +98,12 @@ function check(art: AttentionArtifact, op: AttentionOperands): Dims {
     if (x !== undefined && (!Number.isInteger(x) || x < 0))
       throw new SfcError(`${name}: mask.${key} must be a non-negative integer, got ${x}`);
   }
-  return { B, Lq, H, D, kvLen, qRows: q.strides[0]! / (H * D), kvRows: k.strides[0]! / (H * D) };
+  const sc = op.scales;
+  if (sc && ![sc.q, sc.k, sc.v].every((x) => x > 0 && Number.isFinite(x)))
+    throw new SfcError(`${name}: scales must be positive numbers, got ${JSON.stringify(sc)}`);
+  if (sc && !fp8) throw new SfcError(`${name}: scales are for FP8 attention; this kernel takes ${art.spec.input}`);
+  const capV = fp8 ? checkFp8V(name, op.v, B, H, D, kvLen) : undefined;
+  return { B, Lq, H, D, kvLen, qRows: q.strides[0]! / (H * D), kvRows: k.strides[0]! / (H * D), capV };
 }
 
 const kernels = new WeakMap<AttentionArtifact, WeakMap<CudaDevice, CudaKernel>>();
@@ -118,23 +131,37 @@ function runCuda(dev: CudaDevice, art: AttentionArtifact, op: AttentionOperands,
     byDev.set(dev, kernel);
   }
   const addr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
+  const eb = art.spec.input === 'e4m3' ? 1 : 2;
   const map = (t: Tensor, rows: number, boxRows: number) =>
     dev.tensorMap2d({
       address: addr(t),
-      elementBytes: 2,
+      elementBytes: eb,
       rows,
       cols: d.H * d.D,
-      pitchBytes: d.H * d.D * 2,
+      pitchBytes: d.H * d.D * eb,
       boxRows,
-      boxCols: 64,
+      boxCols: 128 / eb,
       swizzle: '128B',
     });
+  // FP8 V: [B H D rows][capV keys], a D x bc box per tile
+  const mapVt = (t: Tensor) =>
+    dev.tensorMap2d({
+      address: addr(t),
+      elementBytes: 1,
+      rows: d.B * d.H * d.D,
+      cols: d.capV!,
+      pitchBytes: d.capV!,
+      boxRows: d.D,
+      boxCols: art.spec.bc,
+      swizzle: '128B',
+    });
+  const sc = op.scales ?? { q: 1, k: 1, v: 1 };
   const m = op.mask ?? {};
   const scale = op.scale ?? 1 / Math.sqrt(d.D);
   const values: Record<string, number | Uint8Array> = {
     tmQ: map(op.q, d.B * d.qRows, art.bm),
     tmK: map(op.k, d.B * d.kvRows, art.spec.bc),
-    tmV: map(op.v, d.B * d.kvRows, art.spec.bc),
+    tmV: d.capV ? mapVt(op.v) : map(op.v, d.B * d.kvRows, art.spec.bc),
     O: addr(op.o),
     lse: op.lse ? addr(op.lse) : 0,
     Lq: d.Lq,
@@ -143,7 +170,8 @@ function runCuda(dev: CudaDevice, art: AttentionArtifact, op: AttentionOperands,
     qRows: d.qRows,
     kvRows: d.kvRows,
     ldo: d.H * d.D,
-    scaleLog2: scale * Math.LOG2E,
+    scaleLog2: scale * sc.q * sc.k * Math.LOG2E,
+    vScale: sc.v,
     blockTokens: m.blockTokens ?? 0,
     qOffset: m.qOffset ?? 0,
     windowTokens: m.windowTokens ?? 0,
@@ -172,10 +200,12 @@ export function attentionCpu(op: AttentionOperands, d: Dims): void {
   // toRaw gives the viewed elements in row-major order of the view's shape
   const q = vals(op.q);
   const k = vals(op.k);
-  const v = vals(op.v);
   const cap = op.k.shape[1]!;
+  // FP8: decoded e4m3 times the scales (q's and k's fold into the softmax scale)
+  const v = d.capV ? untransposeV(vals(op.v), d.B, d.H, d.D, d.capV, cap) : vals(op.v);
+  const sc = op.scales ?? { q: 1, k: 1, v: 1 };
   const m = op.mask ?? {};
-  const scale = op.scale ?? 1 / Math.sqrt(d.D);
+  const scale = (op.scale ?? 1 / Math.sqrt(d.D)) * sc.q * sc.k;
   const out = new Float32Array(d.B * d.Lq * d.H * d.D);
   const lse = new Float32Array(d.B * d.H * d.Lq);
   const s = new Float64Array(d.kvLen);
@@ -203,7 +233,7 @@ export function attentionCpu(op: AttentionOperands, d: Dims): void {
         for (let x = 0; x < d.D; x++) {
           let acc = 0;
           for (let j = 0; j < d.kvLen; j++) if (s[j]) acc += s[j]! * v[((b * cap + j) * d.H + h) * d.D + x]!;
-          out[qo + x] = sum > 0 ? acc / sum : 0;
+          out[qo + x] = sum > 0 ? (acc / sum) * sc.v : 0;
         }
         lse[(b * d.H + h) * d.Lq + i] = sum > 0 ? max + Math.log(sum) : -Infinity;
       }

@@ -9,7 +9,7 @@ import type { KernelIR, KernelParam, Span, Value } from '../ir.js';
 import { cse } from '../passes.js';
 import { autoWarps, eliminateDeadCode } from '../frontend.js';
 import type { Dim, GNode } from './graph.js';
-import type { FusionGroup } from './fuse.js';
+import { colDimCount, type FusionGroup } from './fuse.js';
 
 export interface GroupKernel {
   ir: KernelIR;
@@ -76,31 +76,71 @@ export function groupKernel(grp: FusionGroup, name: string, file: string, span: 
     }
     return o;
   };
-  const isRowValue = (n: GNode) => n.type.shape.length > 0 && n.type.shape[n.type.shape.length - 1] !== 1;
+  /** the dims of shape `s` that make up a row (colDimCount; a [..., 1] value has one, of size 1) */
+  const colPart = (s: readonly Dim[]): Dim[] => s.slice(Math.max(0, s.length - (colDimCount(s, N) ?? 1)));
+  const prod = (ds: readonly Dim[]) => ds.reduce<number>((p, d) => p * Number(d), 1);
+  const i32 = (x: number) => b.constant(x, 'i32', span, true);
+
+  /**
+   * Offsets of this row's elements (a tile, or one offset for a value per row) in a tensor of shape
+   * `s` read or written as a node of shape `as` sees it: `s` broadcasts into `as`, whose column dims
+   * (colPart) index the row's N columns. Broadcasting over some column dims (RoPE tables
+   * [..., 1, HEAD_DIM] read over [..., HEADS, HEAD_DIM]) splits the column index into its dims.
+   */
+  const offsetsIn = (s: readonly Dim[], as: readonly Dim[]): Value => {
+    const uc = colPart(as);
+    const k = uc.length;
+    const sc = [...Array<Dim>(Math.max(0, k - s.length)).fill(1), ...s].slice(-k);
+    const base = rowOffset([...s.slice(0, Math.max(0, s.length - k)), prod(sc)]);
+    if (sc.every((d) => d === 1)) return base;
+    if (sc.join() === uc.join()) return add(base, cols);
+    let off = base;
+    let inner = 1;
+    let stride = 1;
+    for (let j = k - 1; j >= 0; j--) {
+      if (sc[j] !== 1) {
+        const idx = b.binary('rem', b.binary('idiv', cols, i32(inner), span), i32(Number(uc[j])), span);
+        off = add(off, mul(idx, i32(stride)));
+      }
+      inner *= Number(uc[j]);
+      stride *= Number(sc[j]);
+    }
+    return off;
+  };
+  /** the shape a group node iterates over (a reduction: its input's) */
+  const iterShape = (n: GNode) => (n.op === 'reduce' ? n.inputs[0]!.type.shape : n.type.shape);
 
   const vals = new Map<number, Value>();
-  const get = (n: GNode): Value => {
+  /** `n`'s value; an outside tensor is loaded as `user` (the group node reading it) sees it */
+  const get = (n: GNode, user: GNode): Value => {
     if (n.op === 'const') return b.constant(n.value, n.type.dtype, span, n.weak);
     if (n.op === 'dim') return dimValue(n.name);
     const v = vals.get(n.id);
     if (v) return v;
-    // an external input: load this row (a tile, or one value for [..., 1] tensors)
     const p = ptrIndex.get(n.id);
     if (p === undefined) throw new Error(`internal: %${n.id} is neither in the group nor an input`);
     const shape = n.type.shape;
-    const loaded = !shape.length
-      ? b.load(p, n.type.dtype, b.constant(0, 'i32', span, true), null, null, span)
-      : isRowValue(n)
-        ? b.load(p, n.type.dtype, add(rowOffset(shape), cols), null, null, span)
-        : b.load(p, n.type.dtype, rowOffset(shape), null, null, span);
+    const loaded = b.load(p, n.type.dtype, shape.length ? offsetsIn(shape, iterShape(user)) : i32(0), null, null, span);
     vals.set(n.id, loaded);
     return loaded;
   };
 
   for (const n of grp.nodes) {
-    const a = n.inputs.map(get);
+    if (n.op === 'slice') {
+      // columns [start, start + N) of each row of the input, read from memory
+      const x = n.inputs[0]!;
+      const p = ptrIndex.get(x.id);
+      if (p === undefined) throw new Error(`internal: the input of slice %${n.id} is not in memory`);
+      const off = add(add(rowOffset(x.type.shape), b.constant(n.start, 'i32', span, true)), cols);
+      vals.set(n.id, b.load(p, x.type.dtype, off, null, null, span));
+      continue;
+    }
+    const a = n.inputs.map((x) => get(x, n));
     let v: Value;
     switch (n.op) {
+      case 'reshape':
+        v = a[0]!;
+        break;
       case 'binary':
         v = b.binary(n.fn, a[0]!, a[1]!, span);
         break;
@@ -133,9 +173,7 @@ export function groupKernel(grp: FusionGroup, name: string, file: string, span: 
   for (const o of grp.outputs) {
     const v = b.cast(vals.get(o.id)!, o.type.dtype, span);
     const p = ptrIndex.get(o.id)!;
-    const offsets = isRowValue(o)
-      ? add(rowOffset(o.type.shape), cols)
-      : rowOffset(o.type.shape.length ? o.type.shape : [1]);
+    const offsets = o.type.shape.length ? offsetsIn(o.type.shape, o.type.shape) : rowOffset([1]);
     b.block.push({
       kind: 'store',
       fn: 'store',

@@ -8,7 +8,7 @@
 import type { GemmArgType, GemmEpilogue } from '../../dsl/artifact.js';
 import { cType, elementwiseExpr, fromStorage, lit, roundTo, storageType } from '../backend-cuda.js';
 import { isFloat } from '../ir.js';
-import type { FusionGroup, PlanNode } from './fuse.js';
+import { colDimCount, type FusionGroup, type PlanNode } from './fuse.js';
 import type { Dim, GNode, LayerGraph } from './graph.js';
 
 export interface EpilogueFusion {
@@ -30,12 +30,24 @@ export function epilogueObstacle(mm: GNode, grp: FusionGroup, usedOutside: boole
   if (usedOutside) return 'the matmul result is needed outside the group';
   if (grp.outputs.length !== 1) return 'the group stores more than one tensor';
   const out = grp.outputs[0]!;
-  if (out.type.shape.join() !== mm.type.shape.join()) return "the group's output is not the matmul's shape";
+  const N = mm.type.shape[mm.type.shape.length - 1]!;
+  const k = colDimCount(out.type.shape, N);
+  if (k === undefined || out.type.shape.slice(0, -k).join() !== mm.type.shape.slice(0, -1).join())
+    return "the group's output is not the matmul's shape";
   if (!['bf16', 'f16', 'f32'].includes(out.type.dtype)) return `a ${out.type.dtype} output`;
   if (mm.type.shape.length - 1 > MAX_LEADING) return 'too many leading dims';
   for (const n of grp.nodes) {
     if (n.op === 'reduce') return 'a reduction (a row spans several CTAs)';
     if (n.op === 'swapPairs') return 'swapPairs reads a neighbouring column';
+    if (n.op === 'slice') return 'a slice reads other columns';
+    // the epilogue indexes by (row, col) of the matmul: a reshape of its row into several dims may
+    // only be the group's last step
+    if (
+      n.op !== 'reshape' &&
+      n.type.shape[n.type.shape.length - 1] !== N &&
+      n.type.shape[n.type.shape.length - 1] !== 1
+    )
+      return 'a row seen as several dims';
   }
   return undefined;
 }
@@ -67,7 +79,8 @@ export function absorbEpilogues(g: LayerGraph, order: readonly PlanNode[]): Map<
 /** Generates the epilogue of `mm` fused with `grp`; call epilogueObstacle first. */
 export function fuseEpilogue(mm: GNode, grp: FusionGroup): EpilogueFusion {
   const out = grp.outputs[0]!;
-  const shape = out.type.shape;
+  // (row, col) of the matmul's [..., N] result, which the output may only reshape (epilogueObstacle)
+  const shape = mm.type.shape;
   const leading = shape.slice(0, -1);
   const params: { name: string; type: GemmArgType; ctype: string }[] = [];
   const args: EpilogueFusion['args'] = [];
@@ -131,6 +144,10 @@ export function fuseEpilogue(mm: GNode, grp: FusionGroup): EpilogueFusion {
     return v;
   };
   for (const n of grp.nodes) {
+    if (n.op === 'reshape') {
+      vals.set(n.id, { expr: valueOf(n.inputs[0]!), dtype: n.type.dtype });
+      continue;
+    }
     const a = (i: number) => valueOf(n.inputs[i]!);
     const d = n.type.dtype;
     const e = elementwiseExpr(n, a, n.inputs[0]!.type.dtype, d);

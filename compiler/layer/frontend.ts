@@ -193,6 +193,20 @@ export class GraphBuilder {
     return this.make({ op: 'reshape' }, { dtype: x.type.dtype, shape }, [x], span);
   }
 
+  /** x[..., start:end, ...] along `axis` (static bounds, a static dim) */
+  slice(x: GNode, axis: number, start: number, end: number, span: Span): GNode {
+    const r = x.type.shape.length;
+    const a = axis < 0 ? axis + r : axis;
+    if (a < 0 || a >= r) throw new ShapeRuleError(`slice: axis ${axis} out of range for ${fmtTType(x.type)}`);
+    const d = x.type.shape[a]!;
+    if (typeof d !== 'number') throw new ShapeRuleError(`slice: axis ${axis} of ${fmtTType(x.type)} is not static`);
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > d || start >= end) {
+      throw new ShapeRuleError(`slice: [${start}, ${end}) is not a non-empty range inside axis ${axis} of ${fmtTType(x.type)}`);
+    }
+    const shape = x.type.shape.map((s, i) => (i === a ? end - start : s));
+    return this.make({ op: 'slice', axis: a, start }, { dtype: x.type.dtype, shape }, [x], span);
+  }
+
   permute(x: GNode, perm: number[], span: Span): GNode {
     const r = x.type.shape.length;
     if (perm.length !== r || new Set(perm).size !== r || perm.some((p) => p < 0 || p >= r)) {
@@ -521,6 +535,16 @@ class LayerLowering {
         return t(g.reshape(x(), this.dimsArg(a[1], call), span));
       case 'permute':
         return t(g.permute(x(), this.dimsArg(a[1], call).map(Number), span));
+      case 'slice':
+        return t(
+          g.slice(
+            x(),
+            this.constArg(a[1], call, 'axis'),
+            this.constArg(a[2], call, 'start'),
+            this.constArg(a[3], call, 'end'),
+            span,
+          ),
+        );
       case 'transpose': {
         const v = x();
         const r = v.type.shape.length;

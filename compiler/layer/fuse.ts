@@ -1,14 +1,23 @@
 // Fusion: maximal groups of element-wise ops and last-axis reductions that share one row space
-// become one generated kernel (one program per row of the group's last dim); matmuls are library
-// steps; reshapes are views. A group's value that is needed outside the group (or is a layer output)
-// is stored; everything else stays in registers.
+// become one generated kernel (one program per row; a row is one tile of the group's `cols`
+// elements); matmuls are library steps; reshapes are views. A group's value that is needed outside
+// the group (or is a layer output) is stored; everything else stays in registers.
+//
+// A row may be seen through several shapes: a token's [DIM] row and its [HEADS, HEAD_DIM] heads are
+// the same `cols` elements. A node joins a group when some trailing dims of its shape multiply to the
+// group's `cols` (static) and the rest fit its rows, so an RMSNorm over the token and a RoPE over
+// the heads that follows it (tables [..., 1, HEAD_DIM] broadcast over the heads) are one kernel; a
+// reshape that only regroups those trailing dims joins as a no-op. A reshape to the same shape stays
+// a view: passes use it as a fusion barrier (the value is stored, the next ops start a new kernel).
+// A slice along the last axis of a value in memory (q, k, v out of one fused Linear) is a load of
+// the column range and starts or joins a group like an element-wise op.
 import type { Dim, GNode, LayerGraph } from './graph.js';
 import { isElementwise } from './graph.js';
 
 export interface FusionGroup {
   id: number;
   nodes: GNode[];
-  /** the leading dims every program iterates over, and the last (column) dim */
+  /** the leading dims every program iterates over, and the number of columns of a row */
   rows: Dim[];
   cols: Dim;
   /** values produced outside and read inside */
@@ -24,6 +33,7 @@ export type PlanNode =
   | { kind: 'view'; node: GNode };
 
 const isLastAxisReduce = (n: GNode) => n.op === 'reduce' && n.axis === n.inputs[0]!.type.shape.length - 1;
+const isLastAxisSlice = (n: GNode) => n.op === 'slice' && n.axis === n.type.shape.length - 1;
 
 /** Dims of `s` broadcast into `rows` (trailing alignment); undefined when they do not fit. */
 function fitsRows(s: readonly Dim[], rows: readonly Dim[]): boolean {
@@ -39,10 +49,49 @@ function mergeRows(a: readonly Dim[], b: readonly Dim[]): Dim[] | undefined {
   return undefined;
 }
 
+/**
+ * How many trailing dims of `shape` make up a row of `cols` elements: 1 when the last dim is `cols`,
+ * k > 1 when the last k dims are static and multiply to it; undefined when none do.
+ */
+export function colDimCount(shape: readonly Dim[], cols: Dim): number | undefined {
+  if (!shape.length) return undefined;
+  if (shape[shape.length - 1] === cols) return 1;
+  if (typeof cols !== 'number') return undefined;
+  let p = 1;
+  for (let k = 1; k <= shape.length; k++) {
+    const d = shape[shape.length - k]!;
+    if (typeof d !== 'number') return undefined;
+    p *= d;
+    if (p === cols) return k > 1 ? k : undefined;
+    if (p > cols) return undefined;
+  }
+  return undefined;
+}
+
 function rowSpace(n: GNode): { rows: Dim[]; cols: Dim } | undefined {
   const s = n.op === 'reduce' ? n.inputs[0]!.type.shape : n.type.shape;
   if (!s.length) return undefined;
   return { rows: s.slice(0, -1), cols: s[s.length - 1]! };
+}
+
+/** The rows of `n` in a group of `cols` columns (its shape split by colDimCount), if it can join. */
+function rowsIn(n: GNode, cols: Dim): Dim[] | undefined {
+  const s = n.op === 'reduce' ? n.inputs[0]!.type.shape : n.type.shape;
+  // a reduction must span the whole row: over the last dim, which is the row
+  if (n.op === 'reduce') return s[s.length - 1] === cols ? s.slice(0, -1) : undefined;
+  const k = colDimCount(s, cols);
+  return k === undefined ? undefined : s.slice(0, s.length - k);
+}
+
+/** A reshape that keeps the leading (row) dims of its input and regroups only the row's columns. */
+function regroupsColumns(n: GNode, cols: Dim): boolean {
+  const x = n.inputs[0]!;
+  const [si, so] = [x.type.shape, n.type.shape];
+  if (si.join() === so.join()) return false; // same shape: a fusion barrier
+  const [ki, ko] = [colDimCount(si, cols), colDimCount(so, cols)];
+  return (
+    ki !== undefined && ko !== undefined && si.slice(0, si.length - ki).join() === so.slice(0, so.length - ko).join()
+  );
 }
 
 export function fuse(g: LayerGraph): PlanNode[] {
@@ -56,27 +105,32 @@ export function fuse(g: LayerGraph): PlanNode[] {
       order.push(n.op === 'matmul' ? { kind: 'matmul', node: n } : { kind: 'attention', node: n });
       continue;
     }
-    if (n.op === 'reshape') {
+    const inGroup = groupOf.get(n.inputs[0]?.id ?? -1);
+    if (n.op === 'reshape' && !(inGroup && regroupsColumns(n, inGroup.cols))) {
       order.push({ kind: 'view', node: n });
       continue;
     }
-    if (!(isElementwise(n) || isLastAxisReduce(n))) {
+    if (!(isElementwise(n) || isLastAxisReduce(n) || isLastAxisSlice(n) || n.op === 'reshape')) {
       throw new Error(
-        `${n.op}${n.op === 'reduce' ? ` over axis ${n.axis}` : ''} cannot be planned yet (supported: element-wise ops, last-axis reductions, matmul, reshape)`,
+        `${n.op}${n.op === 'reduce' || n.op === 'slice' ? ` over axis ${n.axis}` : ''} cannot be planned yet (supported: element-wise ops, last-axis reductions and slices, matmul, reshape)`,
       );
     }
     const space = rowSpace(n);
-    // try to join the groups of this node's producers (all of them, or a new group)
-    const producerGroups = [...new Set(n.inputs.map((i) => groupOf.get(i.id)).filter((x): x is FusionGroup => !!x))];
+    // try to join the groups of this node's producers (all of them, or a new group); a slice reads
+    // its input from memory, so it starts a group of its own
+    const producerGroups =
+      n.op === 'slice' ? [] : [...new Set(n.inputs.map((i) => groupOf.get(i.id)).filter((x): x is FusionGroup => !!x))];
     let target: FusionGroup | undefined;
     if (space && producerGroups.length) {
-      let rows: Dim[] | undefined = space.rows;
       const cols = producerGroups[0]!.cols;
-      const compatible = producerGroups.every((pg) => {
-        if (pg.cols !== cols || (space.cols !== cols && space.cols !== 1)) return false;
-        rows = rows && mergeRows(rows, pg.rows);
-        return !!rows;
-      });
+      let rows: Dim[] | undefined = rowsIn(n, cols) ?? (space.cols === 1 ? space.rows : undefined);
+      const compatible =
+        !!rows &&
+        producerGroups.every((pg) => {
+          if (pg.cols !== cols) return false;
+          rows = rows && mergeRows(rows, pg.rows);
+          return !!rows;
+        });
       // a group must stay acyclic: every producer group must come after... merging producer groups is
       // safe only when no node between them depends on one and feeds the other (checked below)
       if (compatible && rows && !dependsThroughOutside(producerGroups, n, groupOf)) {
@@ -164,8 +218,11 @@ function mergeSiblings(order: PlanNode[], groupOf: Map<number, FusionGroup>): vo
       const b = order[j]!;
       if (b.kind !== 'group' || b.group.cols !== a.group.cols || b.group.rows.join() !== a.group.rows.join()) continue;
       const inside = new Set(b.group.nodes.map((n) => n.id));
+      // a slice loads its input from memory: not from a value the merged kernel computes
       const ready = b.group.nodes.every((n) =>
-        n.inputs.every((x) => inside.has(x.id) || position(x) < i || groupOf.get(x.id) === a.group),
+        n.inputs.every(
+          (x) => inside.has(x.id) || position(x) < i || (groupOf.get(x.id) === a.group && n.op !== 'slice'),
+        ),
       );
       if (!ready) continue;
       for (const n of b.group.nodes) {

@@ -24,6 +24,7 @@ export type GraphOp =
   | { op: 'matmul'; transB: boolean }
   | { op: 'attention'; scale: number }
   | { op: 'reshape' }
+  | { op: 'slice'; axis: number; start: number }
   | { op: 'permute'; perm: number[] };
 
 export type GNode = GraphOp & {
@@ -71,6 +72,8 @@ function describe(n: GNode): string {
       return `attention ${a} scale=${n.scale}`;
     case 'permute':
       return `permute ${a} [${n.perm.join(', ')}]`;
+    case 'slice':
+      return `slice ${a} axis=${n.axis} [${n.start}, ${n.start + Number(n.type.shape[n.axis])})`;
     default:
       return `${n.op} ${a}`;
   }

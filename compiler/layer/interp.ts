@@ -183,6 +183,16 @@ export function runGraph(g: LayerGraph, inputs: readonly HostTensor[], opts: { e
       case 'reshape':
         out.set(arg(0).data);
         break;
+      case 'slice': {
+        const x = arg(0);
+        const inner = numel(x.shape.slice(n.axis + 1));
+        const len = shape[n.axis]!;
+        const outer = size / (len * inner);
+        const src = x.shape[n.axis]!;
+        for (let o = 0; o < outer; o++)
+          for (let j = 0; j < len * inner; j++) out[o * len * inner + j] = x.data[(o * src + n.start) * inner + j]!;
+        break;
+      }
       case 'permute': {
         const x = arg(0);
         const srcStrides = x.shape.map((_, k) => numel(x.shape.slice(k + 1)));

@@ -17,7 +17,15 @@
 //     blockTokens tokens (chunk-wise causal attention; queries of a chunk see the whole chunk)
 //   - local window + sink: keys below hi(q) - windowTokens are invisible unless below sinkTokens
 // KV tiles that are invisible to the whole query tile are skipped, not masked.
-import type { AttentionArtifact, AttentionSpec } from '../../dsl/artifact.js';
+//
+// FP8 (input 'e4m3', D = 128, bc = 128): Q and K e4m3 in the same layout, V e4m3 transposed, [B, H,
+// D, capacity rounded up to 16], because an 8-bit wgmma takes B only K-major (here: keys contiguous
+// per channel); per-tensor scales fold into the softmax scale (Q, K) and the final normalisation (V);
+// output bf16. P is converted to e4m3 in registers; the columns a thread holds after Q K^T are not
+// the ones an 8-bit A fragment expects, so V's keys are permuted within each 16 to match
+// (attentionFp8KeySlot) instead of moving P between threads. The artifact carries the quantise
+// kernels that write Q, K and this V from bf16 (attentionQuantizeSource).
+import { attentionFp8KeySlot, type AttentionArtifact, type AttentionSpec } from '../../dsl/artifact.js';
 import { CUDA_PRELUDE } from '../cuda-prelude.js';
 import { SM90_MN_MAJOR_DESC, SM90_PRELUDE, wgmmaCall, wgmmaCallRegA } from './sm90.js';
 
@@ -27,9 +35,12 @@ const BM = 128;
 const THREADS = 384;
 const SM90_MAX_SHARED = 232448;
 
-export function attentionSharedBytes(spec: Pick<AttentionSpec, 'headDim' | 'bc' | 'stages'>): number {
-  const q = BM * spec.headDim * 2;
-  const kv = 2 * spec.bc * spec.headDim * 2;
+export function attentionSharedBytes(
+  spec: Pick<AttentionSpec, 'headDim' | 'bc' | 'stages'> & { input?: AttentionSpec['input'] },
+): number {
+  const eb = spec.input === 'e4m3' ? 1 : 2;
+  const q = BM * spec.headDim * eb;
+  const kv = 2 * spec.bc * spec.headDim * eb;
   return 1024 + q + spec.stages * kv + (1 + 2 * spec.stages) * 8;
 }
 
@@ -38,6 +49,10 @@ export function validateAttentionSpec(spec: AttentionSpec): void {
     throw new RangeError(`attention head dim must be 64 or 128, got ${spec.headDim}`);
   if (spec.bc !== 64 && spec.bc !== 128 && spec.bc !== 96)
     throw new RangeError(`attention KV tile must be 64, 96 or 128 keys, got ${spec.bc}`);
+  if (spec.input === 'e4m3' && (spec.headDim !== 128 || spec.bc !== 128))
+    throw new RangeError(
+      `FP8 attention needs head dim 128 and 128-key tiles (one 128-byte swizzled row), got D=${spec.headDim} bc=${spec.bc}`,
+    );
   if (!Number.isInteger(spec.stages) || spec.stages < 2)
     throw new RangeError(`attention needs at least 2 pipeline stages, got ${spec.stages}`);
   if (attentionSharedBytes(spec) > SM90_MAX_SHARED)
@@ -46,35 +61,122 @@ export function validateAttentionSpec(spec: AttentionSpec): void {
     );
 }
 
+const QUANT_THREADS = 256;
+
+/**
+ * The quantise kernels of FP8 attention (AttentionArtifact.quantize): bf16 -> e4m3 with 1 / scale,
+ * for Q and K in place of layout, for V transposed to [B, H, D, capV] with attentionFp8KeySlot's
+ * permutation (each thread writes the 4 slots 4q..4q+3 of a 16, i.e. keys 2q, 2q+1, 2q+8, 2q+9).
+ */
+export function attentionQuantizeSource(): NonNullable<AttentionArtifact['quantize']> {
+  // the slot formula in the kernel below inverts attentionFp8KeySlot; checked here once
+  for (let q = 0; q < 4; q++)
+    [2 * q, 2 * q + 1, 2 * q + 8, 2 * q + 9].forEach((k, i) => {
+      if (attentionFp8KeySlot(k) !== 4 * q + i) throw new Error('attention FP8 key permutation mismatch');
+    });
+  const tokens = 'sfc_attn_quant_e4m3';
+  const vT = 'sfc_attn_quant_e4m3_vt';
+  const source = `${CUDA_PRELUDE}
+typedef unsigned int sfc_u32;
+__device__ __forceinline__ sfc_u32 sfc_q4(float a, float b, float c, float d) {
+  return (sfc_u32)sfc_to_e4m3x2(a, b) | ((sfc_u32)sfc_to_e4m3x2(c, d) << 16);
+}
+__device__ __forceinline__ float sfc_lo(sfc_u32 w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float sfc_hi(sfc_u32 w) { return __uint_as_float(w & 0xffff0000u); }
+extern "C" __global__ void ${tokens}(const uint4* __restrict__ x, uint2* __restrict__ y, const int n8, const float inv) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n8; i += gridDim.x * blockDim.x) {
+    const uint4 v = x[i];
+    y[i] = make_uint2(sfc_q4(sfc_lo(v.x) * inv, sfc_hi(v.x) * inv, sfc_lo(v.y) * inv, sfc_hi(v.y) * inv),
+                      sfc_q4(sfc_lo(v.z) * inv, sfc_hi(v.z) * inv, sfc_lo(v.w) * inv, sfc_hi(v.w) * inv));
+  }
+}
+// one block: 64 keys x 64 channels of one (batch, head), staged as f32 in shared memory
+extern "C" __global__ void ${vT}(const sfc_bf16* __restrict__ x, unsigned char* __restrict__ y, const int cap,
+    const int capV, const int kvRows, const int H, const int D, const float inv) {
+  __shared__ float t[64][65];
+  const int k0 = blockIdx.x * 64, d0 = blockIdx.y * 64, bh = blockIdx.z, b = bh / H, h = bh % H;
+  for (int i = threadIdx.x; i < 64 * 64; i += ${QUANT_THREADS}) {
+    const int kk = i / 64, dd = i % 64, key = k0 + kk;
+    t[kk][dd] = key < cap ? sfc_from_bf16(x[((long long)b * kvRows + key) * H * D + h * D + d0 + dd]) * inv : 0.0f;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 64 * 16; i += ${QUANT_THREADS}) {
+    const int dd = i / 16, s = 4 * (i % 16);          // slots s .. s + 3 of channel d0 + dd
+    if (k0 + s >= capV) continue;
+    const int p = (s & ~15) + ((s & 15) >> 1);       // its keys: p, p + 1, p + 8, p + 9
+    *reinterpret_cast<sfc_u32*>(y + ((long long)bh * D + d0 + dd) * capV + k0 + s) =
+        sfc_q4(t[p][dd], t[p + 1][dd], t[p + 8][dd], t[p + 9][dd]);
+  }
+}
+`;
+  return { source, tokens, vT, threads: QUANT_THREADS };
+}
+
 export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
   validateAttentionSpec(spec);
   const { input, headDim: D, bc: BC, stages } = spec;
-  const dsub = D / 64; // 128-byte column blocks of a row
-  const qBytes = BM * D * 2;
-  const kvTileBytes = BC * D * 2; // one of K or V
-  const subBytes = BC * 128; // one 64-column block of a K or V tile
+  const fp8 = input === 'e4m3';
+  const eb = fp8 ? 1 : 2; // bytes per input element
+  const kSteps = (D * eb) / 32; // wgmma k-steps of Q K^T (32 bytes of each row per step)
+  const pSlices = (BC * eb) / 32; // wgmma k-steps of P V, one A fragment of P each
+  const dsub = (D * eb) / 128; // 128-byte column blocks of a row
+  const blockCols = 128 / eb; // elements per 128-byte block
+  const qBytes = BM * D * eb;
+  const kvTileBytes = BC * D * eb; // one of K or V
+  const subBytes = BC * 128; // one 128-byte column block of a K (or 16-bit V) tile
   const entry = `sfc_attn_fwd_sm90_${input}_d${D}_bc${BC}_s${stages}`;
-  const cvt = input === 'bf16' ? 'bf16x2' : 'f16x2';
-  const store16 = input === 'bf16' ? 'sfc_to_bf16' : 'sfc_to_f16';
+  const cvt = input === 'f16' ? 'f16x2' : 'bf16x2';
+  const store16 = input === 'f16' ? 'sfc_to_f16' : 'sfc_to_bf16';
+  // FP8: P is stored as 256 p (exponent base lowered by 8) so that probabilities down to 2^-14 stay
+  // normal e4m3 numbers; the factor cancels in O / rowsum and is taken out of the log-sum-exp
+  const pShift = fp8 ? ' - 8.0f' : '';
   // S = Q K(stage)^T into sc (the first k-step overwrites it), committed as one wgmma group
   const issueQk = (stage: string) => `{
       const sfc_u32 kBase = sfc_smem(ring + (${stage}) * ${2 * kvTileBytes});
       sfc_wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < ${D / 16}; ++kk)
+      for (int kk = 0; kk < ${kSteps}; ++kk)
         sfc_qk(sc, sfc_wgmma_desc_sw128(qBase + (kk / 4) * ${BM * 128}) + 2 * (kk % 4),
                sfc_wgmma_desc_sw128(kBase + (kk / 4) * ${subBytes}) + 2 * (kk % 4), kk > 0);
       sfc_wgmma_commit();
     }`;
-  // O += P V(stage), P from registers, committed as one wgmma group
+  // O += P V(stage), P from registers, committed as one wgmma group. 16-bit V is read MN-major
+  // (transposed) from its [keys][D] tile; FP8 V arrives transposed, [D rows][BC keys], K-major.
+  const vDesc = fp8
+    ? `sfc_wgmma_desc_sw128(vBase + (kk / 4) * ${D * 128}) + 2 * (kk % 4)`
+    : `sfc_wgmma_desc_sw128_mn(vBase + kk * 2048, ${subBytes})`;
   const issuePv = (stage: string, pv: string) => `{
       const sfc_u32 vBase = sfc_smem(ring + (${stage}) * ${2 * kvTileBytes}) + ${kvTileBytes};
       sfc_wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < ${BC / 16}; ++kk)
-        sfc_pv(o, ${pv}[kk], sfc_wgmma_desc_sw128_mn(vBase + kk * 2048, ${subBytes}));
+      for (int kk = 0; kk < ${pSlices}; ++kk)
+        sfc_pv(o, ${pv}[kk], ${vDesc});
       sfc_wgmma_commit();
     }`;
+  // P of one tile into A fragments: 16-bit, 8 columns (j) per register pair; e4m3, a register holds
+  // the columns 2q, 2q+1, 2q+8, 2q+9 (q = lane % 4) of 16 (jj), which wgmma reads as 4q..4q+3: the
+  // keys of FP8 V are permuted the same way in every 16 (attentionFp8KeySlot), so the product matches
+  const writeP = (dst: string) =>
+    fp8
+      ? `#pragma unroll
+      for (int jj = 0; jj < ${BC / 16}; ++jj) {
+        float p[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) p[e] = sfc_exp2(fmaf(sc[8 * jj + e], scaleLog2, e & 2 ? -bB : -bA));
+        sA += (p[0] + p[1]) + (p[4] + p[5]);
+        sB += (p[2] + p[3]) + (p[6] + p[7]);
+        ${dst}[jj / 2][(jj % 2) * 2] = sfc_pack4(p[0], p[1], p[4], p[5]);
+        ${dst}[jj / 2][(jj % 2) * 2 + 1] = sfc_pack4(p[2], p[3], p[6], p[7]);
+      }`
+      : `#pragma unroll
+      for (int j = 0; j < ${BC / 8}; ++j) {
+        const float p0 = sfc_exp2(fmaf(sc[4 * j], scaleLog2, -bA)), p1 = sfc_exp2(fmaf(sc[4 * j + 1], scaleLog2, -bA));
+        const float p2 = sfc_exp2(fmaf(sc[4 * j + 2], scaleLog2, -bB)), p3 = sfc_exp2(fmaf(sc[4 * j + 3], scaleLog2, -bB));
+        sA += p0 + p1;
+        sB += p2 + p3;
+        ${dst}[j / 2][(j % 2) * 2] = sfc_pack2(p0, p1);
+        ${dst}[j / 2][(j % 2) * 2 + 1] = sfc_pack2(p2, p3);
+      }`;
   // scale + mask sc (KV tile starting at key k0), update the running max / sum, write P to `dst`
   // and the rescale factors aA, aB of the output rows
   const softmax = (tile: string, dst: string) => `{
@@ -104,21 +206,14 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
       // running maxima in raw score units; exponents as one FFMA: exp2(s * scaleLog2 - max * scaleLog2)
       const float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
       // a row that has seen no visible key yet keeps a zero base (no inf - inf)
-      const float bA = nA == SFC_NEG_INF ? 0.0f : nA * scaleLog2, bB = nB == SFC_NEG_INF ? 0.0f : nB * scaleLog2;
-      aA = sfc_exp2(fmaf(mA, scaleLog2, -bA));
-      aB = sfc_exp2(fmaf(mB, scaleLog2, -bB));
+      const float bA = nA == SFC_NEG_INF ? 0.0f : nA * scaleLog2${pShift};
+      const float bB = nB == SFC_NEG_INF ? 0.0f : nB * scaleLog2${pShift};
+      aA = sfc_exp2(fmaf(mA, scaleLog2, -bA)${pShift});
+      aB = sfc_exp2(fmaf(mB, scaleLog2, -bB)${pShift});
       mA = nA;
       mB = nB;
       float sA = 0.0f, sB = 0.0f;
-#pragma unroll
-      for (int j = 0; j < ${BC / 8}; ++j) {
-        const float p0 = sfc_exp2(fmaf(sc[4 * j], scaleLog2, -bA)), p1 = sfc_exp2(fmaf(sc[4 * j + 1], scaleLog2, -bA));
-        const float p2 = sfc_exp2(fmaf(sc[4 * j + 2], scaleLog2, -bB)), p3 = sfc_exp2(fmaf(sc[4 * j + 3], scaleLog2, -bB));
-        sA += p0 + p1;
-        sB += p2 + p3;
-        ${dst}[j / 2][(j % 2) * 2] = sfc_pack2(p0, p1);
-        ${dst}[j / 2][(j % 2) * 2 + 1] = sfc_pack2(p2, p3);
-      }
+      ${writeP(dst)}
       lA = lA * aA + sA;
       lB = lB * aB + sB;
     }`;
@@ -145,7 +240,7 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
 ${SM90_PRELUDE}
 ${SM90_MN_MAJOR_DESC}
 ${wgmmaCall('sfc_qk', BC, input)}
-${wgmmaCallRegA('sfc_pv', D, input, true)}
+${wgmmaCallRegA('sfc_pv', D, input, !fp8)}
 #define SFC_NEG_INF __int_as_float(0xff800000)
 __device__ __forceinline__ float sfc_exp2(float x) {
   float y;
@@ -156,6 +251,10 @@ __device__ __forceinline__ sfc_u32 sfc_pack2(float lo, float hi) {
   sfc_u32 r;
   asm("cvt.rn.${cvt}.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
+}
+// four e4m3, the first in the lowest byte
+__device__ __forceinline__ sfc_u32 sfc_pack4(float a, float b, float c, float d) {
+  return (sfc_u32)sfc_to_e4m3x2(a, b) | ((sfc_u32)sfc_to_e4m3x2(c, d) << 16);
 }
 struct SfcMask {
   int Lq, Lkv, blockTokens, qOffset, windowTokens, sinkTokens;
@@ -185,14 +284,15 @@ struct SfcMask {
 
 extern "C" __global__ void __launch_bounds__(${THREADS}, 1)
 ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTensorMap tmK,
-    const __grid_constant__ SfcTensorMap tmV, ${input === 'bf16' ? 'sfc_bf16' : 'sfc_f16'}* __restrict__ O,
+    const __grid_constant__ SfcTensorMap tmV, ${input === 'f16' ? 'sfc_f16' : 'sfc_bf16'}* __restrict__ O,
     float* __restrict__ lse, const int Lq, const int Lkv, const int H, const int qRows, const int kvRows,
     const int ldo, const float scaleLog2, const int blockTokens, const int qOffset, const int windowTokens,
-    const int sinkTokens) {
+    const int sinkTokens${fp8 ? ', const float vScale' : ''}) {
   extern __shared__ unsigned char sfc_smem_raw[];
   unsigned char* smem = (unsigned char*)(((sfc_u64)sfc_smem_raw + 1023) & ~(sfc_u64)1023);
   unsigned char* Qs = smem;                            // [${dsub}][128 rows][128 bytes]
-  unsigned char* ring = smem + ${qBytes};              // [stages][K | V][${dsub}][${BC} rows][128 bytes]
+  // [stages][K | V]: K [${dsub}][${BC} rows][128 bytes], V ${fp8 ? `[${D} rows][${BC} keys]` : `as K`}
+  unsigned char* ring = smem + ${qBytes};
   sfc_u64* bars = (sfc_u64*)(ring + ${stages * 2 * kvTileBytes});
   // bars[0]: Q loaded; full[s] = bars[1 + s]; empty[s] = bars[1 + ${stages} + s]
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
@@ -220,7 +320,7 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
       const sfc_u32 qbar = sfc_smem(&bars[0]);
       sfc_mbar_expect_tx(qbar, ${qBytes});
       for (int d = 0; d < ${dsub}; ++d)
-        sfc_tma_load_2d(sfc_smem(Qs + d * ${BM * 128}), &tmQ, h * ${D} + d * 64, b * qRows + q0, qbar);
+        sfc_tma_load_2d(sfc_smem(Qs + d * ${BM * 128}), &tmQ, h * ${D} + d * ${blockCols}, b * qRows + q0, qbar);
       for (int i = 0; i < nTiles; ++i) {
         const int t = i < sinkEnd ? i : from + (i - sinkEnd);
         const int s = i % ${stages};
@@ -229,8 +329,12 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
         sfc_mbar_expect_tx(full, ${2 * kvTileBytes});
         unsigned char* Ks = ring + s * ${2 * kvTileBytes};
         for (int d = 0; d < ${dsub}; ++d) {
-          sfc_tma_load_2d(sfc_smem(Ks + d * ${subBytes}), &tmK, h * ${D} + d * 64, b * kvRows + t * ${BC}, full);
-          sfc_tma_load_2d(sfc_smem(Ks + ${kvTileBytes} + d * ${subBytes}), &tmV, h * ${D} + d * 64, b * kvRows + t * ${BC}, full);
+          sfc_tma_load_2d(sfc_smem(Ks + d * ${subBytes}), &tmK, h * ${D} + d * ${blockCols}, b * kvRows + t * ${BC}, full);
+          ${
+            fp8
+              ? `sfc_tma_load_2d(sfc_smem(Ks + ${kvTileBytes}), &tmV, t * ${BC}, (b * H + h) * ${D}, full);`
+              : `sfc_tma_load_2d(sfc_smem(Ks + ${kvTileBytes} + d * ${subBytes}), &tmV, h * ${D} + d * 64, b * kvRows + t * ${BC}, full);`
+          }
         }
       }
     }
@@ -254,7 +358,7 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
     // Software pipeline (per warpgroup): while the softmax of tile i runs on the ALUs, the tensor
     // cores multiply P(i-1) V(i-1); S(i) = Q K(i)^T was issued just before.
     float sc[${BC / 2}];
-    sfc_u32 pc[${BC / 16}][4], pn[${BC / 16}][4];
+    sfc_u32 pc[${pSlices}][4], pn[${pSlices}][4];
     if (nTiles > 0) {
       sfc_mbar_wait(sfc_smem(&bars[1]), 0);
       ${issueQk('0')}
@@ -285,7 +389,7 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
     lA += __shfl_xor_sync(0xffffffffu, lA, 2);
     lB += __shfl_xor_sync(0xffffffffu, lB, 1);
     lB += __shfl_xor_sync(0xffffffffu, lB, 2);
-    const float iA = lA > 0.0f ? 1.0f / lA : 0.0f, iB = lB > 0.0f ? 1.0f / lB : 0.0f;
+    const float iA = lA > 0.0f ? ${fp8 ? 'vScale' : '1.0f'} / lA : 0.0f, iB = lB > 0.0f ? ${fp8 ? 'vScale' : '1.0f'} / lB : 0.0f;
     const long long rowA = (long long)(b * qRows + qa) * ldo + h * ${D}, rowB = rowA + 8LL * ldo;
 #pragma unroll
     for (int j = 0; j < ${D / 8}; ++j) {
@@ -298,8 +402,8 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
     if (lse != nullptr && (lane % 4) == 0) {
       const float ln2 = 0.6931471805599453f;
       float* row = lse + ((long long)b * H + h) * Lq;
-      if (qa < Lq) row[qa] = lA > 0.0f ? (mA * scaleLog2 + __log2f(lA)) * ln2 : SFC_NEG_INF;
-      if (qb < Lq) row[qb] = lB > 0.0f ? (mB * scaleLog2 + __log2f(lB)) * ln2 : SFC_NEG_INF;
+      if (qa < Lq) row[qa] = lA > 0.0f ? (mA * scaleLog2 + __log2f(lA)${pShift}) * ln2 : SFC_NEG_INF;
+      if (qb < Lq) row[qb] = lB > 0.0f ? (mB * scaleLog2 + __log2f(lB)${pShift}) * ln2 : SFC_NEG_INF;
     }
   }
 }
@@ -331,6 +435,8 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
       { name: 'qOffset', type: 'i32' },
       { name: 'windowTokens', type: 'i32' },
       { name: 'sinkTokens', type: 'i32' },
+      ...(fp8 ? [{ name: 'vScale', type: 'f32' as const }] : []),
     ],
+    ...(fp8 ? { quantize: attentionQuantizeSource() } : {}),
   };
 }

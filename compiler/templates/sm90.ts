@@ -158,19 +158,24 @@ export function wgmmaCall(name: string, n: number, input: WgmmaInput): string {
 
 /**
  * A device function `name(float (&d)[n/2], const sfc_u32 (&a)[4], sfc_u64 b)` issuing one
- * wgmma.m64nNk16 (16-bit inputs) with A from registers (the layout of an m64n16 accumulator
- * fragment, packed in pairs) and B from shared memory, K-major or, with `transB`, MN-major.
+ * wgmma.m64nNk16 (16-bit inputs) or m64nNk32 (e4m3) with A from registers and B from shared memory,
+ * K-major or, with `transB` (16-bit only), MN-major. A's four registers per thread: rows r = lane / 4
+ * and r + 8 of the warp's 16 rows, columns c = 2 (lane % 4) + {0, 1} and c + 8 for 16-bit inputs (the
+ * layout of an m64n16 accumulator fragment, packed in pairs), 4 (lane % 4) + {0..3} and 16 + those
+ * for e4m3 (lowest column in the lowest byte): {(r, c), (r + 8, c), (r, c'), (r + 8, c')}.
  */
-export function wgmmaCallRegA(name: string, n: number, input: 'bf16' | 'f16', transB: boolean): string {
+export function wgmmaCallRegA(name: string, n: number, input: WgmmaInput, transB: boolean): string {
   if (n % 8 !== 0 || n < 8 || n > 256) throw new RangeError(`wgmma N must be a multiple of 8 in [8, 256], got ${n}`);
+  if (input === 'e4m3' && transB) throw new RangeError('8-bit wgmma takes B K-major only');
   const regs = n / 2;
   const list = Array.from({ length: regs }, (_, i) => `%${i}`).join(', ');
   const outs = Array.from({ length: regs }, (_, i) => `"+f"(d[${i}])`).join(', ');
-  const mnemonic = `wgmma.mma_async.sync.aligned.m64n${n}k16.f32.${input}.${input}`;
+  const mnemonic = `wgmma.mma_async.sync.aligned.m64n${n}k${wgmmaK(input)}.f32.${input}.${input}`;
+  const tail = input === 'e4m3' ? 'p, 1, 1' : `p, 1, 1, ${transB ? 1 : 0}`;
   return `__device__ __forceinline__ void ${name}(float (&d)[${regs}], const sfc_u32 (&a)[4], sfc_u64 b) {
   asm volatile(
       "{\\n.reg .pred p;\\nsetp.ne.b32 p, %${regs + 5}, 0;\\n"
-      "${mnemonic} {${list}}, {%${regs}, %${regs + 1}, %${regs + 2}, %${regs + 3}}, %${regs + 4}, p, 1, 1, ${transB ? 1 : 0};\\n}\\n"
+      "${mnemonic} {${list}}, {%${regs}, %${regs + 1}, %${regs + 2}, %${regs + 3}}, %${regs + 4}, ${tail};\\n}\\n"
       : ${outs}
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }

@@ -13,6 +13,7 @@ import {
   reshape,
   rmsNorm,
   rope,
+  slice,
   silu,
   bf16,
   f32,
@@ -20,6 +21,9 @@ import {
 } from '../../dsl/layer.js';
 
 type DIM = 1536;
+const DIM = 1536;
+/** q, k and v side by side: 3 DIM */
+type QKV = 4608;
 type FFN = 8960;
 type HEADS = 12;
 const HEADS = 12;
@@ -101,8 +105,10 @@ export const crossKv = layer(
 
 /**
  * Self-attention inputs: h = LN(x) * (1 + scale) + shift (modulation row + the frame's e0 row), then
- * q = RoPE(RMSNorm(Wq h + bq)), k = RoPE(RMSNorm(Wk h + bk)), v = Wv h + bv, as [F, T, HEADS, HEAD_DIM]
- * (k and v go straight into the KV cache). cos/sin: the chunk's per-token RoPE tables.
+ * one Linear for q, k and v (weights [Wq; Wk; Wv], the model concatenates them at load) and
+ * q = RoPE(RMSNorm(q)), k = RoPE(RMSNorm(k)), v, as [F, T, HEADS, HEAD_DIM] (k and v go straight into
+ * the KV cache). cos/sin: the chunk's per-token RoPE tables. Three launches: the modulated LayerNorm,
+ * the GEMM, and one kernel for both norms, both rotations and v's copy into the cache.
  */
 export const selfAttnQkv = layer(
   (
@@ -111,21 +117,18 @@ export const selfAttnQkv = layer(
     eShift: Tensor<f32, ['F', 1, DIM]>,
     mScale: Tensor<f32, [DIM]>,
     eScale: Tensor<f32, ['F', 1, DIM]>,
-    wq: Tensor<bf16, [DIM, DIM]>,
-    bq: Tensor<bf16, [DIM]>,
+    wqkv: Tensor<bf16, [QKV, DIM]>,
+    bqkv: Tensor<bf16, [QKV]>,
     nq: Tensor<bf16, [DIM]>,
-    wk: Tensor<bf16, [DIM, DIM]>,
-    bk: Tensor<bf16, [DIM]>,
     nk: Tensor<bf16, [DIM]>,
-    wv: Tensor<bf16, [DIM, DIM]>,
-    bv: Tensor<bf16, [DIM]>,
     cos: Tensor<f32, ['F', 'T', 1, HEAD_DIM]>,
     sin: Tensor<f32, ['F', 'T', 1, HEAD_DIM]>,
   ) => {
     const h = cast(layerNorm(x, EPS) * (1 + (mScale + eScale)) + (mShift + eShift), bf16);
-    const q = reshape(rmsNorm(linear(h, wq, bq), nq, EPS), ['F', 'T', HEADS, HEAD_DIM]);
-    const k = reshape(rmsNorm(linear(h, wk, bk), nk, EPS), ['F', 'T', HEADS, HEAD_DIM]);
-    const v = reshape(linear(h, wv, bv), ['F', 'T', HEADS, HEAD_DIM]);
+    const qkv = linear(h, wqkv, bqkv);
+    const q = reshape(rmsNorm(slice(qkv, -1, 0, DIM), nq, EPS), ['F', 'T', HEADS, HEAD_DIM]);
+    const k = reshape(rmsNorm(slice(qkv, -1, DIM, 2 * DIM), nk, EPS), ['F', 'T', HEADS, HEAD_DIM]);
+    const v = reshape(slice(qkv, -1, 2 * DIM, 3 * DIM), ['F', 'T', HEADS, HEAD_DIM]);
     return [rope(q, cos, sin), rope(k, cos, sin), v];
   },
 );

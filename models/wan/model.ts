@@ -355,6 +355,7 @@ export class CausalWanModel {
     };
   }
 
+    for (let i = 0; i < shape.num_layers; i++) fuseQkvWeights(w, i);
   /** Builds the model from checkpoint tensors (canonical names); reports every missing or mis-shaped one. */
   static load(
     device: Device,
@@ -375,14 +376,18 @@ export class CausalWanModel {
     try {
       for (const p of params) {
         const t = uploadParam(device, tensors.get(p.name)!, p);
-        if (precision === 'fp8' && isWanFp8Weight(p.name)) {
-          // quantised one at a time: the model never holds all its bf16 Linear weights
-          try {
-            q.set(p.name, quantizeWeightE4m3(bundle.kernels.quantizeWeightE4m3!, t));
-          } finally {
-            t.dispose();
-          }
-        } else w.set(p.name, t);
+        if (precision === 'fp8' && isWanFp8Weight(p.name)) quantise(p.name, t);
+        else w.set(p.name, t);
+        const qkv = /^blocks\.(\d+)\.self_attn\.[qkv]\./.exec(p.name);
+        if (!qkv) continue;
+        // a block's q, k, v become one Linear as soon as all six tensors are here
+        fuseQkvWeights(w, Number(qkv[1]));
+        const fused = `blocks.${qkv[1]}.self_attn.qkv.weight`;
+        if (precision === 'fp8' && w.has(fused)) {
+          const t = w.get(fused)!;
+          w.delete(fused);
+          quantise(fused, t);
+        }
       }
     } catch (e) {
       for (const t of w.values()) t.dispose();
@@ -405,6 +410,14 @@ export class CausalWanModel {
     w: Map<string, Tensor>,
     options: WanModelOptions = {},
   ): CausalWanModel {
+      const quantise = (name: string, t: Tensor) => {
+        // quantised one at a time: the model never holds all its bf16 Linear weights
+        try {
+          q.set(name, quantizeWeightE4m3(bundle.kernels.quantizeWeightE4m3!, t));
+        } finally {
+          t.dispose();
+        }
+      };
     const precision = precisionOf(device, bundle, options);
     for (const p of wanDitParams(shape)) {
       const t = w.get(p.name);
@@ -570,14 +583,10 @@ export class CausalWanModel {
             e0[0]!,
             m[1]!,
             e0[1]!,
-            this.lw(`${b}self_attn.q.weight`),
-            this.p(`${b}self_attn.q.bias`),
+            this.lw(`${b}self_attn.qkv.weight`),
+            this.p(`${b}self_attn.qkv.bias`),
             this.p(`${b}self_attn.norm_q.weight`),
-            this.lw(`${b}self_attn.k.weight`),
-            this.p(`${b}self_attn.k.bias`),
             this.p(`${b}self_attn.norm_k.weight`),
-            this.lw(`${b}self_attn.v.weight`),
-            this.p(`${b}self_attn.v.bias`),
             cos,
             sin,
           ],

@@ -2,12 +2,14 @@
 // rejected; the JS twin equals a direct float64 formula with an explicit mask matrix.
 import { describe, expect, it } from 'vitest';
 import type { AttentionSpec } from '../../dsl/artifact.js';
-import { f32 } from '../../dsl/dtypes.js';
+import { attentionFp8KeySlot } from '../../dsl/artifact.js';
+import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
 import { attentionSharedBytes, attentionSm90 } from '../../compiler/templates/attention.js';
 import { compileCudaAsync, findNvcc } from '../../compiler/nvcc.js';
 import { countSm90Opcodes } from '../../compiler/sass.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import { attentionVisible, runAttention } from '../../runtime/attention.js';
+import { e4m3ScaleOf, fp8VCapacity, quantizeForAttention } from '../../runtime/attention-fp8.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { mulberry32 } from '../helpers.js';
 
@@ -46,7 +48,31 @@ describe('flash-attention template (sm_90a)', () => {
     240_000,
   );
 
+  it.skipIf(!nvcc)(
+    'FP8: compiles for sm_90a with no spills, both products on QGMMA; the quantise kernels compile',
+    async () => {
+      const art = attentionSm90({ input: 'e4m3', headDim: 128, bc: 128, stages: 3 });
+      const [r, rq] = await Promise.all([
+        compileCudaAsync({ source: art.source, arch: 'sm_90a', name: `${art.entry}.cu` }),
+        compileCudaAsync({ source: art.quantize!.source, arch: 'sm_90a', name: 'sfc_attn_quant.cu' }),
+      ]);
+      const rep = r.reports[0]!;
+      expect(rep.spillStoreBytes + rep.spillLoadBytes + rep.stackBytes, art.entry).toBe(0);
+      expect(r.log).not.toMatch(/serializ|C7508|C7510/i);
+      const ops = countSm90Opcodes(r.cubin, art.entry);
+      // QK^T 4 k-steps of 32, PV 4 k-steps of 32 keys (per pipelined copy); no 16-bit wgmma
+      expect(ops.QGMMA, art.entry).toBeGreaterThanOrEqual(8);
+      expect(ops.HGMMA).toBe(0);
+      expect(ops.UTMALDG).toBeGreaterThanOrEqual(3);
+      expect(rq.reports.map((x) => x.name).sort()).toEqual([art.quantize!.tokens, art.quantize!.vT].sort());
+      for (const x of rq.reports) expect(x.spillStoreBytes + x.stackBytes).toBe(0);
+    },
+    240_000,
+  );
+
   it('rejects specs it cannot instantiate', () => {
+    expect(() => attentionSm90({ input: 'e4m3', headDim: 64, bc: 128, stages: 2 })).toThrow(/FP8 attention/);
+    expect(() => attentionSm90({ input: 'e4m3', headDim: 128, bc: 64, stages: 2 })).toThrow(/FP8 attention/);
     expect(() => attentionSm90({ input: 'bf16', headDim: 96 as 64, bc: 128, stages: 2 })).toThrow(/head dim/);
     expect(() => attentionSm90({ input: 'bf16', headDim: 128, bc: 32 as 64, stages: 2 })).toThrow(/KV tile/);
     expect(() => attentionSm90({ input: 'bf16', headDim: 128, bc: 128, stages: 4 })).toThrow(/shared memory/);
@@ -112,5 +138,67 @@ describe('attention JS twin', () => {
             expect(Number(O[((b * Lq + i) * H + h) * D + x])).toBeCloseTo(acc / sum, 4);
           }
         }
+  });
+
+  it('FP8: quantises Q, K and V (transposed, key-permuted) and equals the formula on the dequantised values', () => {
+    // the permutation: slots 4q..4q+3 of each 16 hold keys 2q, 2q+1, 2q+8, 2q+9
+    expect(Array.from({ length: 16 }, (_, k) => attentionFp8KeySlot(k))).toEqual([
+      0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+    ]);
+    const [B, Lq, cap, kvLen, H] = [1, 5, 37, 35, 2];
+    const D = 128 as const;
+    const art = attentionSm90({ input: 'e4m3', headDim: D, bc: 128, stages: 2 });
+    const gen = (n: number, amp: number) => Float32Array.from(randn(n), (x) => x * amp);
+    const [qv, kv, vv] = [gen(B * Lq * H * D, 3), gen(B * cap * H * D, 0.5), gen(B * cap * H * D, 2)];
+    const q = Tensor.from(cpu, bf16, [B, Lq, H, D], qv);
+    const k = Tensor.from(cpu, bf16, [B, cap, H, D], kv);
+    const v = Tensor.from(cpu, bf16, [B, cap, H, D], vv);
+    const amax = (t: Tensor) => (t.toArray() as Float32Array).reduce((a, x) => Math.max(a, Math.abs(x)), 0);
+    const scales = { q: e4m3ScaleOf(amax(q)), k: e4m3ScaleOf(amax(k)), v: e4m3ScaleOf(amax(v)) };
+    const q8 = Tensor.empty(cpu, e4m3, q.shape);
+    const k8 = Tensor.empty(cpu, e4m3, k.shape);
+    const v8 = Tensor.empty(cpu, e4m3, [B, H, D, fp8VCapacity(cap)]);
+    quantizeForAttention(art, { x: q, out: q8, scale: scales.q });
+    quantizeForAttention(art, { x: k, out: k8, scale: scales.k });
+    quantizeForAttention(art, { x: v, out: v8, scale: scales.v, transpose: true });
+    const Q = q8.toArray() as Float32Array;
+    const K = k8.toArray() as Float32Array;
+    const V = v8.toArray() as Float32Array;
+    // within e4m3's precision of the bf16 values (3 mantissa bits: half an ulp is 2^-4 relative)
+    const vb = v.toArray() as Float32Array;
+    for (const [j, x] of [
+      [0, 0],
+      [17, 5],
+      [36, 127],
+    ])
+      for (let h = 0; h < H; h++) {
+        const want = vb[(j! * H + h) * D + x!]!;
+        const got = V[(h * D + x!) * v8.shape[3]! + attentionFp8KeySlot(j!)]! * scales.v;
+        expect(Math.abs(got - want)).toBeLessThanOrEqual(Math.max(Math.abs(want) / 16, scales.v * 2 ** -9));
+      }
+    const mask = { blockTokens: 7, qOffset: 20, windowTokens: 12, sinkTokens: 3 };
+    const o = Tensor.empty(cpu, bf16, [B, Lq, H, D]);
+    const lse = Tensor.empty(cpu, f32, [B, H, Lq]);
+    runAttention(art, { q: q8, k: k8, v: v8, o, lse, kvLen, mask, scales, scale: 0.1 });
+    const O = o.toArray() as Float32Array;
+    const L = lse.toArray() as Float32Array;
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < Lq; i++) {
+        const w: number[] = [];
+        for (let j = 0; j < kvLen; j++) {
+          let s = 0;
+          for (let x = 0; x < D; x++) s += Q[(i * H + h) * D + x]! * scales.q * K[(j * H + h) * D + x]! * scales.k;
+          w.push(attentionVisible(mask, kvLen, i, j) ? Math.exp(0.1 * s) : 0);
+        }
+        const sum = w.reduce((a, b) => a + b, 0);
+        expect(L[h * Lq + i]!).toBeCloseTo(Math.log(sum), 3);
+        for (const x of [0, 63, 127]) {
+          let acc = 0;
+          for (let j = 0; j < kvLen; j++)
+            acc += w[j]! * V[(h * D + x) * v8.shape[3]! + attentionFp8KeySlot(j)]! * scales.v;
+          const want = acc / sum;
+          expect(Math.abs(O[(i * H + h) * D + x]! - want)).toBeLessThanOrEqual(Math.abs(want) / 128 + 1e-6);
+        }
+      }
   });
 });

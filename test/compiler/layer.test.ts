@@ -10,7 +10,7 @@ import { mulberry32 } from '../helpers.js';
 import { virtualDir } from './dsl.js';
 
 const header = `import {
-  layer, layerNorm, rmsNorm, softmax, silu, geluTanh, linear, matmul, sum, mean, max, cast, reshape, permute,
+  layer, layerNorm, rmsNorm, softmax, silu, geluTanh, linear, matmul, sum, mean, max, cast, reshape, permute, slice,
   transpose, unsqueeze, exp, rsqrt, where, rope, type Tensor, type bf16, type f32,
 } from '../../../dsl/layer.js';
 `;
@@ -285,6 +285,16 @@ describe('layer diagnostics', () => {
       'reshape count',
       "export const a = layer((x: Tensor<f32, ['L', 8]>) => reshape(x, ['L', 3]));",
       'bad-layer.ts:5:54: reshape: [L, 8] cannot become [L, 3] (element counts differ)',
+    ],
+    [
+      'slice range',
+      "export const a = layer((x: Tensor<f32, ['L', 8]>) => slice(x, -1, 6, 10));",
+      'bad-layer.ts:5:54: slice: [6, 10) is not a non-empty range inside axis -1 of f32[L, 8]',
+    ],
+    [
+      'slice of a symbolic dim',
+      "export const a = layer((x: Tensor<f32, ['L', 8]>) => slice(x, 0, 0, 2));",
+      'bad-layer.ts:5:54: slice: axis 0 of f32[L, 8] is not static',
     ],
     [
       'untyped parameter',

@@ -18,7 +18,7 @@ import { mulberry32 } from '../helpers.js';
 import { virtualDir } from './dsl.js';
 
 const src = `import {
-  layer, layerNorm, rmsNorm, softmax, geluTanh, linear, reshape, attention, rope, bf16, type Tensor, type f32,
+  layer, layerNorm, rmsNorm, softmax, geluTanh, linear, reshape, slice, attention, rope, bf16, type Tensor, type f32,
 } from '../../../dsl/layer.js';
 
 /** Wan's FFN half-block on the float32 residual stream: modulated LN, Linear-GELU-Linear, gated residual */
@@ -66,6 +66,25 @@ export const selfAttn = layer(
 export const rotQ = layer((q: Tensor<bf16, ['L', 4, 32]>, w: Tensor<bf16, [128]>, cos: Tensor<f32, ['L', 1, 32]>, sin: Tensor<f32, ['L', 1, 32]>) =>
   rope(reshape(rmsNorm(reshape(q, ['L', 128]), w, 1e-6), ['L', 4, 32]), cos, sin));
 
+/** q, k, v as one Linear; slices of its result; RMSNorm over the token, RoPE over the heads; v copied */
+export const qkvRope = layer(
+  (
+    x: Tensor<f32, ['F', 'T', 64]>,
+    w: Tensor<bf16, [192, 64]>, b: Tensor<bf16, [192]>,
+    nq: Tensor<bf16, [64]>, nk: Tensor<bf16, [64]>,
+    cos: Tensor<f32, ['F', 'T', 1, 32]>, sin: Tensor<f32, ['F', 'T', 1, 32]>,
+  ) => {
+    const qkv = linear(cast(layerNorm(x, 1e-6), bf16), w, b);
+    const q = reshape(rmsNorm(slice(qkv, -1, 0, 64), nq, 1e-6), ['F', 'T', 2, 32]);
+    const k = reshape(rmsNorm(slice(qkv, -1, 64, 128), nk, 1e-6), ['F', 'T', 2, 32]);
+    const v = reshape(slice(qkv, 2, 128, 192), ['F', 'T', 2, 32]);
+    return [rope(q, cos, sin), rope(k, cos, sin), v];
+  },
+);
+
+/** a slice of an input, scaled */
+export const middle = layer((x: Tensor<f32, ['L', 8]>) => slice(x, 1, 2, 5) * 2);
+
 export const views = layer((x: Tensor<f32, ['L', 2, 16]>) => layerNorm(reshape(x, ['L', 32]), 1e-5) * 2);
 
 /** head dim 128: a flash-attention template step (the DSL kernel as its fallback) */
@@ -104,12 +123,22 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('layer plans on the CPU', () => {
+  it('slice takes a column range (the interpreter against a direct computation)', () => {
+    const g = graphs.get('middle')!;
+    const x = Float64Array.from({ length: 24 }, (_, i) => i - 7.5);
+    const [y] = runGraph(g, [{ shape: [3, 8], data: x }], { exact: true });
+    expect(y!.shape).toEqual([3, 3]);
+    expect([...y!.data]).toEqual([0, 1, 2].flatMap((r) => [2, 3, 4].map((c) => 2 * x[r * 8 + c]!)));
+  });
+
   it.each([
     ['ffnBlock', { F: 2, T: 3 }, 5e-3],
     ['qk', { L: 5 }, 1e-2],
     ['views', { L: 4 }, 1e-6],
     ['selfAttn', { L: 37 }, 2e-2],
     ['rotQ', { L: 6 }, 1e-2],
+    ['qkvRope', { F: 2, T: 5 }, 1e-2],
+    ['middle', { L: 3 }, 1e-6],
     ['attn128', { L: 9, S: 13 }, 1e-2],
   ] as const)('%s: fused plan agrees with unfused execution', (name, dims, tol) => {
     const g = graphs.get(name)!;
@@ -148,6 +177,11 @@ describe('layer plans on the CPU', () => {
     expect(count('selfAttn', { fuseGemmEpilogues: false })).toEqual({ kernels: 6, matmuls: 4, gemms: 0, attention: 0 });
     expect(count('selfAttn')).toEqual({ kernels: 4, matmuls: 2, gemms: 2, attention: 0 });
     expect(count('attn128')).toEqual({ kernels: 0, matmuls: 0, gemms: 0, attention: 1 });
+    // RMSNorm over the token's row and RoPE over its heads (tables broadcast over the heads): one kernel
+    expect(count('rotQ')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
+    // LayerNorm; the q/k/v GEMM (bias in its epilogue); both norms, both rotations and v's copy in one
+    expect(count('qkvRope')).toEqual({ kernels: 2, matmuls: 0, gemms: 1, attention: 0 });
+    expect(count('middle')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
     const step = planLayer(graphs.get('attn128')!).steps[0]!;
     expect(step.kind === 'attention' && step.candidates[0]!.name).toBe('sfc_attn_fwd_sm90_bf16_d128_bc128_s3');
   });

@@ -147,10 +147,10 @@ describe('FP8 plans of the DiT', () => {
           /const float m_ = y;\n\s*.*\n\s*const float v\d+ = \(m_ \* v\d+\);/,
         );
       }
-      // launches: selfAttnQkv 7 (as bf16), selfAttnOutCrossQ 5 and crossOutFfn 6 (bf16: 4 and 4): one
+      // launches: selfAttnQkv 3 (as bf16), selfAttnOutCrossQ 5 and crossOutFfn 6 (bf16: 4 and 4): one
       // quantisation kernel for each attention output (a flash-attention row is one head) and one for
       // the GELU output (computed in fc1's epilogue, whose rows span several CTAs)
-      expect(p.steps.length, name).toBe({ selfAttnQkv: 7, selfAttnOutCrossQ: 5, crossOutFfn: 6 }[name]);
+      expect(p.steps.length, name).toBe({ selfAttnQkv: 3, selfAttnOutCrossQ: 5, crossOutFfn: 6 }[name]);
       const e4m3Writers = kernels.filter((k) => k.artifact.params.some((q) => q.kind === 'ptr' && q.dtype === 'e4m3'));
       expect(e4m3Writers.length, name).toBe(name === 'selfAttnQkv' ? 1 : name === 'selfAttnOutCrossQ' ? 2 : 3);
     }
@@ -239,14 +239,26 @@ describe('causal Wan DiT (tiny) in FP8 against bf16 and the PyTorch reference', 
   it('loads the blocks Linear weights quantised and keeps the rest bf16', () => {
     expect(m8.precision).toBe('fp8');
     expect(m16.precision).toBe('bf16');
-    const names = wanDitParams(preset.dit).filter((p) => isWanFp8Weight(p.name));
-    expect(names).toHaveLength(8 * preset.dit.num_layers);
+    // q, k and v of the self-attention are one [3 dim, dim] Linear (fuseQkvWeights)
+    const d = preset.dit.dim;
+    const names = [
+      ...wanDitParams(preset.dit)
+        .filter((p) => isWanFp8Weight(p.name))
+        .map((p) => ({ name: p.name, shape: p.shape })),
+      ...Array.from({ length: preset.dit.num_layers }, (_, i) => ({
+        name: `blocks.${i}.self_attn.qkv.weight`,
+        shape: [3 * d, d],
+      })),
+    ];
+    expect(names).toHaveLength(6 * preset.dit.num_layers);
+    expect(isWanFp8Weight('blocks.0.self_attn.qkv.weight')).toBe(true);
     for (const p of names) {
       const w = m8.fp8Weight(p.name)!;
       expect(w.q.dtype.name).toBe('e4m3');
       expect(w.q.shape).toEqual(p.shape);
       expect(w.scale.shape).toEqual([p.shape[0]]);
     }
+    expect(m8.fp8Weight('blocks.0.self_attn.q.weight')).toBeUndefined();
     expect(m8.fp8Weight('blocks.0.cross_attn.k.weight')).toBeUndefined();
     expect(m16.fp8Weight('blocks.0.ffn.0.weight')).toBeUndefined();
   });
