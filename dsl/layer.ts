@@ -134,6 +134,37 @@ export function attention(_q: number, _k: number, _v: number, _scale?: number): 
   return dslOnly('attention');
 }
 
+// ---- convolutions (the VAE's layout: frames first, channels last) ---------------------------------
+/** Geometry of a convolution: per-dim (t, y, x) values, or one number for all of them. */
+export interface ConvOptions {
+  /** default 1 */
+  stride?: number | readonly [number, number, number];
+  /** zeros on both sides of each dim (default 0) */
+  padding?: number | readonly [number, number, number];
+  /** time padding all before the frames (2 * padding[0]), none after: Wan's CausalConv3d */
+  causal?: boolean;
+}
+/**
+ * 3-D convolution over frames-first, channels-last video: x [T, H, W, Cin] (bf16), w [Cout, kt, ky,
+ * kx, Cin] (bf16; PyTorch's [Cout, Cin, kt, ky, kx] permuted (0, 2, 3, 4, 1)), b [Cout] -> f32
+ * [T', H', W', Cout] (float32 accumulation, as the VAE keeps its activations).
+ */
+export function conv3d(_x: number, _w: number, _b?: number, _opts?: ConvOptions): number {
+  return dslOnly('conv3d');
+}
+/**
+ * 2-D convolution per frame: x [H, W, Cin] or [N, H, W, Cin], w [Cout, ky, kx, Cin], b [Cout]; a
+ * conv3d with kt = 1. `stride`/`padding` pairs are (y, x).
+ */
+export function conv2d(
+  _x: number,
+  _w: number,
+  _b?: number,
+  _opts?: { stride?: number | readonly [number, number]; padding?: number | readonly [number, number] },
+): number {
+  return dslOnly('conv2d');
+}
+
 // ---- views ---------------------------------------------------------------------------------------
 export function reshape(_x: number, _shape: readonly Dim[]): number {
   return dslOnly('reshape');

@@ -70,6 +70,32 @@ export type PlanStep =
       scale: number;
       fallback: PlanStep[];
       label: string;
+    }
+  | {
+      /**
+       * A convolution (compiler/layer/conv.ts): x [T, H, W, cin] (bf16) * w [cout, kt, ky, kx, cin]
+       * (bf16) -> out f32 [T', H', W', cout]. x is copied into a zero-padded buffer of `pitch`
+       * channels (padKernel), GEMMs over its rows give the output on the padded grid, cropKernel takes
+       * the strided valid pixels out: the implicit-GEMM template where the device has `candidates`
+       * (stride-1 grid), per-tap GEMMs elsewhere.
+       */
+      kind: 'conv';
+      x: number;
+      w: number;
+      out: number;
+      /** T, H, W of x and of out */
+      dims: PlanDim[][];
+      outDims: PlanDim[][];
+      cin: number;
+      cout: number;
+      kernel: [number, number, number];
+      stride: [number, number, number];
+      pad: [[number, number], [number, number], [number, number]];
+      pitch: number;
+      padKernel: KernelArtifact;
+      cropKernel: KernelArtifact;
+      candidates: GemmArtifact[];
+      label: string;
     };
 
 export interface LaunchPlan {

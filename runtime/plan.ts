@@ -13,6 +13,7 @@ import { CudaDevice } from './cuda.js';
 import type { Device } from './device.js';
 import { runAttention } from './attention.js';
 import { gemmCandidatesFor, runGemm, tuneGemm, type GemmOperands } from './gemm.js';
+import { runConvStep } from './conv.js';
 import { launch } from './kernels.js';
 import { CudaDataType } from './native/api.js';
 import { Tensor, fmtShape } from './tensor.js';
@@ -146,6 +147,9 @@ export class PlanRunner {
         launch(s.artifact, s.grid.map(size), args);
       } else if (s.kind === 'matmul') {
         matmul(device, tensorOf(s.a), tensorOf(s.b), tensorOf(s.out), s.transB, size(s.m), size(s.n), size(s.k));
+      } else if (s.kind === 'conv') {
+        const d = (ds: PlanDim[][]) => ds.map(size);
+        runConvStep(s, tensorOf(s.x), tensorOf(s.w), tensorOf(s.out), d(s.dims), d(s.outDims));
       } else if (s.kind === 'attention') {
         const art = s.candidates[0];
         if (device instanceof CudaDevice && art && art.arch === device.arch) {

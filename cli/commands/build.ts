@@ -85,7 +85,10 @@ export function modelUnits(presetName: string): Unit[] {
     });
   const step = (s: PlanStep): void => {
     if (s.kind === 'kernel') kernel(s.artifact);
-    else if (s.kind === 'gemm' || s.kind === 'attention') {
+    else if (s.kind === 'conv') {
+      [s.padKernel, s.cropKernel].forEach(kernel);
+      s.candidates.forEach(template);
+    } else if (s.kind === 'gemm' || s.kind === 'attention') {
       s.candidates.forEach(template);
       s.fallback.forEach(step);
     }

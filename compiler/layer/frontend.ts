@@ -10,6 +10,7 @@ import { DslError, dslError, spanOf } from '../diagnostics.js';
 import { binaryOps, constValue, type DslProgram, type KernelSourceRef } from '../frontend.js';
 import { isFloat, type BinaryOp, type ElemType, type Span, type UnaryOp } from '../ir.js';
 import { binaryRules } from '../ops.js';
+import { convType, type ConvGeometry, type Triple } from './conv.js';
 import { fmtShape, fmtTType, type Dim, type GNode, type GraphOp, type LayerGraph, type TType } from './graph.js';
 
 class ShapeRuleError extends Error {}
@@ -173,6 +174,13 @@ export class GraphBuilder {
     }
     const s = scale ?? 1 / Math.sqrt(qs[2]);
     return this.make({ op: 'attention', scale: s }, { dtype: 'bf16', shape: [...qs] }, [q, k, v], span);
+  }
+
+  /** x [T, H, W, Cin] * w [Cout, kt, ky, kx, Cin] (bf16) -> f32 [T', H', W', Cout]; see compiler/layer/conv.ts */
+  conv(x: GNode, w: GNode, geom: ConvGeometry, span: Span, op = 'conv3d'): GNode {
+    const type = convType(x.type, w.type, geom, op);
+    if (typeof type === 'string') throw new ShapeRuleError(type);
+    return this.make({ op: 'conv', ...geom }, type, [x, w], span);
   }
 
   reshape(x: GNode, shape: Dim[], span: Span): GNode {
@@ -531,6 +539,9 @@ class LayerLowering {
             span,
           ),
         );
+      case 'conv3d':
+      case 'conv2d':
+        return t(this.conv(name, call, span));
       case 'reshape':
         return t(g.reshape(x(), this.dimsArg(a[1], call), span));
       case 'permute':
@@ -566,6 +577,66 @@ class LayerLowering {
       default:
         throw dslError(call.expression, `'${name}' is not a layer op`);
     }
+  }
+
+  /**
+   * conv3d(x, w, b?, {stride, padding, causal}) and conv2d (a conv3d with kt = 1 over [N, H, W, C]
+   * or one [H, W, C] frame): the conv node, plus the bias as an element-wise add.
+   */
+  private conv(name: 'conv3d' | 'conv2d', call: ts.CallExpression, span: Span): GNode {
+    const g = this.g;
+    const a = call.arguments;
+    let x = this.tensor(a[0]!);
+    let w = this.tensor(a[1]!);
+    const bias = a[2] && !(ts.isIdentifier(a[2]) && a[2].text === 'undefined') ? this.tensor(a[2]) : undefined;
+    const dims = name === 'conv3d' ? 3 : 2;
+    const opts = this.convOptions(a[3], dims);
+    const frame = name === 'conv2d' && x.type.shape.length === 3;
+    if (name === 'conv2d') {
+      // frames-first: the leading dim of [N, H, W, C] is conv3d's T with a 1-tap kernel
+      if (frame) x = g.reshape(x, [1, ...x.type.shape], span);
+      if (w.type.shape.length === 4) w = g.reshape(w, [w.type.shape[0]!, 1, ...w.type.shape.slice(1)], span);
+      else throw new ShapeRuleError(`conv2d takes w [Cout, ky, kx, Cin], got ${fmtShape(w.type.shape)}`);
+    }
+    const [ps, ss] = [opts.padding, opts.stride];
+    const geom: ConvGeometry = {
+      kernel: [0, 0, 0],
+      stride: ss,
+      pad: [opts.causal ? [2 * ps[0], 0] : [ps[0], ps[0]], [ps[1], ps[1]], [ps[2], ps[2]]],
+    };
+    let y = g.conv(x, w, geom, span, name);
+    if (frame) y = g.reshape(y, y.type.shape.slice(1), span);
+    return bias ? g.binary('add', y, bias, span) : y;
+  }
+
+  /** `{ stride, padding, causal }` of a convolution (each a number or a per-dim list) */
+  private convOptions(e: ts.Expression | undefined, dims: 2 | 3): { stride: Triple; padding: Triple; causal: boolean } {
+    const r = { stride: [1, 1, 1] as Triple, padding: [0, 0, 0] as Triple, causal: false };
+    if (!e) return r;
+    if (!ts.isObjectLiteralExpression(e))
+      throw dslError(e, 'convolution options are an object literal, e.g. { stride: 2, padding: 1, causal: true }');
+    for (const prop of e.properties) {
+      if (!ts.isPropertyAssignment(prop) || !ts.isIdentifier(prop.name))
+        throw dslError(prop, 'write convolution options as `name: value`');
+      const key = prop.name.text;
+      const v = prop.initializer;
+      if (key === 'causal' && dims === 3) {
+        if (v.kind !== ts.SyntaxKind.TrueKeyword && v.kind !== ts.SyntaxKind.FalseKeyword)
+          throw dslError(v, 'causal is true or false');
+        r.causal = v.kind === ts.SyntaxKind.TrueKeyword;
+      } else if (key === 'stride' || key === 'padding') {
+        const vals = ts.isArrayLiteralExpression(v) ? v.elements.map((x) => constValue(this.p, x)) : undefined;
+        if (vals && vals.length !== dims)
+          throw dslError(v, `${key} is one number or ${dims} (${dims === 3 ? 't, y, x' : 'y, x'}), got ${vals.length}`);
+        const per = vals ?? Array<number>(dims).fill(constValue(this.p, v));
+        r[key] = (dims === 3 ? per : [key === 'stride' ? 1 : 0, ...per]) as Triple;
+      } else
+        throw dslError(
+          prop.name,
+          `'${key}' is not a ${dims === 3 ? 'conv3d' : 'conv2d'} option (${dims === 3 ? 'stride, padding, causal' : 'stride, padding'})`,
+        );
+    }
+    return r;
   }
 
   /** mean / variance in float32 over the last dim; output in x's dtype */

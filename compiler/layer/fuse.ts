@@ -30,6 +30,7 @@ export type PlanNode =
   | { kind: 'group'; group: FusionGroup }
   | { kind: 'matmul'; node: GNode }
   | { kind: 'attention'; node: GNode }
+  | { kind: 'conv'; node: GNode }
   | { kind: 'view'; node: GNode };
 
 const isLastAxisReduce = (n: GNode) => n.op === 'reduce' && n.axis === n.inputs[0]!.type.shape.length - 1;
@@ -101,6 +102,10 @@ export function fuse(g: LayerGraph): PlanNode[] {
   let nextId = 0;
   for (const n of g.nodes) {
     if (n.op === 'input' || n.op === 'const' || n.op === 'dim') continue;
+    if (n.op === 'conv') {
+      order.push({ kind: 'conv', node: n });
+      continue;
+    }
     if (n.op === 'matmul' || n.op === 'attention') {
       order.push(n.op === 'matmul' ? { kind: 'matmul', node: n } : { kind: 'attention', node: n });
       continue;

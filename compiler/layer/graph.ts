@@ -23,6 +23,14 @@ export type GraphOp =
   | { op: 'reduce'; fn: 'sum' | 'max'; axis: number; keepdim: boolean }
   | { op: 'matmul'; transB: boolean }
   | { op: 'attention'; scale: number }
+  | {
+      /** x [T, H, W, Cin] * w [Cout, kt, ky, kx, Cin] -> f32 [T', H', W', Cout] (compiler/layer/conv.ts) */
+      op: 'conv';
+      kernel: [number, number, number];
+      stride: [number, number, number];
+      /** zeros (before, after) per dim t, y, x */
+      pad: [[number, number], [number, number], [number, number]];
+    }
   | { op: 'reshape' }
   | { op: 'slice'; axis: number; start: number }
   | { op: 'permute'; perm: number[] };
@@ -70,6 +78,8 @@ function describe(n: GNode): string {
       return `matmul${n.transB ? '.t' : ''} ${a}`;
     case 'attention':
       return `attention ${a} scale=${n.scale}`;
+    case 'conv':
+      return `conv ${a} k=${n.kernel.join('x')} stride=${n.stride.join('x')} pad=${n.pad.map((p) => p.join(':')).join(',')}`;
     case 'permute':
       return `permute ${a} [${n.perm.join(', ')}]`;
     case 'slice':
@@ -108,7 +118,8 @@ export function graphToDot(g: LayerGraph, groups: ReadonlyMap<number, string> = 
   }
   for (const n of g.nodes) {
     if (n.op === 'const' || n.op === 'dim' || groups.has(n.id)) continue;
-    const shape = n.op === 'input' ? 'ellipse' : n.op === 'matmul' || n.op === 'attention' ? 'box3d' : 'box';
+    const shape =
+      n.op === 'input' ? 'ellipse' : n.op === 'matmul' || n.op === 'attention' || n.op === 'conv' ? 'box3d' : 'box';
     lines.push(`  n${n.id} [label=${q(label(n))}, shape=${shape}];`);
   }
   for (const n of g.nodes) {

@@ -175,6 +175,38 @@ export function runGraph(g: LayerGraph, inputs: readonly HostTensor[], opts: { e
           }
         break;
       }
+      case 'conv': {
+        // the reference: a direct loop over output pixels, taps and channels
+        const [x, w] = [arg(0), arg(1)];
+        const [T, H, W, C] = x.shape as [number, number, number, number];
+        const [To, Ho, Wo, Co] = shape as [number, number, number, number];
+        const [kt, ky, kx] = n.kernel;
+        const [st, sy, sx] = n.stride;
+        const [pt, py, px] = n.pad.map((p) => p[0]);
+        for (let t = 0; t < To; t++)
+          for (let y = 0; y < Ho; y++)
+            for (let xo = 0; xo < Wo; xo++)
+              for (let o = 0; o < Co; o++) {
+                let acc = 0;
+                for (let dt = 0; dt < kt; dt++) {
+                  const ti = t * st + dt - pt!;
+                  if (ti < 0 || ti >= T) continue;
+                  for (let dy = 0; dy < ky; dy++) {
+                    const yi = y * sy + dy - py!;
+                    if (yi < 0 || yi >= H) continue;
+                    for (let dx = 0; dx < kx; dx++) {
+                      const xi = xo * sx + dx - px!;
+                      if (xi < 0 || xi >= W) continue;
+                      const xb = ((ti * H + yi) * W + xi) * C;
+                      const wb = (((o * kt + dt) * ky + dy) * kx + dx) * C;
+                      for (let c = 0; c < C; c++) acc += x.data[xb + c]! * w.data[wb + c]!;
+                    }
+                  }
+                }
+                out[((t * Ho + y) * Wo + xo) * Co + o] = round(acc, n);
+              }
+        break;
+      }
       case 'swapPairs': {
         const x = arg(0);
         for (let i = 0; i < size; i++) out[i] = x.data[i ^ 1]!;

@@ -10,6 +10,7 @@ import { compileFiles } from '../compile.js';
 import type { Dim, GNode, LayerGraph } from './graph.js';
 import { groupKernel } from './codegen.js';
 import { absorbEpilogues, fuseEpilogue } from './epilogue.js';
+import { convStep } from './conv.js';
 import { rewriteFp8 } from './fp8.js';
 import { fuse, type FusionGroup } from './fuse.js';
 import { gemmPingpongCandidates, gemmSm90, maxStages } from '../templates/gemm.js';
@@ -92,6 +93,11 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
       continue;
     }
     if (item.kind === 'attention') {
+    if (item.kind === 'conv') {
+      const [x, w] = item.node.inputs as [GNode, GNode];
+      steps.push(convStep(item.node, bufOf.get(x.id)!, bufOf.get(w.id)!, produce(item.node)));
+      continue;
+    }
       const n = item.node;
       const [q, kk, v] = n.inputs as [GNode, GNode, GNode];
       const out = produce(n);
@@ -205,6 +211,8 @@ export function stepBuffers(s: PlanStep): number[] {
       return [s.a, s.b, s.out];
     case 'attention':
       return [s.q, s.k, s.v, s.out, ...s.fallback.flatMap(stepBuffers)];
+    case 'conv':
+      return [s.x, s.w, s.out];
     case 'gemm':
       return [
         s.a,

@@ -11,13 +11,12 @@ import { convPitch, convTile, type GemmArtifact, type KernelArtifact } from '../
 import { bf16, f32, u8 } from '../../dsl/dtypes.js';
 import { SfcError } from '../../dsl/errors.js';
 import type { CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
-import { decode, encodeInto, rawArray } from '../../runtime/convert.js';
-import { CpuDevice } from '../../runtime/cpu.js';
+import { decode, rawArray } from '../../runtime/convert.js';
 import { CudaDevice } from '../../runtime/cuda.js';
 import type { Device } from '../../runtime/device.js';
+import { gemm, shiftedGemms, whole } from '../../runtime/conv.js';
 import { runConvGemm } from '../../runtime/gemm.js';
 import { launch } from '../../runtime/kernels.js';
-import { CudaDataType } from '../../runtime/native/api.js';
 import { Tensor, fmtShape } from '../../runtime/tensor.js';
 
 /**
@@ -29,115 +28,9 @@ export interface VaeKernels {
   convGemms: Record<string, GemmArtifact>;
 }
 
-// ---- GEMMs over row-major views -----------------------------------------------------------------
-
-export interface MatView {
-  t: Tensor;
-  /** element offset into t */
-  off: number;
-  ld: number;
-}
-
-/** c (f32) [m, n] = a (bf16) [m, k] . op(b) (+ c when accumulate); op(b) = b^T for b [n, k], else b [k, n] */
-export function gemm(
-  a: MatView,
-  b: MatView,
-  transB: boolean,
-  c: MatView,
-  m: number,
-  n: number,
-  k: number,
-  accumulate: boolean,
-): void {
-  const dev = a.t.device;
-  if (dev instanceof CudaDevice) {
-    const ptr = (v: MatView) => dev.ptrOf(v.t.storage) + v.t.byteOffset + v.off * v.t.dtype.bytes;
-    dev.gemm({
-      m,
-      n,
-      k,
-      a: ptr(a),
-      b: ptr(b),
-      c: ptr(c),
-      d: ptr(c),
-      typeA: CudaDataType.bf16,
-      typeB: CudaDataType.bf16,
-      typeC: CudaDataType.f32,
-      typeD: CudaDataType.f32,
-      lda: a.ld,
-      ldb: b.ld,
-      ldc: c.ld,
-      ldd: c.ld,
-      transA: false,
-      transB,
-      alpha: 1,
-      beta: accumulate ? 1 : 0,
-      aScale: 0,
-      bScale: 0,
-    });
-    return;
-  }
-  if (!(dev instanceof CpuDevice)) throw new SfcError(`VAE: unsupported device ${dev.name}`);
-  const av = a.t.toF32();
-  const bv = b.t.toF32();
-  const cv = c.t.toF32();
-  for (let i = 0; i < m; i++) {
-    const ar = a.off + i * a.ld;
-    const cr = c.off + i * c.ld;
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      if (transB) {
-        const br = b.off + j * b.ld;
-        for (let p = 0; p < k; p++) s += av[ar + p]! * bv[br + p]!;
-      } else for (let p = 0; p < k; p++) s += av[ar + p]! * bv[b.off + p * b.ld + j]!;
-      cv[cr + j] = accumulate ? cv[cr + j]! + s : s;
-    }
-  }
-  const raw = rawArray(f32, new ArrayBuffer(cv.length * 4), 0, cv.length);
-  encodeInto(f32, cv, raw);
-  dev.write(c.t.storage, c.t.byteOffset, new Uint8Array(raw.buffer));
-}
-
-export const whole = (t: Tensor, ld: number, off = 0): MatView => ({ t, off, ld });
-
-/**
- * out (f32 [M, cout]) = sum over taps i of buf[offsets[i] + row] (bf16, rows of cin) . taps[i]^T:
- * a convolution as shifted GEMMs (one cuBLASLt call per tap on CUDA; one pass on the CPU).
- */
-export function shiftedGemms(
-  buf: Tensor,
-  taps: Tensor,
-  offsets: readonly number[],
-  out: Tensor,
-  M: number,
-  cout: number,
-  cin: number,
-): void {
-  const dev = buf.device;
-  if (dev instanceof CudaDevice) {
-    offsets.forEach((off, i) =>
-      gemm(whole(buf, cin, off * cin), whole(taps, cin, i * cout * cin), true, whole(out, cout), M, cout, cin, i > 0),
-    );
-    return;
-  }
-  const a = buf.toF32();
-  const w = taps.toF32();
-  const rows = a.length / cin;
-  const acc = new Float32Array(M * cout);
-  offsets.forEach((off, t) => {
-    // rows past the buffer read as zeros (as the implicit GEMM's TMA loads do)
-    for (let r = 0; r < M && off + r < rows; r++) {
-      const ar = (off + r) * cin;
-      for (let o = 0; o < cout; o++) {
-        const wr = (t * cout + o) * cin;
-        let s = 0;
-        for (let p = 0; p < cin; p++) s += a[ar + p]! * w[wr + p]!;
-        acc[r * cout + o]! += s;
-      }
-    }
-  });
-  dev.write(out.storage, out.byteOffset, new Uint8Array(acc.buffer));
-}
+// the GEMMs over row-major views (gemm, shiftedGemms) live in runtime/conv.ts, shared with the
+// layer DSL's convolution steps
+export { gemm, shiftedGemms, whole, type MatView } from '../../runtime/conv.js';
 
 // ---- weights ---------------------------------------------------------------------------------------
 

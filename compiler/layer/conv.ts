@@ -1,0 +1,115 @@
+// Convolutions in the layer DSL, in the Wan VAE's layout: activations frames-first and channels-last
+// (x [T, H, W, Cin]), weights [Cout, kt, ky, kx, Cin] (PyTorch's [Cout, Cin, kt, ky, kx] with the
+// input channels moved last: each output channel's row is the implicit GEMM's B row, taps * Cin long).
+//
+// Shape rules here; the float64 reference is in interp.ts. A conv node plans as one 'conv' step
+// (dsl/plan.ts, run by runtime/conv.ts) that works as the VAE's convolutions do: x is copied into a
+// zero-padded bf16 buffer [T + pads, H + pads, W + pads, CP] (models/kernels/conv.ts convPad), the
+// convolution runs as GEMMs over that buffer's rows, its output lives on the padded grid, and
+// convCrop takes the valid (strided) pixels out of it. The GEMMs are the sm_90a implicit-GEMM
+// convolution template where it is built (stride 1 in the buffer, Cin a multiple of 64) and per-tap
+// shifted GEMMs (cuBLASLt on CUDA, a loop on the CPU) elsewhere.
+import { join } from 'node:path';
+import { convPitch, convTile, type KernelArtifact } from '../../dsl/artifact.js';
+import type { PlanStep } from '../../dsl/plan.js';
+import { packageRoot } from '../../dsl/paths.js';
+import { artifactOf, lowerKernel } from '../compile.js';
+import { DslProgram } from '../frontend.js';
+import { gemmSm90 } from '../templates/gemm.js';
+import { fmtShape, fmtTType, type Dim, type GNode, type TType } from './graph.js';
+
+export type Triple = [number, number, number];
+
+export interface ConvGeometry {
+  kernel: Triple;
+  stride: Triple;
+  pad: [[number, number], [number, number], [number, number]];
+}
+
+/** Output size of one dim, or an error message; symbolic dims must keep their size. */
+function outDim(d: Dim, k: number, s: number, p: readonly [number, number], axis: string): Dim | Error {
+  if (typeof d === 'number') {
+    const o = Math.floor((d + p[0] + p[1] - k) / s) + 1;
+    if (o >= 1) return o;
+    return new Error(`a ${k}-tap kernel with padding ${p[0]}+${p[1]} leaves nothing of ${axis} = ${d}`);
+  }
+  if (s === 1 && p[0] + p[1] === k - 1) return d;
+  return new Error(
+    `${axis} is the symbolic dim '${d}': the output must keep its size (stride 1, padding k - 1 in all) or the dim must be static`,
+  );
+}
+
+/**
+ * The type of conv(x, w) with this geometry, or a message naming both shapes. x [T, H, W, Cin],
+ * w [Cout, kt, ky, kx, Cin], both bf16; the result is f32 [T', H', W', Cout].
+ */
+export function convType(x: TType, w: TType, geom: ConvGeometry, op = 'conv3d'): TType | string {
+  const ws = w.shape;
+  const both = `x ${fmtShape(x.shape)} and w ${fmtShape(ws)}`;
+  if (x.shape.length !== 4 || ws.length !== 5)
+    return `${op} takes x [T, H, W, Cin] (channels last) and w [Cout, kt, ky, kx, Cin]; got ${both}`;
+  if (ws.some((d) => typeof d !== 'number')) return `${op} needs a static weight shape, got w ${fmtShape(ws)}`;
+  const [cout, kt, ky, kx, cin] = ws as number[];
+  if (x.shape[3] !== cin) return `${op} input channels differ: ${both} (${x.shape[3]} vs ${cin})`;
+  if (x.dtype !== 'bf16' || w.dtype !== 'bf16')
+    return `${op} takes bf16 x and w (cast them), got x ${fmtTType(x)} and w ${fmtTType(w)}`;
+  const k: Triple = [kt!, ky!, kx!];
+  geom.kernel = k;
+  const shape: Dim[] = [];
+  for (let i = 0; i < 3; i++) {
+    if (!(geom.stride[i]! >= 1) || geom.pad[i]!.some((p) => !(p >= 0) || !Number.isInteger(p)))
+      return `${op}: strides must be >= 1 and paddings >= 0 (integers), got stride [${geom.stride.join(', ')}] and padding [${geom.pad.map((p) => p.join('+')).join(', ')}]`;
+    const o = outDim(x.shape[i]!, k[i]!, geom.stride[i]!, geom.pad[i]!, `${'THW'[i]} of x ${fmtShape(x.shape)}`);
+    if (o instanceof Error) return `${op} with w ${fmtShape(ws)}: ${o.message}`;
+    shape.push(o);
+  }
+  return { dtype: 'f32', shape: [...shape, cout!] };
+}
+
+// ---- planning -------------------------------------------------------------------------------------
+
+let program: DslProgram | undefined;
+const kernels = new Map<string, KernelArtifact>();
+
+/** convPad / convCrop of models/kernels/conv.ts for C channels (buffer pitch CP), compiled once. */
+export function convKernel(name: 'convPad' | 'convCrop', consts: Record<string, number>): KernelArtifact {
+  const key = `${name}:${Object.values(consts).join('p')}`;
+  let a = kernels.get(key);
+  if (!a) {
+    const file = join(packageRoot(import.meta.url), 'models', 'kernels', 'conv.ts');
+    program ??= new DslProgram([file]);
+    const art = artifactOf(lowerKernel(program, file, name, { consts }));
+    a = { ...art, name: `${name}_${key.split(':')[1]}` };
+    kernels.set(key, a);
+  }
+  return a;
+}
+
+/** The launch-plan step of a conv node (x, w and out are buffer ids). */
+export function convStep(n: GNode, x: number, w: number, out: number): Extract<PlanStep, { kind: 'conv' }> {
+  if (n.op !== 'conv') throw new Error('internal: convStep of a non-conv node');
+  const [xn, wn] = n.inputs as [GNode, GNode];
+  const [T, H, W, cin] = xn.type.shape as [Dim, Dim, Dim, number];
+  const cout = wn.type.shape[0] as number;
+  const CP = convPitch(cin);
+  // the implicit GEMM reads whole 64-channel K-slices of the weights' rows: no repacking when Cin fits
+  const implicit = cin % 64 === 0;
+  return {
+    kind: 'conv',
+    x,
+    w,
+    out,
+    dims: [[T], [H], [W]],
+    outDims: (n.type.shape.slice(0, 3) as Dim[]).map((d) => [d]),
+    cin,
+    cout,
+    kernel: n.kernel,
+    stride: n.stride,
+    pad: n.pad,
+    pitch: implicit ? CP : cin,
+    padKernel: convKernel('convPad', { C: cin, CP: implicit ? CP : cin }),
+    cropKernel: convKernel('convCrop', { C: cout }),
+    candidates: implicit ? [gemmSm90({ input: 'bf16', output: 'f32', bn: convTile(cout), stages: 4, conv: true })] : [],
+    label: `conv %${n.id} ${n.kernel.join('x')} stride ${n.stride.join('x')} ${cin}->${cout}`,
+  };
+}

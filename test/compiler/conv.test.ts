@@ -1,0 +1,348 @@
+// The layer DSL's convolutions (compiler/layer/conv.ts): the float64 interpretation against an
+// independent reference (zero-padded array, then a plain loop), the launch plan on the CPU backend
+// (pad kernel, per-tap GEMMs, crop kernel, then the fused element-wise consumers) against the
+// unfused node-by-node execution, the shape diagnostics, and the Wan VAE's causal residual block
+// written as a layer against the VAE's own implementation (models/vae/common.ts) on the CPU.
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildWanVaeKernels } from '../../compiler/bundle.js';
+import { programFromText } from '../../compiler/frontend.js';
+import { lowerLayer } from '../../compiler/layer/frontend.js';
+import { printGraph, graphToDot, type LayerGraph } from '../../compiler/layer/graph.js';
+import { runGraph, type HostTensor } from '../../compiler/layer/interp.js';
+import { planLayer } from '../../compiler/layer/plan.js';
+import { bf16, f32 } from '../../dsl/dtypes.js';
+import { VaeModel, VaeStream, type VaeKernels } from '../../models/vae/common.js';
+import { CpuDevice } from '../../runtime/cpu.js';
+import type { Device } from '../../runtime/device.js';
+import { PlanRunner } from '../../runtime/plan.js';
+import { Tensor } from '../../runtime/tensor.js';
+import { mulberry32 } from '../helpers.js';
+import { virtualDir } from './dsl.js';
+
+const header = `import { layer, conv3d, conv2d, cast, rmsNorm, silu, bf16, type Tensor, type f32 } from '../../../dsl/layer.js';
+`;
+
+const src = `
+export const c3 = layer((x: Tensor<bf16, [5, 6, 7, 8]>, w: Tensor<bf16, [4, 3, 3, 3, 8]>, b: Tensor<f32, [4]>) => [
+  conv3d(x, w, b, { padding: 1, causal: true }),
+  conv3d(x, w, b, { padding: 1 }),
+  conv3d(x, w, undefined, { stride: [1, 2, 2], padding: [0, 1, 1] }),
+  conv3d(x, w, b, { stride: 2 }),
+]);
+
+/** odd sizes, a 2x1x3 kernel, stride 2 in time only, causal */
+export const odd = layer((x: Tensor<bf16, [4, 5, 3, 3]>, w: Tensor<bf16, [5, 2, 1, 3, 3]>) =>
+  conv3d(x, w, undefined, { stride: [2, 1, 1], padding: [1, 0, 1], causal: true }));
+
+export const c2 = layer((x: Tensor<bf16, [3, 9, 5, 8]>, w: Tensor<bf16, [6, 3, 3, 8]>, b: Tensor<f32, [6]>) => [
+  conv2d(x, w, b, { stride: 2, padding: 1 }),
+  conv2d(x, w, b, { padding: [0, 1] }),
+]);
+
+/** one frame [H, W, C] and a 1x1 convolution */
+export const frame = layer((x: Tensor<bf16, [9, 5, 8]>, w: Tensor<bf16, [6, 1, 1, 8]>) => conv2d(x, w));
+
+/** symbolic frames and pixels (a shape-keeping geometry), with element-wise consumers */
+export const sym = layer((x: Tensor<bf16, ['T', 'H', 'W', 8]>, w: Tensor<bf16, [8, 3, 3, 3, 8]>, b: Tensor<f32, [8]>, r: Tensor<f32, ['T', 'H', 'W', 8]>) =>
+  silu(conv3d(x, w, b, { padding: 1, causal: true })) + r);
+
+/** the Wan VAE's causal residual block (no shortcut): x + conv(SiLU(RMS(conv(SiLU(RMS(x)))))) */
+export const resBlock = layer(
+  (
+    x: Tensor<f32, ['T', 'H', 'W', 8]>,
+    g1: Tensor<f32, [8]>, w1: Tensor<bf16, [8, 3, 3, 3, 8]>, b1: Tensor<f32, [8]>,
+    g2: Tensor<f32, [8]>, w2: Tensor<bf16, [8, 3, 3, 3, 8]>, b2: Tensor<f32, [8]>,
+  ) => {
+    const h = conv3d(cast(silu(rmsNorm(x, g1, 1e-12)), bf16), w1, b1, { padding: 1, causal: true });
+    return x + conv3d(cast(silu(rmsNorm(h, g2, 1e-12)), bf16), w2, b2, { padding: 1, causal: true });
+  },
+);
+`;
+
+function compile(body: string, file: string): Map<string, LayerGraph> {
+  const path = join(virtualDir, file);
+  const p = programFromText(path, header + body);
+  return new Map(p.layers(path).map((r) => [r.name, lowerLayer(p, r)]));
+}
+
+function diagnose(body: string): string {
+  try {
+    compile(body, 'bad-conv.ts');
+  } catch (e) {
+    return (e as Error).message.split('\n')[0]!.replace(/^test\/compiler\/virtual\//, '');
+  }
+  throw new Error('expected a diagnostic');
+}
+
+const rand = mulberry32(5);
+const bf16Round = (v: number) => {
+  const b = new Float32Array([v]);
+  const u = new Uint32Array(b.buffer);
+  u[0] = (u[0]! + 0x7fff + ((u[0]! >> 16) & 1)) & 0xffff0000;
+  return b[0]!;
+};
+const tensor = (shape: number[], scale = 1, bf = false): HostTensor => ({
+  shape,
+  data: Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => {
+    const v = (rand() * 2 - 1) * scale;
+    return bf ? bf16Round(v) : v;
+  }),
+});
+const inputsOf = (g: LayerGraph, dims: Record<string, number> = {}, scale = 1): HostTensor[] =>
+  g.inputs.map((i) =>
+    tensor(
+      i.type.shape.map((d) => (typeof d === 'number' ? d : dims[d]!)),
+      scale,
+      i.type.dtype === 'bf16',
+    ),
+  );
+
+/** PyTorch's conv3d semantics: zero-pad x (time: `tp` before, `ta` after), then slide the kernel */
+function refConv(
+  x: HostTensor,
+  w: HostTensor,
+  stride: number[],
+  /** zeros before and after each dim: [t0, t1, y0, y1, x0, x1] */
+  pads: number[],
+  bias?: HostTensor,
+): { shape: number[]; data: number[] } {
+  const [T, H, W, C] = x.shape as [number, number, number, number];
+  const [O, kt, ky, kx] = w.shape as [number, number, number, number];
+  const pad = [0, 1, 2].map((d) => [pads[2 * d]!, pads[2 * d + 1]!] as const);
+  const P = [T + pad[0]![0] + pad[0]![1], H + pad[1]![0] + pad[1]![1], W + pad[2]![0] + pad[2]![1]];
+  const xp = new Float64Array(P[0]! * P[1]! * P[2]! * C);
+  for (let t = 0; t < T; t++)
+    for (let y = 0; y < H; y++)
+      for (let i = 0; i < W; i++)
+        for (let c = 0; c < C; c++)
+          xp[(((t + pad[0]![0]) * P[1]! + y + pad[1]![0]) * P[2]! + i + pad[2]![0]) * C + c] =
+            x.data[((t * H + y) * W + i) * C + c]!;
+  const out = [0, 1, 2].map((d) => Math.floor((P[d]! - [kt, ky, kx][d]!) / stride[d]!) + 1);
+  const data: number[] = [];
+  for (let t = 0; t < out[0]!; t++)
+    for (let y = 0; y < out[1]!; y++)
+      for (let i = 0; i < out[2]!; i++)
+        for (let o = 0; o < O; o++) {
+          let s = bias ? bias.data[o]! : 0;
+          for (let a = 0; a < kt; a++)
+            for (let b = 0; b < ky; b++)
+              for (let e = 0; e < kx; e++)
+                for (let c = 0; c < C; c++)
+                  s +=
+                    xp[(((t * stride[0]! + a) * P[1]! + y * stride[1]! + b) * P[2]! + i * stride[2]! + e) * C + c]! *
+                    w.data[(((o * kt + a) * ky + b) * kx + e) * C + c]!;
+          data.push(s);
+        }
+  return { shape: [...out, O], data };
+}
+
+const close = (got: ArrayLike<number>, want: ArrayLike<number>, tol: number) => {
+  expect(got.length).toBe(want.length);
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < got.length; i++) {
+    worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+    scale = Math.max(scale, Math.abs(want[i]!));
+  }
+  expect(worst / Math.max(scale, 1e-30)).toBeLessThan(tol);
+};
+
+const g = compile(src, 'convs.ts');
+const dev = new CpuDevice();
+
+/** runs a layer's plan on the CPU backend (bf16 inputs as bf16 tensors) */
+function runPlan(graph: LayerGraph, ins: HostTensor[], device: Device = dev): Tensor[] {
+  const plan = planLayer(graph);
+  const tensors = ins.map((t, i) =>
+    Tensor.from(device, graph.inputs[i]!.type.dtype === 'bf16' ? bf16 : f32, t.shape, Float32Array.from(t.data)),
+  );
+  return new PlanRunner(plan).run(tensors);
+}
+
+describe('conv3d / conv2d (float64 against an independent reference)', () => {
+  it('conv3d: causal and symmetric padding, stride 1 and 2, with and without bias', () => {
+    const [x, w, b] = inputsOf(g.get('c3')!);
+    const outs = runGraph(g.get('c3')!, [x!, w!, b!], { exact: true });
+    const want = [
+      refConv(x!, w!, [1, 1, 1], [2, 0, 1, 1, 1, 1], b),
+      refConv(x!, w!, [1, 1, 1], [1, 1, 1, 1, 1, 1], b),
+      refConv(x!, w!, [1, 2, 2], [0, 0, 1, 1, 1, 1]),
+      refConv(x!, w!, [2, 2, 2], [0, 0, 0, 0, 0, 0], b),
+    ];
+    outs.forEach((o, i) => {
+      expect(o.shape).toEqual(want[i]!.shape);
+      close(o.data, want[i]!.data, 1e-12);
+    });
+    expect(outs.map((o) => o.shape)).toEqual([
+      [5, 6, 7, 4],
+      [5, 6, 7, 4],
+      [3, 3, 4, 4],
+      [2, 2, 3, 4],
+    ]);
+  });
+
+  it('odd sizes, a 2x1x3 kernel, time stride 2 with causal padding', () => {
+    const [x, w] = inputsOf(g.get('odd')!);
+    const [o] = runGraph(g.get('odd')!, [x!, w!], { exact: true });
+    const want = refConv(x!, w!, [2, 1, 1], [2, 0, 0, 0, 1, 1]);
+    expect(o!.shape).toEqual(want.shape);
+    close(o!.data, want.data, 1e-12);
+  });
+
+  it('conv2d is a per-frame conv3d with a 1-tap time kernel ([N, H, W, C] and one [H, W, C] frame)', () => {
+    const [x, w, b] = inputsOf(g.get('c2')!);
+    const w3 = { shape: [6, 1, 3, 3, 8], data: w!.data };
+    const outs = runGraph(g.get('c2')!, [x!, w!, b!], { exact: true });
+    const want = [refConv(x!, w3, [1, 2, 2], [0, 0, 1, 1, 1, 1], b), refConv(x!, w3, [1, 1, 1], [0, 0, 0, 0, 1, 1], b)];
+    outs.forEach((o, i) => close(o.data, want[i]!.data, 1e-12));
+    expect(outs[0]!.shape).toEqual([3, 5, 3, 6]);
+    const [fx, fw] = inputsOf(g.get('frame')!);
+    const [fo] = runGraph(g.get('frame')!, [fx!, fw!], { exact: true });
+    expect(fo!.shape).toEqual([9, 5, 6]);
+    close(
+      fo!.data,
+      refConv(
+        { shape: [1, 9, 5, 8], data: fx!.data },
+        { shape: [6, 1, 1, 1, 8], data: fw!.data },
+        [1, 1, 1],
+        [0, 0, 0, 0, 0, 0],
+      ).data,
+      1e-12,
+    );
+  });
+
+  it('prints the conv node and draws it in the DOT dump', () => {
+    expect(printGraph(g.get('odd')!)).toBe(
+      [
+        'layer odd(x: bf16[4, 5, 3, 3], w: bf16[5, 2, 1, 3, 3])',
+        '  %2 = conv x, w k=2x1x3 stride=2x1x1 pad=2:0,0:0,1:1 : f32[3, 5, 3, 5]',
+        '  return %2',
+        '',
+      ].join('\n'),
+    );
+    expect(graphToDot(g.get('odd')!)).toContain('n2 [label="conv\\nf32[3, 5, 3, 5]", shape=box3d];');
+  });
+});
+
+describe('conv plans on the CPU backend (pad, per-tap GEMMs, crop) against the unfused graph', () => {
+  it.each(['c3', 'odd', 'c2', 'frame'])('%s', (name) => {
+    const graph = g.get(name)!;
+    const ins = inputsOf(graph);
+    const want = runGraph(graph, ins);
+    const got = runPlan(graph, ins);
+    got.forEach((t, i) => {
+      expect(t.shape).toEqual(want[i]!.shape);
+      close(t.toF32(), want[i]!.data, 1e-5);
+    });
+  });
+
+  it('symbolic dims; bias, SiLU and the residual add are one fused kernel after the conv step', () => {
+    const graph = g.get('sym')!;
+    const plan = planLayer(graph);
+    expect(plan.steps.map((s) => s.kind)).toEqual(['conv', 'kernel']);
+    const ins = inputsOf(graph, { T: 3, H: 4, W: 5 });
+    close(runPlan(graph, ins)[0]!.toF32(), runGraph(graph, ins)[0]!.data, 1e-5);
+    close(runGraph(graph, ins)[0]!.data, runGraph(graph, ins, { exact: true })[0]!.data, 1e-5);
+  });
+});
+
+describe('conv diagnostics name the layer line and both shapes', () => {
+  it.each([
+    [
+      'channels',
+      'export const a = layer((x: Tensor<bf16, [2, 4, 4, 8]>, w: Tensor<bf16, [4, 3, 3, 3, 6]>) => conv3d(x, w));',
+      'bad-conv.ts:2:93: conv3d input channels differ: x [2, 4, 4, 8] and w [4, 3, 3, 3, 6] (8 vs 6)',
+    ],
+    [
+      'dtypes',
+      'export const a = layer((x: Tensor<f32, [2, 4, 4, 8]>, w: Tensor<bf16, [4, 3, 3, 3, 8]>) => conv3d(x, w));',
+      'bad-conv.ts:2:92: conv3d takes bf16 x and w (cast them), got x f32[2, 4, 4, 8] and w bf16[4, 3, 3, 3, 8]',
+    ],
+    [
+      'rank',
+      'export const a = layer((x: Tensor<bf16, [4, 4, 8]>, w: Tensor<bf16, [4, 3, 3, 3, 8]>) => conv3d(x, w));',
+      'bad-conv.ts:2:90: conv3d takes x [T, H, W, Cin] (channels last) and w [Cout, kt, ky, kx, Cin]; got x [4, 4, 8] and w [4, 3, 3, 3, 8]',
+    ],
+    [
+      'symbolic dim resized',
+      "export const a = layer((x: Tensor<bf16, ['T', 'H', 8, 8]>, w: Tensor<bf16, [4, 3, 3, 3, 8]>) => conv3d(x, w, undefined, { stride: [1, 2, 1], padding: 1 }));",
+      "bad-conv.ts:2:97: conv3d with w [4, 3, 3, 3, 8]: H of x [T, H, 8, 8] is the symbolic dim 'H': the output must keep its size (stride 1, padding k - 1 in all) or the dim must be static",
+    ],
+    [
+      'empty output',
+      'export const a = layer((x: Tensor<bf16, [2, 2, 4, 8]>, w: Tensor<bf16, [4, 3, 3, 3, 8]>) => conv3d(x, w));',
+      'bad-conv.ts:2:93: conv3d with w [4, 3, 3, 3, 8]: a 3-tap kernel with padding 0+0 leaves nothing of T of x [2, 2, 4, 8] = 2',
+    ],
+    [
+      'unknown option',
+      'export const a = layer((x: Tensor<bf16, [2, 4, 4, 8]>, w: Tensor<bf16, [4, 1, 3, 3, 8]>) => conv3d(x, w, undefined, { dilation: 2 }));',
+      "bad-conv.ts:2:119: TypeScript: Object literal may only specify known properties, and 'dilation' does not exist in type 'ConvOptions'.",
+    ],
+  ])('%s', (_name, body, want) => {
+    expect(diagnose(body)).toBe(want);
+  });
+});
+
+// ---- the VAE's residual block --------------------------------------------------------------------
+
+/** a VAE half holding one residual block's weights (the production loaders read checkpoints) */
+class OneBlock extends VaeModel {
+  constructor(device: Device, kernels: VaeKernels, p: Record<string, HostTensor>, C: number) {
+    super(device, kernels, 64);
+    for (const i of [1, 2]) {
+      const w = p[`w${i}`]!;
+      const conv = `blk.residual.${i === 1 ? 2 : 6}`;
+      this.convs.set(conv, this.convFrom(Float32Array.from(w.data), w.shape, Float32Array.from(p[`b${i}`]!.data)));
+      this.vecs.set(
+        `blk.residual.${i === 1 ? 0 : 3}.gamma`,
+        Tensor.from(device, f32, [C], Float32Array.from(p[`g${i}`]!.data)),
+      );
+    }
+  }
+}
+class BlockStream extends VaeStream {
+  run(x: Tensor, C: number): Tensor {
+    return this.res('blk', x, C, C);
+  }
+}
+
+/** PyTorch's [Cout, Cin, kt, ky, kx] -> the layer's [Cout, kt, ky, kx, Cin] */
+export function toLayerWeight(w: HostTensor): HostTensor {
+  const [O, C, kt, ky, kx] = w.shape as [number, number, number, number, number];
+  const taps = kt * ky * kx;
+  const data = new Float64Array(w.data.length);
+  for (let o = 0; o < O; o++)
+    for (let c = 0; c < C; c++)
+      for (let t = 0; t < taps; t++) data[(o * taps + t) * C + c] = w.data[(o * C + c) * taps + t]!;
+  return { shape: [O, kt, ky, kx, C], data };
+}
+
+describe('the Wan VAE causal residual block as a layer', () => {
+  it('agrees with the VAE implementation (models/vae/common.ts) on the CPU and with float64', () => {
+    const C = 8;
+    const [T, H, W] = [3, 4, 5];
+    const p: Record<string, HostTensor> = {
+      x: tensor([T, H, W, C]),
+      g1: tensor([C], 1),
+      w1: tensor([C, C, 3, 3, 3], 0.2, true),
+      b1: tensor([C], 0.1),
+      g2: tensor([C], 1),
+      w2: tensor([C, C, 3, 3, 3], 0.2, true),
+      b2: tensor([C], 0.1),
+    };
+    const vae = new OneBlock(dev, buildWanVaeKernels({ channels: [C] }), p, C);
+    const stream = new BlockStream(vae);
+    const x = Tensor.from(dev, f32, [T, H, W, C], Float32Array.from(p.x!.data));
+    const vaeOut = stream.run(x, C).toF32();
+    stream.dispose();
+    vae.dispose();
+    const graph = g.get('resBlock')!;
+    const ins = [p.x!, p.g1!, toLayerWeight(p.w1!), p.b1!, p.g2!, toLayerWeight(p.w2!), p.b2!];
+    const plan = planLayer(graph);
+    expect(plan.steps.filter((s) => s.kind === 'conv').length).toBe(2);
+    const got = runPlan(graph, ins)[0]!.toF32();
+    close(got, vaeOut, 1e-5);
+    close(got, runGraph(graph, ins, { exact: true })[0]!.data, 2e-2);
+  });
+});
