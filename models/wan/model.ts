@@ -80,7 +80,32 @@ export type WanPrecision = NonNullable<ModelBundle['precision']>;
  * the embeddings, the modulation and the head stay bf16.
  */
 export function isWanFp8Weight(name: string): boolean {
-  return /^blocks\.\d+\.(self_attn\.[qkvo]|cross_attn\.[qo]|ffn\.[02])\.weight$/.test(name);
+  return /^blocks\.\d+\.(self_attn\.(qkv|o)|cross_attn\.[qo]|ffn\.[02])\.weight$/.test(name);
+}
+
+/**
+ * Block `i`'s self-attention q, k and v Linears as one (selfAttnQkv runs them as one GEMM): the weights
+ * [Wq; Wk; Wv] ([3 dim, dim]) and biases [bq; bk; bv] under `blocks.i.self_attn.qkv.*`, the three
+ * originals freed. Does nothing until all six are in `w` (or once they are fused).
+ */
+export function fuseQkvWeights(w: Map<string, Tensor>, block: number): void {
+  const name = (x: string, p: string) => `blocks.${block}.self_attn.${x}.${p}`;
+  if (!['q', 'k', 'v'].every((x) => w.has(name(x, 'weight')) && w.has(name(x, 'bias')))) return;
+  for (const p of ['weight', 'bias']) {
+    const parts = ['q', 'k', 'v'].map((x) => w.get(name(x, p))!);
+    const [rows, ...rest] = parts[0]!.shape;
+    const out = Tensor.empty(parts[0]!.device, parts[0]!.dtype, [3 * rows!, ...rest]);
+    parts.forEach((t, j) => {
+      const src = t.contiguous();
+      out.device.copy(out.storage, out.byteOffset + j * t.nbytes, src.storage, src.byteOffset, t.nbytes);
+      if (src !== t) src.dispose();
+    });
+    w.set(name('qkv', p), out);
+    for (const x of ['q', 'k', 'v']) {
+      w.get(name(x, p))!.dispose();
+      w.delete(name(x, p));
+    }
+  }
 }
 
 /**
@@ -323,6 +348,7 @@ export class CausalWanModel {
     private readonly w: Map<string, Tensor>,
     readonly precision: WanPrecision = 'bf16',
   ) {
+    for (let i = 0; i < shape.num_layers; i++) fuseQkvWeights(w, i);
     if (precision === 'fp8') {
       // takes the bf16 weights it quantises (they are freed), so at most one is held twice
       for (const [name, t] of [...w]) {
@@ -355,7 +381,6 @@ export class CausalWanModel {
     };
   }
 
-    for (let i = 0; i < shape.num_layers; i++) fuseQkvWeights(w, i);
   /** Builds the model from checkpoint tensors (canonical names); reports every missing or mis-shaped one. */
   static load(
     device: Device,
@@ -374,6 +399,14 @@ export class CausalWanModel {
     const w = new Map<string, Tensor>();
     const q = new Map<string, Fp8Weight>();
     try {
+      const quantise = (name: string, t: Tensor) => {
+        // quantised one at a time: the model never holds all its bf16 Linear weights
+        try {
+          q.set(name, quantizeWeightE4m3(bundle.kernels.quantizeWeightE4m3!, t));
+        } finally {
+          t.dispose();
+        }
+      };
       for (const p of params) {
         const t = uploadParam(device, tensors.get(p.name)!, p);
         if (precision === 'fp8' && isWanFp8Weight(p.name)) quantise(p.name, t);
@@ -410,14 +443,6 @@ export class CausalWanModel {
     w: Map<string, Tensor>,
     options: WanModelOptions = {},
   ): CausalWanModel {
-      const quantise = (name: string, t: Tensor) => {
-        // quantised one at a time: the model never holds all its bf16 Linear weights
-        try {
-          q.set(name, quantizeWeightE4m3(bundle.kernels.quantizeWeightE4m3!, t));
-        } finally {
-          t.dispose();
-        }
-      };
     const precision = precisionOf(device, bundle, options);
     for (const p of wanDitParams(shape)) {
       const t = w.get(p.name);
