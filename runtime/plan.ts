@@ -9,7 +9,7 @@ import { dtypeOf } from '../dsl/dtypes.js';
 import { SfcError } from '../dsl/errors.js';
 import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
-import { CudaDevice } from './cuda.js';
+import { CudaDevice, type CudaGraph } from './cuda.js';
 import type { Device } from './device.js';
 import { runAttention } from './attention.js';
 import { gemmCandidatesFor, runGemm, tuneGemm, type GemmOperands } from './gemm.js';
@@ -54,6 +54,39 @@ export class PlanRunner {
    * given, that (contiguous) tensor, written in place (e.g. a slice of a KV cache).
    */
   run(given: readonly (Tensor | Fp8Weight)[], into: readonly (Tensor | undefined)[] = []): Tensor[] {
+    const b = this.bind(given, into);
+    b.exec();
+    const outs = b.outputs();
+    for (const t of b.temps) if (!outs.some((o) => o.storage === t.storage)) t.dispose();
+    return outs;
+  }
+
+  /**
+   * Records the plan for these exact tensors (shapes, dims and addresses fixed) so that `replay()`
+   * reruns it: on CUDA one graph launch (cuStreamBeginCapture ... cuGraphLaunch) instead of a host
+   * launch per step, on the CPU the same steps again. Write new values into the inputs, replay, read
+   * the outputs. The plan runs once eagerly first (kernels load, GEMM tiles are tuned: nothing that
+   * synchronises may happen while capturing), and the captured plan owns its temporaries — a pool of
+   * its own, never handed to other work between replays — until `dispose()`.
+   */
+  capture(given: readonly (Tensor | Fp8Weight)[], into: readonly (Tensor | undefined)[] = []): CapturedPlan {
+    for (const [i, x] of given.entries()) {
+      const t = x instanceof Tensor ? x : x.q;
+      if (!t.isContiguous())
+        throw new SfcError(
+          `${this.plan.name}: a captured plan reads its inputs in place; input ${i} (${t.toString()}) is not contiguous`,
+        );
+    }
+    const b = this.bind(given, into);
+    b.allocateAll();
+    b.exec();
+    if (!(b.device instanceof CudaDevice)) return new CapturedPlan(b.outputs(), b.temps, b.exec);
+    const graph = b.device.capture(b.exec);
+    return new CapturedPlan(b.outputs(), b.temps, () => graph.replay(), graph);
+  }
+
+  /** Checks and binds the arguments; `exec` runs the steps on them (temporaries made on first use). */
+  private bind(given: readonly (Tensor | Fp8Weight)[], into: readonly (Tensor | undefined)[]): BoundPlan {
     const p = this.plan;
     // an FP8 plan's quantised weight arrives as one Fp8Weight and is its two arguments (values, scales)
     const inputs: Tensor[] = [];
@@ -181,10 +214,55 @@ export class PlanRunner {
         for (const f of s.fallback) exec(f);
       }
     };
-    for (const s of p.steps) exec(s);
-    const outs = p.outputs.map((bid) => tensorOf(bid));
-    for (const t of temps) if (!outs.some((o) => o.storage === t.storage)) t.dispose();
-    return outs;
+    return {
+      device,
+      temps,
+      exec: () => {
+        for (const s of p.steps) exec(s);
+      },
+      outputs: () => p.outputs.map((bid) => tensorOf(bid)),
+      allocateAll: () => p.buffers.forEach((_, bid) => tensorOf(bid)),
+    };
+  }
+}
+
+interface BoundPlan {
+  device: Device;
+  /** temporaries made so far (the plan's own memory) */
+  temps: Tensor[];
+  exec(): void;
+  outputs(): Tensor[];
+  /** makes every buffer now (a capture must not allocate) */
+  allocateAll(): void;
+}
+
+/** A plan recorded for fixed tensors (PlanRunner.capture). */
+export class CapturedPlan {
+  private disposed = false;
+  constructor(
+    /** the plan's outputs, rewritten by every replay */
+    readonly outputs: readonly Tensor[],
+    private readonly temps: Tensor[],
+    private readonly rerun: () => void,
+    private readonly graph?: CudaGraph,
+  ) {}
+
+  /** true when replays are one CUDA graph launch */
+  get isGraph(): boolean {
+    return this.graph !== undefined;
+  }
+
+  replay(): void {
+    if (this.disposed) throw new SfcError('this captured plan was disposed');
+    this.rerun();
+  }
+
+  /** Frees the graph and the temporaries (outputs the plan allocated stay the caller's). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.graph?.destroy();
+    for (const t of this.temps) if (!this.outputs.some((o) => o.storage === t.storage)) t.dispose();
   }
 }
 

@@ -123,6 +123,27 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('layer plans on the CPU', () => {
+  it('a captured plan replays on new input values (fixed tensors) and equals a fresh run', () => {
+    const g = graphs.get('ffnBlock')!;
+    const dims = { F: 2, T: 3 };
+    const first = inputsFor(g, dims).tensors;
+    const runner = new PlanRunner(planLayer(g));
+    const cap = runner.capture(first);
+    expect(cap.isGraph).toBe(false);
+    expect(cap.outputs[0]!.toF32()).toEqual(runner.run(first)[0]!.toF32());
+    // new values written into the same input tensors; the replay sees them
+    const second = inputsFor(g, dims).tensors;
+    first.forEach((t, i) => dev.write(t.storage, t.byteOffset, new Uint8Array(second[i]!.toRaw().buffer)));
+    cap.replay();
+    expect(cap.outputs[0]!.toF32()).toEqual(runner.run(second)[0]!.toF32());
+    cap.dispose();
+    expect(() => cap.replay()).toThrow(/disposed/);
+    // inputs are read in place: a strided view cannot be captured
+    const strided = [...first];
+    strided[0] = Tensor.from(dev, f32, [3, 2, 64], new Float32Array(384)).permute(1, 0, 2);
+    expect(() => runner.capture(strided)).toThrow(/not contiguous/);
+  });
+
   it('slice takes a column range (the interpreter against a direct computation)', () => {
     const g = graphs.get('middle')!;
     const x = Float64Array.from({ length: 24 }, (_, i) => i - 7.5);

@@ -12,7 +12,9 @@ import { PlanRunner } from '../../runtime/plan.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { virtualDir } from '../compiler/dsl.js';
 import { mulberry32 } from '../helpers.js';
-import { noGpuReason, openDevice, relErr } from './gpu.js';
+import { buildWanDitBundle } from '../../compiler/bundle.js';
+import { loadModelPreset } from '../../configs/presets.js';
+import { noGpuReason, openDevice, relErr, reportResult } from './gpu.js';
 
 const src = `import { attention, cast, layer, layerNorm, geluTanh, linear, reshape, rmsNorm, rope, bf16, type Tensor, type f32 } from '../../../dsl/layer.js';
 export const rotQ = layer((q: Tensor<bf16, ['L', 1536]>, w: Tensor<bf16, [1536]>, cos: Tensor<f32, ['L', 1, 128]>, sin: Tensor<f32, ['L', 1, 128]>) =>
@@ -123,5 +125,47 @@ describe.skipIf(!!noGpuReason)('layer plans on the GPU', () => {
     const [want] = new PlanRunner(plan).run(ins);
     const [got] = new PlanRunner(plan).run(ins.map((t) => t.to(dev)));
     expect(relErr(got!.toF32(), want!.toF32())).toBeLessThan(1e-2);
+  });
+
+  it('Wan 1.3B block layers captured into CUDA graphs replay the eager results bit for bit, and faster', () => {
+    // one 3-frame chunk (4680 tokens): the block's three layer plans at their real sizes
+    const dit = loadModelPreset('wan2.1-t2v-1.3b').dit;
+    const bundle = buildWanDitBundle(dit);
+    const [F, T] = [3, 1560];
+    const rand = mulberry32(21);
+    const results: Record<string, unknown>[] = [];
+    for (const name of ['selfAttnQkv', 'selfAttnOutCrossQ', 'crossOutFfn']) {
+      const plan = bundle.plans[name]!;
+      const ins = plan.inputs.map((bid) => {
+        const b = plan.buffers[bid]!;
+        const shape = b.shape.map((d) => (d === 'F' ? F : d === 'T' ? T : (d as number)));
+        const n = shape.reduce((a, c) => a * c, 1);
+        const w = (b.name ?? '').startsWith('w') ? 0.03 : 1;
+        const vals = Float32Array.from({ length: n }, () => (rand() * 2 - 1) * w);
+        return Tensor.from(dev, b.dtype === 'bf16' ? bf16 : f32, shape, vals);
+      });
+      const runner = new PlanRunner(plan);
+      const eager = runner.run(ins).map((t) => t.toF32());
+      const cap = runner.capture(ins);
+      expect(cap.isGraph).toBe(true);
+      for (const o of cap.outputs) dev.fill(o.storage, o.byteOffset, o.nbytes, 0xff); // NaN in every float format
+      cap.replay();
+      cap.outputs.forEach((o, i) => expect(o.toF32(), `${name} output ${i}`).toEqual(eager[i]));
+      const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+      const reps = 20;
+      const eagerMs = median(
+        Array.from({ length: 7 }, () => dev.time(() => runner.run(ins).forEach((t) => t.dispose()))),
+      );
+      const replayMs = median(Array.from({ length: 7 }, () => dev.time(() => cap.replay())));
+      const burst = (fn: () => void) => dev.time(() => Array.from({ length: reps }, fn)) / reps;
+      const eagerBurst = median(
+        Array.from({ length: 5 }, () => burst(() => runner.run(ins).forEach((t) => t.dispose()))),
+      );
+      const replayBurst = median(Array.from({ length: 5 }, () => burst(() => cap.replay())));
+      results.push({ layer: name, launches: plan.steps.length, eagerMs, replayMs, eagerBurst, replayBurst });
+      cap.dispose();
+      ins.forEach((t) => t.dispose());
+    }
+    reportResult('plan-capture', dev, { tokens: F * T, results });
   });
 });
