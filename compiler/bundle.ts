@@ -10,6 +10,7 @@ import { DslProgram } from './frontend.js';
 import { lowerLayer } from './layer/frontend.js';
 import { planLayer, type PlanOptions } from './layer/plan.js';
 import { attentionSm90 } from './templates/attention.js';
+import { attentionMma, defaultAttentionMmaSpec } from './templates/attention-mma.js';
 import { gemmSm90 } from './templates/gemm.js';
 
 /** The Wan DiT's sizes, as a model preset gives them. */
@@ -113,7 +114,9 @@ export function buildWanDitBundle(d: WanDitDims, options: WanDitBuildOptions = {
   const attention = attentionSm90(
     headDim === 128 ? { input: 'bf16', headDim, bc: 128, stages: 3 } : { input: 'bf16', headDim, bc: 64, stages: 4 },
   );
-  return { model: 'wan-dit', dims, plans, kernels, attention, ...(fp8 ? { precision } : {}) };
+  // the same for sm_80 / sm_89 (mma.sync); the model takes the one its GPU runs
+  const mma = attentionMma(defaultAttentionMmaSpec('bf16', headDim));
+  return { model: 'wan-dit', dims, plans, kernels, attention, attentionMma: mma, ...(fp8 ? { precision } : {}) };
 }
 
 /** The UMT5 encoder's sizes, as a model preset's `text_encoder:` section gives them. */

@@ -140,12 +140,15 @@ export interface AttentionSpec {
   bc: 64 | 96 | 128;
   /** shared-memory pipeline depth (K and V tiles) */
   stages: number;
+  /** query rows per CTA of the mma.sync template (64 or 128, 16 per warp; default 64); sm_90a: 128 */
+  bm?: 64 | 128;
 }
 
 export interface AttentionArtifact {
   kind: 'attention';
   name: string;
-  arch: 'sm_90a';
+  /** sm_80: the mma.sync template (also runs on sm_89, and on newer GPUs through its PTX) */
+  arch: 'sm_90a' | 'sm_80';
   spec: AttentionSpec;
   /** query rows per CTA */
   bm: number;
@@ -153,6 +156,7 @@ export interface AttentionArtifact {
   sharedBytes: number;
   source: string;
   entry: string;
+  /** the sm_90a kernel takes Q, K, V as TMA maps (tmQ, tmK, tmV), the sm_80 one as pointers (Q, K, V) */
   params: { name: string; type: 'tmap' | 'ptr' | 'i32' | 'f32' }[];
   /**
    * FP8 only: CUDA kernels that quantise bf16 [B, L, H, D] (whole tokens, batch pitch kvRows tokens)
@@ -190,6 +194,8 @@ export interface ModelBundle {
   plans: Record<string, LaunchPlan>;
   kernels: Record<string, KernelArtifact>;
   attention: AttentionArtifact;
+  /** the same attention as an sm_80 (mma.sync) instantiation, for sm_80 / sm_89 GPUs */
+  attentionMma?: AttentionArtifact;
   /** the precision its linear layers were compiled for (absent: bf16); see LaunchPlan.fp8Weights */
   precision?: 'bf16' | 'fp8';
 }

@@ -1,4 +1,5 @@
-// Running the flash-attention template (compiler/templates/attention.ts): operand checks, TMA tensor
+// Running the flash-attention templates (compiler/templates/attention.ts for sm_90a, attention-mma.ts
+// for sm_80 / sm_89 and, through its PTX, newer GPUs): operand checks, TMA tensor
 // maps and launch on CUDA; the JS twin (float64 softmax, one rounding of the output) on the CPU
 // device. Layout: Q and O [B, Lq, H, D], K and V [B, capacity, H, D] of which the first kvLen tokens
 // are used (a KV cache), each token's H x D values contiguous; LSE [B, H, Lq] f32 (natural log).
@@ -9,7 +10,7 @@ import { SfcError } from '../dsl/errors.js';
 import { checkFp8V, untransposeV, type AttentionScales } from './attention-fp8.js';
 import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
-import { CudaDevice, type CudaKernel } from './cuda.js';
+import { archRunsOn, CudaDevice, type CudaKernel } from './cuda.js';
 import { ShapeError, Tensor } from './tensor.js';
 
 export interface AttentionMask {
@@ -117,7 +118,8 @@ export function runAttention(art: AttentionArtifact, op: AttentionOperands): voi
 }
 
 function runCuda(dev: CudaDevice, art: AttentionArtifact, op: AttentionOperands, d: Dims): void {
-  if (dev.arch !== art.arch) throw new SfcError(`${art.name} is built for ${art.arch}; ${dev.name} is ${dev.arch}`);
+  if (!archRunsOn(art.arch, dev.arch))
+    throw new SfcError(`${art.name} is built for ${art.arch}; ${dev.name} is ${dev.arch}`);
   let byDev = kernels.get(art);
   if (!byDev) kernels.set(art, (byDev = new WeakMap()));
   let kernel = byDev.get(dev);
@@ -127,6 +129,8 @@ function runCuda(dev: CudaDevice, art: AttentionArtifact, op: AttentionOperands,
       entry: art.entry,
       params: art.params.map((p) => p.type),
       label: art.name,
+      // the sm_80 (mma.sync) template on a newer GPU runs as PTX
+      ...(art.arch !== dev.arch ? { arch: art.arch } : {}),
     });
     byDev.set(dev, kernel);
   }
@@ -158,10 +162,17 @@ function runCuda(dev: CudaDevice, art: AttentionArtifact, op: AttentionOperands,
   const sc = op.scales ?? { q: 1, k: 1, v: 1 };
   const m = op.mask ?? {};
   const scale = op.scale ?? 1 / Math.sqrt(d.D);
+  // sm_90a: Q, K, V as TMA maps; sm_80 (mma.sync): as pointers
+  const operands: Record<string, number | Uint8Array> =
+    art.arch === 'sm_90a'
+      ? {
+          tmQ: map(op.q, d.B * d.qRows, art.bm),
+          tmK: map(op.k, d.B * d.kvRows, art.spec.bc),
+          tmV: d.capV ? mapVt(op.v) : map(op.v, d.B * d.kvRows, art.spec.bc),
+        }
+      : { Q: addr(op.q), K: addr(op.k), V: addr(op.v) };
   const values: Record<string, number | Uint8Array> = {
-    tmQ: map(op.q, d.B * d.qRows, art.bm),
-    tmK: map(op.k, d.B * d.kvRows, art.spec.bc),
-    tmV: d.capV ? mapVt(op.v) : map(op.v, d.B * d.kvRows, art.spec.bc),
+    ...operands,
     O: addr(op.o),
     lse: op.lse ? addr(op.lse) : 0,
     Lq: d.Lq,
@@ -183,6 +194,18 @@ function runCuda(dev: CudaDevice, art: AttentionArtifact, op: AttentionOperands,
     { grid: [Math.ceil(d.Lq / art.bm), d.H, d.B], block: [art.threads, 1, 1], sharedBytes: art.sharedBytes },
     art.params.map((p) => values[p.name]!),
   );
+}
+
+/**
+ * The instantiation among `candidates` for a device of `arch`: the one built for it, else one whose
+ * code runs there (the sm_80 mma.sync template on sm_89, or through its PTX on newer GPUs).
+ */
+export function attentionFor(
+  arch: string,
+  candidates: readonly (AttentionArtifact | undefined)[],
+): AttentionArtifact | undefined {
+  const have = candidates.filter((c): c is AttentionArtifact => c !== undefined);
+  return have.find((c) => c.arch === arch) ?? have.find((c) => archRunsOn(c.arch, arch));
 }
 
 /** Whether query q (row index) sees key k under the mask; the same rule as the kernel's. */

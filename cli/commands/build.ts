@@ -98,6 +98,7 @@ export function modelUnits(presetName: string): Unit[] {
     Object.values(b.kernels).forEach(kernel);
   }
   template(dit.attention);
+  if (dit.attentionMma) template(dit.attentionMma);
   Object.values(vae.kernels).forEach(kernel);
   Object.values(vae.convGemms).forEach(template);
   // the TAEHV fast decoder (--decoder taehv)

@@ -15,6 +15,7 @@ import { rewriteFp8 } from './fp8.js';
 import { fuse, type FusionGroup } from './fuse.js';
 import { gemmPingpongCandidates, gemmSm90, maxStages } from '../templates/gemm.js';
 import { attentionSm90 } from '../templates/attention.js';
+import { attentionMma, defaultAttentionMmaSpec } from '../templates/attention-mma.js';
 import { gemmMmaCandidates } from '../templates/gemm-mma.js';
 
 export interface PlanOptions {
@@ -120,7 +121,7 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
         ],
         label: `attention %${n.id}`,
       };
-      // the sm_90a flash-attention template where it is built for this head dim and dtype
+      // the flash-attention templates (sm_90a; mma.sync for sm_80 / sm_89) where built for this head dim and dtype
       const dt = q.type.dtype;
       if ((D === 64 || D === 128) && (dt === 'bf16' || dt === 'f16')) {
         steps.push({
@@ -129,6 +130,7 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
             attentionSm90(
               D === 128 ? { input: dt, headDim: D, bc: 128, stages: 3 } : { input: dt, headDim: D, bc: 64, stages: 4 },
             ),
+            attentionMma(defaultAttentionMmaSpec(dt, D)),
           ],
           q: bufOf.get(q.id)!,
           k: bufOf.get(kk.id)!,

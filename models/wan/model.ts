@@ -4,13 +4,13 @@
 // cache at the chunk's position (a local window rolls the oldest frames out after the sink frames),
 // its queries attend to everything cached up to the chunk's end, and the cross-attention uses the
 // text k/v computed once per prompt (`encodeContext`).
-import type { KernelArtifact, ModelBundle } from '../../dsl/artifact.js';
+import type { AttentionArtifact, KernelArtifact, ModelBundle } from '../../dsl/artifact.js';
 import { bf16, e4m3, f32, type DType } from '../../dsl/dtypes.js';
 import { SfcError } from '../../dsl/errors.js';
 import type { CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
 import { decode, rawArray } from '../../runtime/convert.js';
 import type { Device } from '../../runtime/device.js';
-import { runAttention } from '../../runtime/attention.js';
+import { attentionFor, runAttention } from '../../runtime/attention.js';
 import { launch } from '../../runtime/kernels.js';
 import { CudaDevice } from '../../runtime/cuda.js';
 import { PlanRunner, type Fp8Weight } from '../../runtime/plan.js';
@@ -341,6 +341,14 @@ export class CausalWanModel {
   private readonly headMods: Tensor[];
   private readonly timeProj: { w: Tensor[]; b: Tensor[] };
 
+  /** The bundle's attention instantiation for this GPU (sm_90a, else mma.sync); on the CPU its JS twin. */
+  private get attention(): AttentionArtifact {
+    const d = this.device;
+    const own =
+      d instanceof CudaDevice ? attentionFor(d.arch, [this.bundle.attention, this.bundle.attentionMma]) : undefined;
+    return own ?? this.bundle.attention;
+  }
+
   private constructor(
     readonly device: Device,
     readonly shape: WanDitShape,
@@ -618,7 +626,7 @@ export class CausalWanModel {
           [undefined, slot(kc), slot(vc)],
         );
         const kvShape = [1, place.localEnd - lo, this.heads, this.headDim];
-        runAttention(this.bundle.attention, {
+        runAttention(this.attention, {
           q: q!.reshape(q4),
           k: kc.narrow(0, lo, place.localEnd - lo).reshape(kvShape),
           v: vc.narrow(0, lo, place.localEnd - lo).reshape(kvShape),
@@ -639,7 +647,7 @@ export class CausalWanModel {
           this.p(`${b}cross_attn.norm_q.weight`),
         ]);
         x!.dispose();
-        runAttention(this.bundle.attention, { q: qc!.reshape(q4), k: text.k[i]!, v: text.v[i]!, o });
+        runAttention(this.attention, { q: qc!.reshape(q4), k: text.k[i]!, v: text.v[i]!, o });
         qc!.dispose();
         const [x2] = this.run.crossOutFfn!.run([
           x1!,
