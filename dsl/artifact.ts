@@ -91,10 +91,12 @@ export interface GemmSpec {
    * (straight from registers to global memory) runs under the other's mainloop; the producer runs
    * ahead across tiles. Entry names end in `_pp`; bn at most 160. Not with `persistent` or `conv`.
    * 'pingpong-cluster' (`_ppc`): the same in clusters of 2 CTAs on N-adjacent tiles of the same rows,
-   * each loading half of A's slice and multicasting it to both. Default 'default': the schedule
-   * `persistent` picks.
+   * each loading half of A's slice and multicasting it to both. 'cooperative' (`_co`): one persistent
+   * CTA per SM, both consumers on each tile (64 rows each); the epilogue writes the output tile into a
+   * 64-row shared-memory buffer that the producer warpgroup's other warps copy to global memory while
+   * the consumers run the next tile's mainloop. Default 'default': the schedule `persistent` picks.
    */
-  schedule?: 'default' | 'pingpong' | 'pingpong-cluster';
+  schedule?: 'default' | 'pingpong' | 'pingpong-cluster' | 'cooperative';
   /**
    * Implicit-GEMM convolution: A is a zero-padded channels-last buffer [rows, convC] and K runs over
    * (tap, channel) with taps (x fastest, then y, then t) of extents convTx x convTy x (K / convC /

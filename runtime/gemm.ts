@@ -275,7 +275,7 @@ export function gemmGrid(art: GemmArtifact, M: number, N: number, sms: number): 
   const tilesN = Math.ceil(N / art.spec.bn);
   if (art.spec.schedule === 'pingpong-cluster')
     return [2 * Math.max(1, Math.min(Math.floor(sms / 2), tilesM * Math.ceil(tilesN / 2))), 1, 1];
-  if (art.spec.persistent || art.spec.schedule === 'pingpong')
+  if (art.spec.persistent || art.spec.schedule === 'pingpong' || art.spec.schedule === 'cooperative')
     return [Math.max(1, Math.min(sms, tilesM * tilesN)), 1, 1];
   return [tilesM, tilesN, 1];
 }

@@ -3,7 +3,12 @@
 // scales, bf16 out). FLOPs = 2 M N K; TFLOP/s from the median of 20 CUDA-event timings after warm-up
 // on random inputs, each timing covering 10 back-to-back launches. The PyTorch numbers (torch.matmul, torch._scaled_mm) come from
 // bench/reference/gemm.py in the same device session; bench/report.ts joins the two.
-import { gemmPingpongCandidates, gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
+import {
+  gemmCooperativeCandidates,
+  gemmPingpongCandidates,
+  gemmSm90,
+  maxStages,
+} from '../../compiler/templates/gemm.js';
 import type { GemmArtifact } from '../../dsl/artifact.js';
 import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
 import { CudaDevice } from '../../runtime/cuda.js';
@@ -55,13 +60,15 @@ export function benchGemm(dev: CudaDevice) {
       const c = Tensor.empty(dev, bf16, [M, N]);
       const epilogue = input === 'e4m3' ? { alpha: true } : {};
       const widths = N <= 64 ? [64] : [128, 192, 224, 256];
-      // the plan's candidates (one CTA per tile at each width, the ping-pong schedule at 160 columns)
-      // and, for the record, the ping-pong at 128 columns and the 2-CTA-cluster ping-pong (slower on
-      // every shape here; SFC_GEMM_CLUSTER=0 leaves the cluster variant out)
+      // the plan's candidates (one CTA per tile at each width, the ping-pong schedule at 160 columns,
+      // the cooperative schedule at 224 and 256) and, for the record, the ping-pong at 128 columns, the
+      // cooperative at 192 and the 2-CTA-cluster ping-pong (slower on every shape here;
+      // SFC_GEMM_CLUSTER=0 leaves the cluster variant out)
       const pingpongWidths = [128, 160];
       const candidates: GemmArtifact[] = [
         ...widths.map((bn) => gemmSm90({ input, output: 'bf16', bn, stages: maxStages(bn), epilogue })),
         ...gemmPingpongCandidates({ input, output: 'bf16', epilogue }, N, 'pingpong', pingpongWidths),
+        ...gemmCooperativeCandidates({ input, output: 'bf16', epilogue }, N, [192, 224, 256]),
         ...(process.env.SFC_GEMM_CLUSTER === '0'
           ? []
           : gemmPingpongCandidates({ input, output: 'bf16', epilogue }, N, 'pingpong-cluster', pingpongWidths)),

@@ -21,6 +21,12 @@
 // mainloop, and the producer streams across tile boundaries. 'pingpong-cluster' (suffix `_ppc`) pairs
 // CTAs in clusters of 2 on N-adjacent tiles of the same rows: each loads half of the A slice and
 // multicasts it to both, cutting the L2-to-SM traffic per tile by a quarter (bn 128) or more.
+//
+// The cooperative schedule (spec.schedule 'cooperative', suffix `_co`, see cooperativeBody below): one
+// persistent CTA per SM, both consumers on each 128 x bn tile as in the default schedule, the producer
+// streaming across tile boundaries; the epilogue goes through a 64-row buffer of output values in
+// shared memory that warps 1-3 of the producer warpgroup copy to global memory with 16-byte stores,
+// so the consumers go on to the next tile's mainloop as soon as their values are in shared memory.
 import type { GemmArgType, GemmArtifact, GemmEpilogue, GemmInput, GemmOutput, GemmSpec } from '../../dsl/artifact.js';
 import type { DTypeName } from '../../dsl/dtypes.js';
 import { CUDA_PRELUDE } from '../cuda-prelude.js';
@@ -36,7 +42,12 @@ export const SM90_MAX_SHARED = 232448;
 
 type GemmSchedule = NonNullable<GemmSpec['schedule']>;
 const isPingpong = (s: GemmSpec['schedule']): boolean => s === 'pingpong' || s === 'pingpong-cluster';
-const SCHEDULE_SUFFIX: Record<GemmSchedule, string> = { default: '', pingpong: '_pp', 'pingpong-cluster': '_ppc' };
+const SCHEDULE_SUFFIX: Record<GemmSchedule, string> = {
+  default: '',
+  pingpong: '_pp',
+  'pingpong-cluster': '_ppc',
+  cooperative: '_co',
+};
 
 export const ctype: Record<string, string> = { f32: 'float', bf16: 'sfc_bf16', f16: 'sfc_f16', e4m3: 'sfc_e4m3' };
 const load = (dtype: string, expr: string): string =>
@@ -65,17 +76,51 @@ function fnv1a(s: string): number {
   return h;
 }
 
-/** Shared memory of one instantiation: the pipeline ring, or the epilogue staging if larger, plus barriers. */
-export function gemmSharedBytes(spec: Pick<GemmSpec, 'bn' | 'stages' | 'persistent' | 'schedule'>): number {
+/**
+ * What the cooperative schedule adds to SM90_PRELUDE: a bulk asynchronous copy shared -> global (16-byte
+ * aligned, a multiple of 16 bytes), the wait until its source has been read, and the fence that makes
+ * ordinary shared-memory writes visible to such copies.
+ */
+const SM90_BULK_STORE = String.raw`
+template <typename T> __device__ __forceinline__ void sfc_bulk_store(T* dst, sfc_u32 src, sfc_u32 bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" :: "l"(dst), "r"(src), "r"(bytes) : "memory");
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+}
+__device__ __forceinline__ void sfc_bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory"); }
+__device__ __forceinline__ void sfc_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+`;
+
+/** Rows of the cooperative schedule's output buffer: one consumer's half of the tile. */
+const COOP_ROWS = 64;
+
+/**
+ * Row pitch in bytes of the cooperative schedule's output buffer: 16 bytes (32 for f32) of padding
+ * make each warp's fragment writes conflict-free (row pitches of 4 (mod 8) words, 8 (mod 32) for f32).
+ */
+const coopPitch = (bn: number, output: GemmOutput): number => bn * elementBytes(output) + (output === 'f32' ? 32 : 16);
+
+/**
+ * Shared memory of one instantiation: the pipeline ring, or the epilogue staging if larger, plus
+ * barriers (the cooperative schedule: the ring, its output buffer and 4 more barriers; `output`
+ * defaults to f32, the largest).
+ */
+export function gemmSharedBytes(
+  spec: Pick<GemmSpec, 'bn' | 'stages' | 'persistent' | 'schedule'> & { output?: GemmOutput },
+): number {
   const ring = spec.stages * (BM + spec.bn) * 128;
+  if (spec.schedule === 'cooperative')
+    return 1024 + ring + COOP_ROWS * coopPitch(spec.bn, spec.output ?? 'f32') + spec.stages * 16 + 32;
   const staging = spec.persistent || isPingpong(spec.schedule) ? 0 : BM * (spec.bn + 8) * 4;
   return 1024 /* alignment slack */ + Math.max(ring, staging) + spec.stages * 16;
 }
 
-/** The deepest pipeline that fits in shared memory for this tile width. */
-export function maxStages(bn: number, persistent = false): number {
+/**
+ * The deepest pipeline that fits in shared memory for this tile width (`persistent`: no f32 staging,
+ * as in the ping-pong; the cooperative schedule's output buffer depends on the output dtype).
+ */
+export function maxStages(bn: number, persistent = false, schedule?: GemmSchedule, output?: GemmOutput): number {
   let s = 2;
-  while (s < 8 && gemmSharedBytes({ bn, stages: s + 1, persistent }) <= SM90_MAX_SHARED) s++;
+  while (s < 8 && gemmSharedBytes({ bn, stages: s + 1, persistent, schedule, output }) <= SM90_MAX_SHARED) s++;
   return s;
 }
 
@@ -96,6 +141,8 @@ export function validateGemmSpec(spec: GemmSpec): void {
         `a ping-pong consumer holds a 128 x bn tile in registers: bn at most ${PINGPONG_MAX_BN}, got ${spec.bn}`,
       );
   }
+  if (spec.schedule === 'cooperative' && (spec.persistent || spec.conv))
+    throw new RangeError('the cooperative GEMM schedule is neither persistent nor conv');
   validateGemmEpilogue(spec);
 }
 
@@ -188,18 +235,18 @@ function storeVec4(out: GemmOutput): string {
   }
 }
 
-/** Stores v[0], v[1] at C + off, C + off + 1 as one access (off is even). */
-export function storePair(out: GemmOutput): string {
+/** Stores v[0], v[1] at C + off, C + off + 1 (or at the output-typed pointer `at`) as one access (off is even). */
+export function storePair(out: GemmOutput, at = 'C + off'): string {
   switch (out) {
     case 'f32':
-      return `*reinterpret_cast<float2*>(C + off) = make_float2(v[0], v[1]);`;
+      return `*reinterpret_cast<float2*>(${at}) = make_float2(v[0], v[1]);`;
     case 'bf16':
     case 'f16': {
       const cv = out === 'bf16' ? 'sfc_to_bf16' : 'sfc_to_f16';
-      return `*reinterpret_cast<sfc_u32*>(C + off) = (sfc_u32)${cv}(v[0]) | ((sfc_u32)${cv}(v[1]) << 16);`;
+      return `*reinterpret_cast<sfc_u32*>(${at}) = (sfc_u32)${cv}(v[0]) | ((sfc_u32)${cv}(v[1]) << 16);`;
     }
     case 'e4m3':
-      return `*reinterpret_cast<unsigned short*>(C + off) = (unsigned short)(sfc_to_e4m3(v[0]) | (sfc_to_e4m3(v[1]) << 8));`;
+      return `*reinterpret_cast<unsigned short*>(${at}) = (unsigned short)(sfc_to_e4m3(v[0]) | (sfc_to_e4m3(v[1]) << 8));`;
   }
 }
 
@@ -335,17 +382,20 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
     }
   }
 `;
-  const PERSISTENT_BODY = `  // persistent: CTAs loop over tiles (m fastest); the producer runs ahead across tile boundaries, so the
-  // next tile's first K-slices load while the consumers run this tile's epilogue
-  const int tilesM = (M + ${BM - 1}) / ${BM}, tiles = tilesM * ((N + ${bn - 1}) / ${bn});
+  // the persistent and cooperative schedules: CTAs loop over tiles (m fastest); the producer runs ahead
+  // across tile boundaries, so the next tile's first K-slices load while the consumers run this tile's
+  // epilogue; each consumer computes 64 rows of every tile
+  const tileLoop = `for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x${schedule === 'cooperative' ? ', ++t' : ''}) {
+      const int tm0 = (tile % tilesM) * ${BM}, tn0 = (tile / tilesM) * ${bn};`;
+  const tileProducer = `const int tilesM = (M + ${BM - 1}) / ${BM}, tiles = tilesM * ((N + ${bn - 1}) / ${bn});
   if (wg == 0) {
     sfc_setmaxnreg_dec<40>();
     if (tid == 0) {
       sfc_tma_prefetch_map(&tmA);
       sfc_tma_prefetch_map(&tmB);
-      int it = 0;
-      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-        const int tm0 = (tile % tilesM) * ${BM}, tn0 = (tile / tilesM) * ${bn};
+      int it = 0, t = 0;
+      (void)t;
+      ${tileLoop}
         for (int kt = 0; kt < kTiles; ++kt, ++it) {
           const int s = it % ${stages};
           sfc_mbar_wait(sfc_smem(&bars[${stages} + s]), ((it / ${stages}) & 1) ^ 1);
@@ -355,16 +405,14 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
           sfc_tma_load_2d(sfc_smem(ringB + s * ${bBytes}), &tmB, kt * ${bk}, tn0, full);
         }
       }
-    }
-  } else {
-    sfc_setmaxnreg_inc<232>();
+    }`;
+  const tileMainloop = `sfc_setmaxnreg_inc<232>();
     const int c = wg - 1;
     const int warp = tid / 32, lane = tid % 32;
     const int r0 = warp * 16 + lane / 4, c0 = 2 * (lane % 4);
-    const bool pairs = (N % 2 == 0) && (ldc % 2 == 0);
-    int it = 0;
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-      const int tm0 = (tile % tilesM) * ${BM}, tn0 = (tile / tilesM) * ${bn};
+    int it = 0, t = 0;
+    (void)t;
+    ${tileLoop}
       float acc[${regs}];
       for (int kt = 0; kt < kTiles; ++kt, ++it) {
         const int s = it % ${stages};
@@ -379,7 +427,11 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
         if (kt > 0 && tid == 0) sfc_mbar_arrive(sfc_smem(&bars[${stages} + (it - 1) % ${stages}]));
       }
       sfc_wgmma_wait<0>();
-      if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[${stages} + (it - 1) % ${stages}]));
+      if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[${stages} + (it - 1) % ${stages}]));`;
+  const PERSISTENT_BODY = `  ${tileProducer}
+  } else {
+    ${tileMainloop}
+      const bool pairs = (N % 2 == 0) && (ldc % 2 == 0);
       // epilogue straight from the accumulator fragments: pairs of adjacent columns per store
 #pragma unroll
       for (int j = 0; j < ${bn / 8}; ++j) {
@@ -409,7 +461,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   }
 `;
   const source = `${CUDA_PRELUDE}
-${SM90_PRELUDE}${isPingpong(schedule) ? SM90_PINGPONG : ''}
+${SM90_PRELUDE}${isPingpong(schedule) ? SM90_PINGPONG : ''}${schedule === 'cooperative' ? SM90_BULK_STORE : ''}
 ${wgmmaCall('sfc_mma', bn, input)}
 ${epilogueFunction(epilogue)}
 extern "C" __global__ void __launch_bounds__(${THREADS}, 1)${schedule === 'pingpong-cluster' ? ' __cluster_dims__(2, 1, 1)' : ''}
@@ -419,8 +471,8 @@ ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTe
   unsigned char* smem = (unsigned char*)(((sfc_u64)sfc_smem_raw + 1023) & ~(sfc_u64)1023);
   unsigned char* ringA = smem;                          // [stages][${BM} rows][128 bytes]
   unsigned char* ringB = smem + ${stages * aBytes};     // [stages][${bn} rows][128 bytes]
-  sfc_u64* bars = (sfc_u64*)(smem + ${Math.max(stages * (aBytes + bBytes), persistent || isPingpong(schedule) ? 0 : BM * pitch * 4)});
-  // full[s] = bars[s], empty[s] = bars[${stages} + s]
+  sfc_u64* bars = (sfc_u64*)(smem + ${schedule === 'cooperative' ? stages * (aBytes + bBytes) + COOP_ROWS * coopPitch(bn, output) : Math.max(stages * (aBytes + bBytes), persistent || isPingpong(schedule) ? 0 : BM * pitch * 4)});
+  // full[s] = bars[s], empty[s] = bars[${stages} + s]${schedule === 'cooperative' ? `; the output buffer's: written[c] = bars[${2 * stages} + c], free[c] = bars[${2 * stages + 2} + c]` : ''}
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
   const int m0 = blockIdx.x * ${BM}, n0 = blockIdx.y * ${bn};
   const int kTiles = (K + ${bk - 1}) / ${bk};
@@ -428,12 +480,20 @@ ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTe
     for (int s = 0; s < ${stages}; ++s) {
       sfc_mbar_init(sfc_smem(&bars[s]), 1);
       sfc_mbar_init(sfc_smem(&bars[${stages} + s]), ${schedule === 'pingpong' ? 1 : schedule === 'pingpong-cluster' ? 2 : CONSUMERS});
+    }${
+      schedule === 'cooperative'
+        ? `
+    for (int c = 0; c < 2; ++c) {
+      sfc_mbar_init(sfc_smem(&bars[${2 * stages} + c]), 128); // every thread of consumer c wrote its values
+      sfc_mbar_init(sfc_smem(&bars[${2 * stages + 2} + c]), 96); // every copying thread has read them
+    }`
+        : ''
     }
     sfc_mbar_fence_init();
   }
   __syncthreads();
 
-${isPingpong(schedule) ? pingpongBody({ bn, stages, bk, kStep, output, cluster: schedule === 'pingpong-cluster', args: extra.map((p) => `, ${p.name}`).join('') }) : persistent ? PERSISTENT_BODY : STAGED_BODY}}
+${isPingpong(schedule) ? pingpongBody({ bn, stages, bk, kStep, output, cluster: schedule === 'pingpong-cluster', args: extra.map((p) => `, ${p.name}`).join('') }) : schedule === 'cooperative' ? cooperativeBody({ bn, stages, output, producer: tileProducer, mainloop: tileMainloop, tileLoop, args: extra.map((p) => `, ${p.name}`).join('') }) : persistent ? PERSISTENT_BODY : STAGED_BODY}}
 `;
   return {
     kind: 'gemm',
@@ -624,6 +684,118 @@ ${
       ? `
   sfc_cluster_sync(); // no CTA leaves while its peer may still arrive on its barriers`
       : ''
+  }
+`;
+}
+
+/**
+ * Tile widths of the cooperative schedule the plans offer the autotuner: 224 and 256 (the one-CTA-per-
+ * tile winners at N = 1536; 7 and 6 column tiles there).
+ */
+export const COOPERATIVE_TILE_WIDTHS: readonly number[] = [224, 256];
+
+/**
+ * Cooperative instantiations for the autotuner, one per width (the deepest ring each fits beside its
+ * output buffer), none where that ring would be shallower than 3 stages or N <= 64.
+ */
+export function gemmCooperativeCandidates(
+  base: Omit<GemmSpec, 'bn' | 'stages' | 'schedule' | 'persistent' | 'conv'>,
+  N?: number,
+  widths: readonly number[] = COOPERATIVE_TILE_WIDTHS,
+): GemmArtifact[] {
+  if (N !== undefined && N <= 64) return [];
+  return widths
+    .map((bn) => ({ bn, stages: maxStages(bn, true, 'cooperative', base.output) }))
+    .filter((w) => w.stages >= 3)
+    .map((w) => gemmSm90({ ...base, ...w, schedule: 'cooperative' }));
+}
+
+/**
+ * The cooperative epilogue. Consumer c (rows 64 c .. 64 c + 63 of each tile) applies the epilogue to
+ * its accumulators in registers, waits until the output buffer is free, writes its values (converted
+ * to the output type) there and arrives on `written[c]`; warps 1-3 of the producer warpgroup (96
+ * threads) wait on `written[c]`, copy the 64 rows to global memory in 16-byte pieces (scalars at a
+ * ragged N or an unaligned C) and arrive on `free[1 - c]`. So the halves pass through the one buffer
+ * in the order (tile 0, c 0), (0, 1), (1, 0), ...: consumer 0 waits for free[0] (the previous tile's
+ * second half copied), consumer 1 for free[1] (this tile's first half copied). Each barrier is at most
+ * one phase behind its waiter, so parity waits are exact. Consumer 0 starts the next tile's mainloop
+ * while consumer 1 writes; the ring's `empty` barriers count both consumers, so it runs at most the
+ * ring's depth ahead.
+ */
+function cooperativeBody(o: {
+  bn: number;
+  stages: number;
+  output: GemmOutput;
+  /** the persistent producer (opens the `if (wg == 0)` branch), consumer mainloop and tile loop head */
+  producer: string;
+  mainloop: string;
+  tileLoop: string;
+  /** `, name` for each epilogue parameter */
+  args: string;
+}): string {
+  const { bn, stages, output, args } = o;
+  const pitch = coopPitch(bn, output);
+  const eb = elementBytes(output);
+  const per = 16 / eb; // elements per piece
+  const written = (c: string) => `sfc_smem(&bars[${2 * stages} + ${c}])`;
+  const free = (c: string) => `sfc_smem(&bars[${2 * stages + 2} + ${c}])`;
+  return `  // cooperative: persistent CTAs, both consumers on each tile, the epilogue through shared memory
+  // (see cooperativeBody in compiler/templates/gemm.ts)
+  (void)m0;
+  (void)n0;
+  unsigned char* sfc_out = smem + ${stages * (BM + bn) * 128}; // [${COOP_ROWS} rows][${pitch} bytes]
+  ${o.producer} else if (tid >= 32) {
+      // the copying warps: with 16-byte aligned rows, each of 64 threads copies one row with a bulk
+      // asynchronous copy (the TMA engine) and waits until it has read the buffer; else all 96 copy
+      // element by element
+      const int q = tid - 32;
+      const bool bulk = (N % ${per} == 0) && (ldc % ${per} == 0) && (((sfc_u64)C & 15) == 0);
+      int t = 0;
+      ${o.tileLoop}
+        for (int c = 0; c < 2; ++c) {
+          sfc_mbar_wait(${written('c')}, t & 1);
+          if (bulk) {
+            const int row = tm0 + c * ${COOP_ROWS} + q;
+            if (q < ${COOP_ROWS} && row < M) {
+              sfc_bulk_store(C + (long long)row * ldc + tn0, sfc_smem(sfc_out + q * ${pitch}), (N - tn0 < ${bn} ? N - tn0 : ${bn}) * ${eb});
+              sfc_bulk_wait_read();
+            }
+          } else {
+#pragma unroll 1
+            for (int i = q; i < ${COOP_ROWS * bn}; i += 96) {
+              const int lr = i / ${bn}, lc = i - lr * ${bn};
+              const int row = tm0 + c * ${COOP_ROWS} + lr, col = tn0 + lc;
+              if (row < M && col < N)
+                C[(long long)row * ldc + col] = reinterpret_cast<const ${ctype[output]}*>(sfc_out + lr * ${pitch})[lc];
+            }
+          }
+          sfc_mbar_arrive(${free('(c ^ 1)')});
+        }
+      }
+    }
+  } else {
+    ${o.mainloop}
+      // the epilogue math in registers, before waiting for the buffer
+#pragma unroll
+      for (int j = 0; j < ${bn / 8}; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = tm0 + c * 64 + r0 + 8 * h, col = tn0 + 8 * j + c0;
+          if (row < M && col < N) acc[4 * j + 2 * h] = sfc_epilogue(acc[4 * j + 2 * h], row, col${args});
+          if (row < M && col + 1 < N)
+            acc[4 * j + 2 * h + 1] = sfc_epilogue(acc[4 * j + 2 * h + 1], row, col + 1${args});
+        }
+      sfc_mbar_wait(${free('c')}, (t & 1) ^ c ^ 1);
+#pragma unroll
+      for (int j = 0; j < ${bn / 8}; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float v[2] = {acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]};
+          ${storePair(output, `reinterpret_cast<${ctype[output]}*>(sfc_out + (r0 + 8 * h) * ${pitch}) + 8 * j + c0`)}
+        }
+      sfc_fence_proxy_async(); // the bulk copies read the buffer through the async proxy
+      sfc_mbar_arrive(${written('c')});
+    }
   }
 `;
 }

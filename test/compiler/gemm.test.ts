@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { GemmEpilogue, GemmSpec } from '../../dsl/artifact.js';
 import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
 import {
+  gemmCooperativeCandidates,
   gemmPingpongCandidates,
   gemmSharedBytes,
   gemmSm90,
@@ -80,6 +81,26 @@ describe('GEMM template (sm_90a)', () => {
       schedule: 'pingpong-cluster',
       epilogue: { rowScale: true, colScale: true, residual: 'bf16', outScale: true },
     },
+    // the cooperative schedule (persistent, both consumers per tile, epilogue through a shared-memory
+    // buffer copied out by the producer warpgroup's other warps)
+    ...gemmCooperativeCandidates({ input: 'bf16', output: 'bf16' }, 1536, [192, 224, 256]).map((a) => a.spec),
+    ...gemmCooperativeCandidates({ input: 'e4m3', output: 'bf16', epilogue: { alpha: true } }).map((a) => a.spec),
+    {
+      input: 'e4m3',
+      output: 'e4m3',
+      bn: 224,
+      stages: maxStages(224, true, 'cooperative', 'e4m3'),
+      schedule: 'cooperative',
+      epilogue: { rowScale: true, colScale: true, residual: 'bf16', outScale: true },
+    },
+    {
+      input: 'bf16',
+      output: 'f32',
+      bn: 128,
+      stages: maxStages(128, true, 'cooperative', 'f32'),
+      schedule: 'cooperative',
+      epilogue: { bias: 'bf16', activation: 'gelu_tanh' },
+    },
     // a layer compiler's generated epilogue (the DiT FFN's fc2: bias, then the gated residual in f32)
     {
       input: 'bf16',
@@ -135,7 +156,7 @@ describe('GEMM template (sm_90a)', () => {
         const ops = countSm90Opcodes(r.cubin, art.entry);
         const mma = art.spec.input === 'e4m3' ? ops.QGMMA : ops.HGMMA;
         // a ping-pong consumer issues both m64 halves of its 128-row tile per K step
-        const halves = art.spec.schedule === 'default' ? 1 : 2;
+        const halves = art.spec.schedule === 'default' || art.spec.schedule === 'cooperative' ? 1 : 2;
         expect(mma, `${art.entry} tensor-core instructions`).toBeGreaterThanOrEqual(
           (halves * art.bk) / (art.spec.input === 'e4m3' ? 32 : 16),
         );
@@ -223,6 +244,36 @@ describe('GEMM template (sm_90a)', () => {
     expect(gemmGrid(gemmSm90({ input: 'bf16', output: 'bf16', bn: 256, stages: 4 }), 4680, 1536, 132)).toEqual([
       37, 6, 1,
     ]);
+  });
+
+  it('instantiates the cooperative schedule: names, checks, shared memory, candidates and grid', () => {
+    const co = gemmSm90({
+      input: 'bf16',
+      output: 'bf16',
+      bn: 224,
+      stages: maxStages(224, true, 'cooperative', 'bf16'),
+      schedule: 'cooperative',
+    });
+    expect(co.name).toBe('sfc_gemm_sm90_bf16_bf16_128x224x64_s4_co');
+    // both consumers release each ring slot; the output buffer has its own barriers
+    expect(co.source).toMatch(/sfc_mbar_init\(sfc_smem\(&bars\[4 \+ s\]\), 2\)/);
+    expect(co.source).toContain('sfc_bulk_store(');
+    // the ring, a 64-row output buffer (448 + 16 bytes a row), 2 x 4 + 4 barriers, alignment slack
+    expect(co.sharedBytes).toBe(1024 + 4 * 352 * 128 + 64 * 464 + 4 * 16 + 32);
+    expect(co.sharedBytes).toBeLessThanOrEqual(SM90_MAX_SHARED);
+    expect(maxStages(256, true, 'cooperative', 'bf16')).toBe(4);
+    expect(maxStages(128, true, 'cooperative', 'f32')).toBe(5);
+    expect(gemmGrid(co, 4680, 1536, 132)).toEqual([132, 1, 1]);
+    expect(gemmGrid(co, 100, 100, 132)).toEqual([1, 1, 1]);
+    expect(() =>
+      gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 4, schedule: 'cooperative', persistent: true }),
+    ).toThrow(/neither persistent nor conv/);
+    const cands = gemmCooperativeCandidates({ input: 'e4m3', output: 'bf16', epilogue: { alpha: true } }, 1536);
+    expect(cands.map((c) => c.name)).toEqual([
+      'sfc_gemm_sm90_e4m3_bf16_128x224x128_s4_co_a',
+      'sfc_gemm_sm90_e4m3_bf16_128x256x128_s4_co_a',
+    ]);
+    expect(gemmCooperativeCandidates({ input: 'bf16', output: 'bf16' }, 64)).toEqual([]);
   });
 
   it('packs tensor maps at 64-byte-aligned offsets', () => {

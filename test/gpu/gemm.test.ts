@@ -1,63 +1,18 @@
 // The sm_90a GEMM template on the GPU against a float64 reference on random inputs (odd sizes: tails
 // in M, N and K), every epilogue, outputs poisoned with NaN first; and at the model's shape against
-// cuBLASLt. The persistent schedules (ping-pong, persistent) run on sizes with more tiles than SMs,
-// so that every CTA loops and both ping-pong consumers hand the tensor cores back and forth.
+// cuBLASLt. The persistent schedules (ping-pong, cooperative, persistent) run on sizes with more tiles
+// than SMs, so that every CTA loops, both ping-pong consumers hand the tensor cores back and forth and
+// the cooperative consumers pass the output buffer to and fro.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GemmEpilogue, GemmInput, GemmOutput } from '../../dsl/artifact.js';
 import { bf16, dtypeOf, e4m3, f16, f32 } from '../../dsl/dtypes.js';
 import { gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
-import type { GemmArtifact } from '../../dsl/artifact.js';
 import { CudaDataType } from '../../runtime/native/api.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
 import { runGemm, tuneGemm, type GemmOperands } from '../../runtime/gemm.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { noGpuReason, openDevice, randn, relErr } from './gpu.js';
-
-/**
- * float64 reference of the epilogue chain, on the dtype-rounded inputs; with `rows`, only those rows
- * of the output (in that order), else all M.
- */
-function reference(
-  e: GemmEpilogue,
-  a: ArrayLike<number>,
-  b: ArrayLike<number>,
-  M: number,
-  N: number,
-  K: number,
-  x: {
-    alpha?: number;
-    rowScale?: ArrayLike<number>;
-    colScale?: ArrayLike<number>;
-    bias?: ArrayLike<number>;
-    residual?: ArrayLike<number>;
-    gate?: ArrayLike<number>;
-    gateRows?: number;
-    outScale?: number;
-  },
-  rows?: readonly number[],
-): Float64Array {
-  const which = rows ?? Array.from({ length: M }, (_, i) => i);
-  const out = new Float64Array(which.length * N);
-  for (let r = 0; r < which.length; r++)
-    for (let j = 0, i = which[r]!; j < N; j++) {
-      let y = 0;
-      for (let k = 0; k < K; k++) y += a[i * K + k]! * b[j * K + k]!;
-      if (e.alpha) y *= x.alpha!;
-      if (e.rowScale) y *= x.rowScale![i]!;
-      if (e.colScale) y *= x.colScale![j]!;
-      if (e.bias) y += x.bias![j]!;
-      if (e.activation === 'gelu_tanh') y = 0.5 * y * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (y + 0.044715 * y ** 3)));
-      if (e.activation === 'silu') y = y / (1 + Math.exp(-y));
-      if (e.activation === 'relu') y = Math.max(y, 0);
-      if (e.gatedResidual) y = x.residual![i * N + j]! + x.gate![Math.floor(i / x.gateRows!) * N + j]! * y;
-      if (e.residual) y = x.residual![i * N + j]! + y;
-      if (e.outScale) y *= x.outScale!;
-      out[r * N + j] = y;
-    }
-  return out;
-}
-
-const tolerance: Record<GemmOutput, number> = { f32: 1e-5, bf16: 8e-3, f16: 2e-3, e4m3: 7e-2 };
+import { reference, runCase, sampleRows, tolerance, type Case } from './gemm-check.js';
 
 // One device for the whole file: the native layer remembers each kernel's parameter size by its
 // CUfunction handle, and a second context reuses the handles of a disposed one.
@@ -253,75 +208,6 @@ describe.skipIf(!!noGpuReason)('GEMM template (sm_90a) on the GPU', () => {
   });
 });
 
-interface Case {
-  input: GemmInput;
-  output: GemmOutput;
-  bn: number;
-  M: number;
-  N: number;
-  K: number;
-  e: GemmEpilogue;
-}
-
-/**
- * Runs one instantiation on fresh random operands for `c` (output poisoned with NaN first) and returns
- * ||out - ref|| / ||ref|| over the rows `rows` (a float64 reference of those rows only; all rows
- * when omitted) and whether every output element was written.
- */
-function runCase(dev: CudaDevice, art: GemmArtifact, c: Case, rows?: readonly number[]) {
-  const inT = dtypeOf(c.input)!;
-  const seed = c.M * 7 + c.N + c.K;
-  const a = Tensor.from(dev, inT, [c.M, c.K], randn(c.M * c.K, seed));
-  const b = Tensor.from(
-    dev,
-    inT,
-    [c.N, c.K],
-    randn(c.N * c.K, seed + 1).map((v) => v / Math.sqrt(c.K)),
-  );
-  const out = Tensor.empty(dev, dtypeOf(c.output)!, [c.M, c.N]);
-  dev.fill(out.storage, 0, out.nbytes, 0xff); // NaN in every float format
-  const x: Parameters<typeof reference>[6] = {};
-  const op: GemmOperands = { a, b, c: out };
-  const vec = (n: number, s: number) => randn(n, s).map((v) => 1 + 0.2 * v);
-  if (c.e.alpha) op.alpha = x.alpha = 0.75;
-  if (c.e.outScale) op.outScale = x.outScale = 4;
-  if (c.e.rowScale)
-    x.rowScale = (op.rowScale = Tensor.from(dev, f32, [c.M], vec(c.M, seed + 2))).toArray() as Float32Array;
-  if (c.e.colScale)
-    x.colScale = (op.colScale = Tensor.from(dev, f32, [c.N], vec(c.N, seed + 3))).toArray() as Float32Array;
-  if (c.e.bias)
-    x.bias = (op.bias = Tensor.from(dev, dtypeOf(c.e.bias)!, [c.N], randn(c.N, seed + 4))).toArray() as Float32Array;
-  const res = c.e.gatedResidual?.residual ?? c.e.residual;
-  if (res)
-    x.residual = (op.residual = Tensor.from(
-      dev,
-      dtypeOf(res)!,
-      [c.M, c.N],
-      randn(c.M * c.N, seed + 5),
-    )).toArray() as Float32Array;
-  if (c.e.gatedResidual) {
-    op.gateRows = x.gateRows = 100;
-    const g = Math.ceil(c.M / 100);
-    x.gate = (op.gate = Tensor.from(dev, f32, [g, c.N], randn(g * c.N, seed + 6))).toArray() as Float32Array;
-  }
-  runGemm(art, op);
-  const got = out.toArray() as Float32Array;
-  const written = got.every(Number.isFinite);
-  const want = reference(c.e, a.toArray() as Float32Array, b.toArray() as Float32Array, c.M, c.N, c.K, x, rows);
-  const picked = rows ? Float32Array.from(rows.flatMap((r) => Array.from(got.subarray(r * c.N, (r + 1) * c.N)))) : got;
-  for (const t of [a, b, out, op.rowScale, op.colScale, op.bias, op.residual, op.gate]) t?.dispose();
-  return { err: relErr(picked, want), written };
-}
-
-/** Rows to check against the reference: the first and last two tiles' rows, and every 7th row between. */
-function sampleRows(M: number): number[] {
-  const rows = new Set<number>();
-  for (let r = 0; r < Math.min(M, 256); r++) rows.add(r);
-  for (let r = Math.max(0, M - 256); r < M; r++) rows.add(r);
-  for (let r = 0; r < M; r += 7) rows.add(r);
-  return [...rows].sort((p, q) => p - q);
-}
-
 describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a) on the GPU', () => {
   // more 128-row tiles than the H100's 132 SMs: CTAs loop over 2-3 tiles, so both consumers of the
   // ping-pong take tiles and hand the mainloop over; tails in M, N and K (odd N: scalar stores); odd
@@ -352,9 +238,44 @@ describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a)
       e: { rowScale: true, colScale: true, bias: 'bf16', activation: 'relu' },
     },
   ];
-  const cases: (Case & { schedule: 'pingpong' | 'pingpong-cluster' | 'persistent' })[] = [
+  const cases: (Case & { schedule: 'pingpong' | 'pingpong-cluster' | 'persistent' | 'cooperative' })[] = [
     ...pingpongCases.map((c) => ({ ...c, schedule: 'pingpong' as const })),
     ...pingpongCases.map((c) => ({ ...c, schedule: 'pingpong-cluster' as const })),
+    // the cooperative schedule: the same cases (odd N: element-wise copies out of the output buffer),
+    // and the tuner's widths with 16-byte rows (bulk copies; a last column tile narrower than bn)
+    ...pingpongCases.map((c) => ({ ...c, schedule: 'cooperative' as const })),
+    {
+      schedule: 'cooperative',
+      input: 'bf16',
+      output: 'bf16',
+      bn: 224,
+      M: 4100,
+      N: 1000,
+      K: 200,
+      e: { residual: 'bf16' },
+    },
+    {
+      schedule: 'cooperative',
+      input: 'bf16',
+      output: 'f32',
+      bn: 256,
+      M: 3000,
+      N: 1480,
+      K: 72,
+      e: { bias: 'f32', activation: 'gelu_tanh' },
+    },
+    { schedule: 'cooperative', input: 'e4m3', output: 'bf16', bn: 256, M: 4680, N: 1536, K: 512, e: { alpha: true } },
+    {
+      schedule: 'cooperative',
+      input: 'e4m3',
+      output: 'e4m3',
+      bn: 224,
+      M: 2001,
+      N: 2000,
+      K: 1040,
+      e: { colScale: true, outScale: true },
+    },
+    { schedule: 'cooperative', input: 'f16', output: 'f16', bn: 192, M: 60, N: 64, K: 64, e: {} },
     {
       schedule: 'persistent',
       input: 'bf16',
@@ -379,7 +300,9 @@ describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a)
         epilogue: c.e,
       });
       expect(art.name).toMatch(
-        { pingpong: /_pp(_|$)/, 'pingpong-cluster': /_ppc(_|$)/, persistent: /_p(_|$)/ }[c.schedule],
+        { pingpong: /_pp(_|$)/, 'pingpong-cluster': /_ppc(_|$)/, persistent: /_p(_|$)/, cooperative: /_co(_|$)/ }[
+          c.schedule
+        ],
       );
       const { err, written } = runCase(dev, art, c, sampleRows(c.M));
       expect(written, 'every output written, none NaN').toBe(true);
