@@ -95,6 +95,11 @@ export type PlanStep =
       padKernel: KernelArtifact;
       cropKernel: KernelArtifact;
       candidates: GemmArtifact[];
+      /**
+       * The fused element-wise kernel that reads the output on the padded grid (in place of the crop):
+       * its argument `out` is the grid, f32 [(T + pads - kt + 1) Hp Wp, cout].
+       */
+      epilogue?: Extract<PlanStep, { kind: 'kernel' }>;
       label: string;
     };
 

@@ -140,13 +140,14 @@ export function shiftedGemms(
 
 /**
  * Runs a plan's 'conv' step: x (bf16 [T, H, W, cin]) into a padded buffer, the GEMMs on its padded
- * grid, the valid pixels into out (f32 [T', H', W', cout]). `dims` and `outDims` are the bound T, H, W.
+ * grid, then the valid pixels into `out` (f32 [T', H', W', cout]), or `out(grid)` where the step has a
+ * fused epilogue kernel reading the grid. `dims` and `outDims` are the bound T, H, W.
  */
 export function runConvStep(
   s: Extract<PlanStep, { kind: 'conv' }>,
   x: Tensor,
   w: Tensor,
-  out: Tensor,
+  out: Tensor | ((grid: Tensor) => void),
   dims: readonly number[],
   outDims: readonly number[],
 ): void {
@@ -181,7 +182,8 @@ export function runConvStep(
       });
     }
     const [st, sy, sx] = s.stride;
-    launch(s.cropKernel, [To * Ho * Wo], [grid, out, Ho, Wo, Hp, Wp, st, sy, sx]);
+    if (out instanceof Tensor) launch(s.cropKernel, [To * Ho * Wo], [grid, out, Ho, Wo, Hp, Wp, st, sy, sx]);
+    else out(grid);
   } finally {
     buf.dispose();
     grid.dispose();

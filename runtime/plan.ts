@@ -182,7 +182,17 @@ export class PlanRunner {
         matmul(device, tensorOf(s.a), tensorOf(s.b), tensorOf(s.out), s.transB, size(s.m), size(s.n), size(s.k));
       } else if (s.kind === 'conv') {
         const d = (ds: PlanDim[][]) => ds.map(size);
-        runConvStep(s, tensorOf(s.x), tensorOf(s.w), tensorOf(s.out), d(s.dims), d(s.outDims));
+        // a fused epilogue kernel reads the padded grid where its argument is the conv's output
+        const e = s.epilogue;
+        const epi = (grid: Tensor) =>
+          launch(
+            e!.artifact,
+            e!.grid.map(size),
+            e!.args.map((a) =>
+              'buffer' in a ? (a.buffer === s.out ? grid : tensorOf(a.buffer)) : 'dims' in a ? size(a.dims) : a.value,
+            ),
+          );
+        runConvStep(s, tensorOf(s.x), tensorOf(s.w), e ? epi : tensorOf(s.out), d(s.dims), d(s.outDims));
       } else if (s.kind === 'attention') {
         const art = s.candidates[0];
         if (device instanceof CudaDevice && art && art.arch === device.arch) {

@@ -86,7 +86,7 @@ export function modelUnits(presetName: string): Unit[] {
   const step = (s: PlanStep): void => {
     if (s.kind === 'kernel') kernel(s.artifact);
     else if (s.kind === 'conv') {
-      [s.padKernel, s.cropKernel].forEach(kernel);
+      [s.padKernel, s.cropKernel, ...(s.epilogue ? [s.epilogue.artifact] : [])].forEach(kernel);
       s.candidates.forEach(template);
     } else if (s.kind === 'gemm' || s.kind === 'attention') {
       s.candidates.forEach(template);

@@ -19,7 +19,23 @@ export interface GroupKernel {
   grid: Dim[];
 }
 
-export function groupKernel(grp: FusionGroup, name: string, file: string, span: Span): GroupKernel {
+/**
+ * A convolution's output read on its padded grid (compiler/layer/conv.ts): the group's rows are the
+ * output pixels [T', H', W'], pixel (t, y, x) is grid row ((t st) Hp + y sy) Wp + x sx with Hp = H + padH.
+ */
+export interface GridRead {
+  hw: [Dim, Dim];
+  padSum: [number, number];
+  stride: [number, number, number];
+}
+
+export function groupKernel(
+  grp: FusionGroup,
+  name: string,
+  file: string,
+  span: Span,
+  grids: ReadonlyMap<number, GridRead> = new Map(),
+): GroupKernel {
   if (typeof grp.cols !== 'number') {
     throw new Error(`${name}: the last dim of a fused group must be static (got '${grp.cols}')`);
   }
@@ -120,6 +136,15 @@ export function groupKernel(grp: FusionGroup, name: string, file: string, span: 
     const p = ptrIndex.get(n.id);
     if (p === undefined) throw new Error(`internal: %${n.id} is neither in the group nor an input`);
     const shape = n.type.shape;
+    const gr = grids.get(n.id);
+    if (gr) {
+      const [hp, wp] = [0, 1].map((i) => add(dimValue(gr.hw[i]!), i32(gr.padSum[i]!)));
+      const [t, y, x] = rowIdx.map((r, i) => mul(r, i32(gr.stride[i]!)));
+      const gridRow = add(mul(add(mul(t!, hp!), y!), wp!), x!);
+      const v = b.load(p, n.type.dtype, add(mul(gridRow, i32(N)), cols), null, null, span);
+      vals.set(n.id, v);
+      return v;
+    }
     const loaded = b.load(p, n.type.dtype, shape.length ? offsetsIn(shape, iterShape(user)) : i32(0), null, null, span);
     vals.set(n.id, loaded);
     return loaded;

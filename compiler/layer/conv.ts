@@ -16,7 +16,9 @@ import { packageRoot } from '../../dsl/paths.js';
 import { artifactOf, lowerKernel } from '../compile.js';
 import { DslProgram } from '../frontend.js';
 import { gemmSm90 } from '../templates/gemm.js';
-import { fmtShape, fmtTType, type Dim, type GNode, type TType } from './graph.js';
+import type { GridRead } from './codegen.js';
+import type { FusionGroup, PlanNode } from './fuse.js';
+import { fmtShape, fmtTType, type Dim, type GNode, type LayerGraph, type TType } from './graph.js';
 
 export type Triple = [number, number, number];
 
@@ -85,9 +87,54 @@ export function convKernel(name: 'convPad' | 'convCrop', consts: Record<string, 
   return a;
 }
 
-/** The launch-plan step of a conv node (x, w and out are buffer ids). */
-export function convStep(n: GNode, x: number, w: number, out: number): Extract<PlanStep, { kind: 'conv' }> {
-  if (n.op !== 'conv') throw new Error('internal: convStep of a non-conv node');
+/**
+ * The element-wise groups that read a convolution's output straight off its padded grid, skipping
+ * the crop kernel and the cropped f32 tensor: a conv whose only consumer is one group over exactly
+ * its pixels and channels (bias, activation, residual, cast ...), which is not a layer output and
+ * not a GEMM epilogue. The conv then runs at the group's place in the plan, the group as its epilogue.
+ */
+export function absorbConvs(
+  g: LayerGraph,
+  order: readonly PlanNode[],
+  taken: ReadonlyMap<FusionGroup, GNode>,
+): Map<FusionGroup, GNode> {
+  const groupOf = new Map<number, FusionGroup>();
+  for (const o of order) if (o.kind === 'group') for (const n of o.group.nodes) groupOf.set(n.id, o.group);
+  const users = new Map<number, GNode[]>();
+  for (const n of g.nodes) for (const i of n.inputs) users.set(i.id, [...(users.get(i.id) ?? []), n]);
+  const out = new Map<FusionGroup, GNode>();
+  for (const o of order) {
+    if (o.kind !== 'conv' || g.outputs.includes(o.node)) continue;
+    const us = users.get(o.node.id) ?? [];
+    const grp = us.length ? groupOf.get(us[0]!.id) : undefined;
+    if (!grp || taken.has(grp) || out.has(grp) || us.some((u) => groupOf.get(u.id) !== grp)) continue;
+    if (grp.rows.join() !== o.node.type.shape.slice(0, 3).join() || grp.cols !== o.node.type.shape[3]) continue;
+    out.set(grp, o.node);
+  }
+  return out;
+}
+
+/** How the absorbing group's kernel reads conv node `n` (see GridRead) */
+export function gridReads(n: GNode): Map<number, GridRead> {
+  if (n.op !== 'conv') throw new Error('internal: gridReads of a non-conv node');
+  const x = n.inputs[0]!.type.shape;
+  const sum = (p: readonly [number, number]) => p[0] + p[1];
+  return new Map([[n.id, { hw: [x[1]!, x[2]!], padSum: [sum(n.pad[1]), sum(n.pad[2])], stride: n.stride }]]);
+}
+
+/**
+ * The launch-plan step of a conv node (x, w and out are buffer ids); with `epilogue` (the kernel of
+ * the group that absorbs it, reading buffer `out` as the padded grid) instead of the crop.
+ */
+export function convStep(
+  n: GNode,
+  x: number,
+  w: number,
+  out: number,
+  epilogue?: PlanStep,
+): Extract<PlanStep, { kind: 'conv' }> {
+  if (n.op !== 'conv' || (epilogue && epilogue.kind !== 'kernel'))
+    throw new Error('internal: convStep of a non-conv node or with a non-kernel epilogue');
   const [xn, wn] = n.inputs as [GNode, GNode];
   const [T, H, W, cin] = xn.type.shape as [Dim, Dim, Dim, number];
   const cout = wn.type.shape[0] as number;
@@ -110,6 +157,7 @@ export function convStep(n: GNode, x: number, w: number, out: number): Extract<P
     padKernel: convKernel('convPad', { C: cin, CP: implicit ? CP : cin }),
     cropKernel: convKernel('convCrop', { C: cout }),
     candidates: implicit ? [gemmSm90({ input: 'bf16', output: 'f32', bn: convTile(cout), stages: 4, conv: true })] : [],
-    label: `conv %${n.id} ${n.kernel.join('x')} stride ${n.stride.join('x')} ${cin}->${cout}`,
+    ...(epilogue ? { epilogue } : {}),
+    label: `conv %${n.id} ${n.kernel.join('x')} stride ${n.stride.join('x')} ${cin}->${cout}${epilogue ? ` + ${epilogue.label}` : ''}`,
   };
 }

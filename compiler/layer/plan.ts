@@ -10,7 +10,7 @@ import { compileFiles } from '../compile.js';
 import type { Dim, GNode, LayerGraph } from './graph.js';
 import { groupKernel } from './codegen.js';
 import { absorbEpilogues, fuseEpilogue } from './epilogue.js';
-import { convStep } from './conv.js';
+import { absorbConvs, convStep, gridReads } from './conv.js';
 import { rewriteFp8 } from './fp8.js';
 import { fuse, type FusionGroup } from './fuse.js';
 import { gemmPingpongCandidates, gemmSm90, maxStages } from '../templates/gemm.js';
@@ -52,6 +52,9 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
   // matmuls whose only consumer is one element-wise group: that group becomes the GEMM's epilogue
   const absorbs = (options.fuseGemmEpilogues ?? true) ? absorbEpilogues(g, order) : new Map<FusionGroup, GNode>();
   const deferred = new Set([...absorbs.values()].map((mm) => mm.id));
+  // convolutions whose one consumer group reads their padded grid (no crop); they run at its place
+  const convAbsorbs = absorbConvs(g, order, absorbs);
+  const convDeferred = new Set([...convAbsorbs.values()].map((c) => c.id));
   const buffers: PlanBuffer[] = [];
   const bufOf = new Map<number, number>();
   const outputs = new Set(g.outputs.map((o) => o.id));
@@ -93,12 +96,13 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
       if (!deferred.has(item.node.id)) steps.push(matmulStep(item.node));
       continue;
     }
-    if (item.kind === 'attention') {
     if (item.kind === 'conv') {
       const [x, w] = item.node.inputs as [GNode, GNode];
-      steps.push(convStep(item.node, bufOf.get(x.id)!, bufOf.get(w.id)!, produce(item.node)));
+      if (!convDeferred.has(item.node.id))
+        steps.push(convStep(item.node, bufOf.get(x.id)!, bufOf.get(w.id)!, produce(item.node)));
       continue;
     }
+    if (item.kind === 'attention') {
       const n = item.node;
       const [q, kk, v] = n.inputs as [GNode, GNode, GNode];
       const out = produce(n);
@@ -152,7 +156,9 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
     const mm = absorbs.get(grp);
     // the unfused matmul (into a temp only the fallback uses) comes first when the group absorbs it
     const fallbackMatmul = mm ? matmulStep(mm) : undefined;
-    const gk = groupKernel(grp, name, g.file, grp.nodes[0]!.span);
+    const cv = convAbsorbs.get(grp);
+    if (cv) produce(cv);
+    const gk = groupKernel(grp, name, g.file, grp.nodes[0]!.span, cv && gridReads(cv));
     for (const o of grp.outputs) produce(o);
     const args: PlanArg[] = gk.args.map((a) => ('node' in a ? { buffer: bufOf.get(a.node.id)! } : { dims: a.dims }));
     const kernelStep: PlanStep = {
@@ -162,6 +168,11 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
       args,
       label: `${name}: ${grp.nodes.length} ops (${[...new Set(grp.nodes.map((x) => (x.op === 'binary' || x.op === 'unary' ? x.fn : x.op)))].join(', ')})`,
     };
+    if (cv) {
+      const [x, w] = cv.inputs as [GNode, GNode];
+      steps.push(convStep(cv, bufOf.get(x.id)!, bufOf.get(w.id)!, bufOf.get(cv.id)!, kernelStep));
+      continue;
+    }
     if (!mm || !fallbackMatmul) {
       steps.push(kernelStep);
       continue;
@@ -211,10 +222,10 @@ export function stepBuffers(s: PlanStep): number[] {
       return s.args.flatMap((a) => ('buffer' in a ? [a.buffer] : []));
     case 'matmul':
       return [s.a, s.b, s.out];
+    case 'conv':
+      return [s.x, s.w, s.out, ...(s.epilogue ? stepBuffers(s.epilogue) : [])];
     case 'attention':
       return [s.q, s.k, s.v, s.out, ...s.fallback.flatMap(stepBuffers)];
-    case 'conv':
-      return [s.x, s.w, s.out];
     case 'gemm':
       return [
         s.a,

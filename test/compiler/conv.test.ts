@@ -12,12 +12,12 @@ import { printGraph, graphToDot, type LayerGraph } from '../../compiler/layer/gr
 import { runGraph, type HostTensor } from '../../compiler/layer/interp.js';
 import { planLayer } from '../../compiler/layer/plan.js';
 import { bf16, f32 } from '../../dsl/dtypes.js';
-import { VaeModel, VaeStream, type VaeKernels } from '../../models/vae/common.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import type { Device } from '../../runtime/device.js';
 import { PlanRunner } from '../../runtime/plan.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { mulberry32 } from '../helpers.js';
+import { BlockStream, OneBlock, layerInputs, resBlockLayer, type BlockParams } from '../models/vae-block.js';
 import { virtualDir } from './dsl.js';
 
 const header = `import { layer, conv3d, conv2d, cast, rmsNorm, silu, bf16, type Tensor, type f32 } from '../../../dsl/layer.js';
@@ -47,18 +47,7 @@ export const frame = layer((x: Tensor<bf16, [9, 5, 8]>, w: Tensor<bf16, [6, 1, 1
 export const sym = layer((x: Tensor<bf16, ['T', 'H', 'W', 8]>, w: Tensor<bf16, [8, 3, 3, 3, 8]>, b: Tensor<f32, [8]>, r: Tensor<f32, ['T', 'H', 'W', 8]>) =>
   silu(conv3d(x, w, b, { padding: 1, causal: true })) + r);
 
-/** the Wan VAE's causal residual block (no shortcut): x + conv(SiLU(RMS(conv(SiLU(RMS(x)))))) */
-export const resBlock = layer(
-  (
-    x: Tensor<f32, ['T', 'H', 'W', 8]>,
-    g1: Tensor<f32, [8]>, w1: Tensor<bf16, [8, 3, 3, 3, 8]>, b1: Tensor<f32, [8]>,
-    g2: Tensor<f32, [8]>, w2: Tensor<bf16, [8, 3, 3, 3, 8]>, b2: Tensor<f32, [8]>,
-  ) => {
-    const h = conv3d(cast(silu(rmsNorm(x, g1, 1e-12)), bf16), w1, b1, { padding: 1, causal: true });
-    return x + conv3d(cast(silu(rmsNorm(h, g2, 1e-12)), bf16), w2, b2, { padding: 1, causal: true });
-  },
-);
-`;
+${resBlockLayer('resBlock', 8)}`;
 
 function compile(body: string, file: string): Map<string, LayerGraph> {
   const path = join(virtualDir, file);
@@ -240,7 +229,9 @@ describe('conv plans on the CPU backend (pad, per-tap GEMMs, crop) against the u
   it('symbolic dims; bias, SiLU and the residual add are one fused kernel after the conv step', () => {
     const graph = g.get('sym')!;
     const plan = planLayer(graph);
-    expect(plan.steps.map((s) => s.kind)).toEqual(['conv', 'kernel']);
+    // the group reads the conv's padded grid in place of the crop kernel
+    expect(plan.steps.map((s) => s.kind)).toEqual(['conv']);
+    expect(plan.steps[0]!.kind === 'conv' && plan.steps[0]!.epilogue?.label).toMatch(/^sym_f0: \d+ ops/);
     const ins = inputsOf(graph, { T: 3, H: 4, W: 5 });
     close(runPlan(graph, ins)[0]!.toF32(), runGraph(graph, ins)[0]!.data, 1e-5);
     close(runGraph(graph, ins)[0]!.data, runGraph(graph, ins, { exact: true })[0]!.data, 1e-5);
@@ -286,43 +277,11 @@ describe('conv diagnostics name the layer line and both shapes', () => {
 
 // ---- the VAE's residual block --------------------------------------------------------------------
 
-/** a VAE half holding one residual block's weights (the production loaders read checkpoints) */
-class OneBlock extends VaeModel {
-  constructor(device: Device, kernels: VaeKernels, p: Record<string, HostTensor>, C: number) {
-    super(device, kernels, 64);
-    for (const i of [1, 2]) {
-      const w = p[`w${i}`]!;
-      const conv = `blk.residual.${i === 1 ? 2 : 6}`;
-      this.convs.set(conv, this.convFrom(Float32Array.from(w.data), w.shape, Float32Array.from(p[`b${i}`]!.data)));
-      this.vecs.set(
-        `blk.residual.${i === 1 ? 0 : 3}.gamma`,
-        Tensor.from(device, f32, [C], Float32Array.from(p[`g${i}`]!.data)),
-      );
-    }
-  }
-}
-class BlockStream extends VaeStream {
-  run(x: Tensor, C: number): Tensor {
-    return this.res('blk', x, C, C);
-  }
-}
-
-/** PyTorch's [Cout, Cin, kt, ky, kx] -> the layer's [Cout, kt, ky, kx, Cin] */
-export function toLayerWeight(w: HostTensor): HostTensor {
-  const [O, C, kt, ky, kx] = w.shape as [number, number, number, number, number];
-  const taps = kt * ky * kx;
-  const data = new Float64Array(w.data.length);
-  for (let o = 0; o < O; o++)
-    for (let c = 0; c < C; c++)
-      for (let t = 0; t < taps; t++) data[(o * taps + t) * C + c] = w.data[(o * C + c) * taps + t]!;
-  return { shape: [O, kt, ky, kx, C], data };
-}
-
 describe('the Wan VAE causal residual block as a layer', () => {
   it('agrees with the VAE implementation (models/vae/common.ts) on the CPU and with float64', () => {
     const C = 8;
     const [T, H, W] = [3, 4, 5];
-    const p: Record<string, HostTensor> = {
+    const p: BlockParams = {
       x: tensor([T, H, W, C]),
       g1: tensor([C], 1),
       w1: tensor([C, C, 3, 3, 3], 0.2, true),
@@ -333,14 +292,15 @@ describe('the Wan VAE causal residual block as a layer', () => {
     };
     const vae = new OneBlock(dev, buildWanVaeKernels({ channels: [C] }), p, C);
     const stream = new BlockStream(vae);
-    const x = Tensor.from(dev, f32, [T, H, W, C], Float32Array.from(p.x!.data));
+    const x = Tensor.from(dev, f32, [T, H, W, C], Float32Array.from(p.x.data));
     const vaeOut = stream.run(x, C).toF32();
     stream.dispose();
     vae.dispose();
     const graph = g.get('resBlock')!;
-    const ins = [p.x!, p.g1!, toLayerWeight(p.w1!), p.b1!, p.g2!, toLayerWeight(p.w2!), p.b2!];
+    const ins = layerInputs(p);
     const plan = planLayer(graph);
-    expect(plan.steps.filter((s) => s.kind === 'conv').length).toBe(2);
+    // RMS norm + SiLU + cast; conv (+ bias, RMS norm, SiLU, cast on its grid); conv (+ bias + x on its grid)
+    expect(plan.steps.map((s) => s.kind)).toEqual(['kernel', 'conv', 'conv']);
     const got = runPlan(graph, ins)[0]!.toF32();
     close(got, vaeOut, 1e-5);
     close(got, runGraph(graph, ins, { exact: true })[0]!.data, 2e-2);
