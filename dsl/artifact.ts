@@ -144,6 +144,16 @@ export interface AttentionSpec {
   stages: number;
   /** query rows per CTA of the mma.sync template (64 or 128, 16 per warp; default 64); sm_90a: 128 */
   bm?: 64 | 128;
+  /**
+   * sm_90a: the two consumer warpgroups issue their wgmma batches in turn (named barriers), so one's
+   * softmax runs under the other's products (default false)
+   */
+  pingpong?: boolean;
+  /**
+   * sm_90a FP8: of each 128-key tile's 8 groups of 16 keys, this many get their exponentials from a
+   * polynomial on the FMA units instead of the MUFU unit (default 0)
+   */
+  polyExp?: number;
 }
 
 export interface AttentionArtifact {

@@ -11,7 +11,7 @@ import { e4m3ScaleOf, fp8VCapacity, quantizeForAttention } from '../../runtime/a
 import { CpuDevice } from '../../runtime/cpu.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
 import { Tensor } from '../../runtime/tensor.js';
-import type { AttentionCase } from './attention-check.js';
+import { attentionCaseLabel, checkAttention, type AttentionCase } from './attention-check.js';
 import { noGpuReason, openDevice, randn, relErr, reportResult } from './gpu.js';
 
 const amax = (t: Tensor) => (t.toArray() as Float32Array).reduce((a, x) => Math.max(a, Math.abs(x)), 0);
@@ -41,67 +41,76 @@ describe.skipIf(!!noGpuReason)('FP8 flash attention (sm_90a) on the GPU', () => 
     },
     { stages: 2, B: 1, Lq: 77, cap: 64, kvLen: 1, H: 2 },
   ];
-  for (const c of cases) {
-    const label = `e4m3 s${c.stages}: B=${c.B} Lq=${c.Lq} kv=${c.kvLen}/${c.cap} H=${c.H} mask ${JSON.stringify(c.mask ?? {})}`;
-    it(label, () => {
-      const art = attentionSm90({ input: 'e4m3', headDim: 128, bc: 128, stages: c.stages });
-      const D = 128;
-      const seed = c.Lq * 37 + c.kvLen;
-      const gen = (n: number, s: number, amp: number) => Float64Array.from(randn(n, s), (x) => x * amp);
-      const q = Tensor.from(dev, bf16, [c.B, c.Lq, c.H, D], gen(c.B * c.Lq * c.H * D, seed, 4));
-      const k = Tensor.from(dev, bf16, [c.B, c.cap, c.H, D], gen(c.B * c.cap * c.H * D, seed + 1, 0.25));
-      const v = Tensor.from(dev, bf16, [c.B, c.cap, c.H, D], gen(c.B * c.cap * c.H * D, seed + 2, 3));
-      const scales = { q: e4m3ScaleOf(amax(q)), k: e4m3ScaleOf(amax(k)), v: e4m3ScaleOf(amax(v)) };
-      const vShape = [c.B, c.H, D, fp8VCapacity(c.cap)];
-      const q8 = Tensor.empty(dev, e4m3, q.shape);
-      const k8 = Tensor.empty(dev, e4m3, k.shape);
-      const v8 = Tensor.empty(dev, e4m3, vShape);
-      for (const t of [q8, k8, v8]) dev.fill(t.storage, 0, t.nbytes, 0xff); // e4m3 NaN
-      quantizeForAttention(art, { x: q, out: q8, scale: scales.q });
-      quantizeForAttention(art, { x: k, out: k8, scale: scales.k });
-      quantizeForAttention(art, { x: v, out: v8, scale: scales.v, transpose: true });
-      const ref8 = {
-        q: Tensor.empty(cpu, e4m3, q.shape),
-        k: Tensor.empty(cpu, e4m3, k.shape),
-        v: Tensor.empty(cpu, e4m3, vShape),
-      };
-      quantizeForAttention(art, { x: q.to(cpu), out: ref8.q, scale: scales.q });
-      quantizeForAttention(art, { x: k.to(cpu), out: ref8.k, scale: scales.k });
-      quantizeForAttention(art, { x: v.to(cpu), out: ref8.v, scale: scales.v, transpose: true });
-      for (const [g, r, what] of [
-        [q8, ref8.q, 'q'],
-        [k8, ref8.k, 'k'],
-        [v8, ref8.v, 'v'],
-      ] as const) {
-        const a = g.toRaw() as Uint8Array;
-        const b = r.toRaw() as Uint8Array;
-        let bad = 0;
-        for (let i = 0; i < b.length; i++) if (a[i] !== b[i]) bad++;
-        expect(bad, `quantised ${what}: bytes unlike the CPU's`).toBe(0);
-      }
-      const o = Tensor.empty(dev, bf16, [c.B, c.Lq, c.H, D]);
-      const lse = Tensor.empty(dev, f32, [c.B, c.H, c.Lq]);
-      dev.fill(o.storage, 0, o.nbytes, 0xff);
-      dev.fill(lse.storage, 0, lse.nbytes, 0xff);
-      runAttention(art, { q: q8, k: k8, v: v8, o, lse, kvLen: c.kvLen, mask: c.mask, scales });
-      const ref = { o: Tensor.empty(cpu, bf16, o.shape), lse: Tensor.empty(cpu, f32, lse.shape) };
-      runAttention(art, { ...ref8, o: ref.o, lse: ref.lse, kvLen: c.kvLen, mask: c.mask, scales });
-      const got = o.toArray() as Float32Array;
-      expect(got.every(Number.isFinite), 'every output written').toBe(true);
-      // The kernel rounds P (in [0, 256] after its 2^8 shift) to e4m3: 3 mantissa bits, a relative
-      // error of at most 2^-4 per weight and about 2.5% RMS, which O = sum p v / sum p inherits for
-      // diffuse rows (the weights' errors are independent); plus the bf16 output rounding (0.4%).
-      const err = relErr(got, ref.o.toArray() as Float32Array);
-      console.log(`${label}: relative error ${err.toExponential(2)}`);
-      expect(err, label).toBeLessThan(0.05);
-      // the row sums are of the f32 P, so the log-sum-exp is as exact as in bf16
-      const gl = lse.toArray() as Float32Array;
-      const rl = ref.lse.toArray() as Float32Array;
-      let worst = 0;
-      for (let i = 0; i < rl.length; i++) worst = Math.max(worst, gl[i] === rl[i] ? 0 : Math.abs(gl[i]! - rl[i]!));
-      expect(worst, 'log-sum-exp').toBeLessThan(2e-2);
-      [q, k, v, q8, k8, v8, o, lse].forEach((t) => t.dispose());
-    });
+  // each case plain, with the consumers' ping-pong, and with a part of the exponentials on the FMA units
+  const variants = [{}, { pingpong: true }, { pingpong: true, polyExp: 4 }];
+  for (const c of cases)
+    for (const x of variants) {
+      const art = attentionSm90({ input: 'e4m3', headDim: 128, bc: 128, stages: c.stages, ...x });
+      const label = `${art.name}: B=${c.B} Lq=${c.Lq} kv=${c.kvLen}/${c.cap} H=${c.H} mask ${JSON.stringify(c.mask ?? {})}`;
+      it(label, () => {
+        const D = 128;
+        const seed = c.Lq * 37 + c.kvLen;
+        const gen = (n: number, s: number, amp: number) => Float64Array.from(randn(n, s), (x) => x * amp);
+        const q = Tensor.from(dev, bf16, [c.B, c.Lq, c.H, D], gen(c.B * c.Lq * c.H * D, seed, 4));
+        const k = Tensor.from(dev, bf16, [c.B, c.cap, c.H, D], gen(c.B * c.cap * c.H * D, seed + 1, 0.25));
+        const v = Tensor.from(dev, bf16, [c.B, c.cap, c.H, D], gen(c.B * c.cap * c.H * D, seed + 2, 3));
+        const scales = { q: e4m3ScaleOf(amax(q)), k: e4m3ScaleOf(amax(k)), v: e4m3ScaleOf(amax(v)) };
+        const vShape = [c.B, c.H, D, fp8VCapacity(c.cap)];
+        const q8 = Tensor.empty(dev, e4m3, q.shape);
+        const k8 = Tensor.empty(dev, e4m3, k.shape);
+        const v8 = Tensor.empty(dev, e4m3, vShape);
+        for (const t of [q8, k8, v8]) dev.fill(t.storage, 0, t.nbytes, 0xff); // e4m3 NaN
+        quantizeForAttention(art, { x: q, out: q8, scale: scales.q });
+        quantizeForAttention(art, { x: k, out: k8, scale: scales.k });
+        quantizeForAttention(art, { x: v, out: v8, scale: scales.v, transpose: true });
+        const ref8 = {
+          q: Tensor.empty(cpu, e4m3, q.shape),
+          k: Tensor.empty(cpu, e4m3, k.shape),
+          v: Tensor.empty(cpu, e4m3, vShape),
+        };
+        quantizeForAttention(art, { x: q.to(cpu), out: ref8.q, scale: scales.q });
+        quantizeForAttention(art, { x: k.to(cpu), out: ref8.k, scale: scales.k });
+        quantizeForAttention(art, { x: v.to(cpu), out: ref8.v, scale: scales.v, transpose: true });
+        for (const [g, r, what] of [
+          [q8, ref8.q, 'q'],
+          [k8, ref8.k, 'k'],
+          [v8, ref8.v, 'v'],
+        ] as const) {
+          const a = g.toRaw() as Uint8Array;
+          const b = r.toRaw() as Uint8Array;
+          let bad = 0;
+          for (let i = 0; i < b.length; i++) if (a[i] !== b[i]) bad++;
+          expect(bad, `quantised ${what}: bytes unlike the CPU's`).toBe(0);
+        }
+        const o = Tensor.empty(dev, bf16, [c.B, c.Lq, c.H, D]);
+        const lse = Tensor.empty(dev, f32, [c.B, c.H, c.Lq]);
+        dev.fill(o.storage, 0, o.nbytes, 0xff);
+        dev.fill(lse.storage, 0, lse.nbytes, 0xff);
+        runAttention(art, { q: q8, k: k8, v: v8, o, lse, kvLen: c.kvLen, mask: c.mask, scales });
+        const ref = { o: Tensor.empty(cpu, bf16, o.shape), lse: Tensor.empty(cpu, f32, lse.shape) };
+        runAttention(art, { ...ref8, o: ref.o, lse: ref.lse, kvLen: c.kvLen, mask: c.mask, scales });
+        const got = o.toArray() as Float32Array;
+        expect(got.every(Number.isFinite), 'every output written').toBe(true);
+        // The kernel rounds P (in [0, 256] after its 2^8 shift) to e4m3: 3 mantissa bits, a relative
+        // error of at most 2^-4 per weight and about 2.5% RMS, which O = sum p v / sum p inherits for
+        // diffuse rows (the weights' errors are independent); plus the bf16 output rounding (0.4%).
+        const err = relErr(got, ref.o.toArray() as Float32Array);
+        console.log(`${label}: relative error ${err.toExponential(2)}`);
+        expect(err, label).toBeLessThan(0.05);
+        // the row sums are of the f32 P, so the log-sum-exp is as exact as in bf16
+        const gl = lse.toArray() as Float32Array;
+        const rl = ref.lse.toArray() as Float32Array;
+        let worst = 0;
+        for (let i = 0; i < rl.length; i++) worst = Math.max(worst, gl[i] === rl[i] ? 0 : Math.abs(gl[i]! - rl[i]!));
+        expect(worst, 'log-sum-exp').toBeLessThan(2e-2);
+        [q, k, v, q8, k8, v8, o, lse].forEach((t) => t.dispose());
+      });
+    }
+
+  // the ping-pong on the bf16 template (its other cases are in attention.test.ts)
+  for (const c of cases.slice(1, 5)) {
+    const art = attentionSm90({ input: 'bf16', headDim: 128, bc: 128, stages: 3, pingpong: true });
+    it(attentionCaseLabel(art, c), () => checkAttention(dev, art, c));
   }
 
   // Timing (with SFC_BENCH_OUT): one 3-frame chunk of Wan2.1-1.3B self-attention, Lq 4680, 12 x 128,
@@ -134,8 +143,16 @@ describe.skipIf(!!noGpuReason)('FP8 flash attention (sm_90a) on the GPU', () => 
       const k = Tensor.from(dev, bf16, [1, CAP, H, D], rand(CAP * H * D, 2));
       const v = Tensor.from(dev, bf16, [1, CAP, H, D], rand(CAP * H * D, 3));
       const o = Tensor.empty(dev, bf16, [1, LQ, H, D]);
-      const bf = [2, 3].map((s) => attentionSm90({ input: 'bf16', headDim: 128, bc: 128, stages: s }));
-      const f8 = [2, 3, 4, 5, 6].map((s) => attentionSm90({ input: 'e4m3', headDim: 128, bc: 128, stages: s }));
+      const bf = [false, true].map((pingpong) =>
+        attentionSm90({ input: 'bf16', headDim: 128, bc: 128, stages: 3, pingpong }),
+      );
+      const f8 = [3, 4].flatMap((stages) =>
+        [false, true].flatMap((pingpong) =>
+          [0, 2, 4].map((polyExp) =>
+            attentionSm90({ input: 'e4m3', headDim: 128, bc: 128, stages, pingpong, polyExp }),
+          ),
+        ),
+      );
       const scales = { q: e4m3ScaleOf(amax(q)), k: e4m3ScaleOf(amax(k)), v: e4m3ScaleOf(amax(v)) };
       const q8 = Tensor.empty(dev, e4m3, q.shape);
       const k8 = Tensor.empty(dev, e4m3, k.shape);
