@@ -100,6 +100,12 @@ export type PlanStep =
        * its argument `out` is the grid, f32 [(T + pads - kt + 1) Hp Wp, cout].
        */
       epilogue?: Extract<PlanStep, { kind: 'kernel' }>;
+      /**
+       * The step that writes x straight into the padded buffer (zeroed first), in place of the pad
+       * kernel: a fused group's kernel, or a convolution whose epilogue that group is; its argument
+       * `x` is the buffer.
+       */
+      prologue?: Extract<PlanStep, { kind: 'kernel' | 'conv' }>;
       label: string;
     };
 

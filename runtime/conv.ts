@@ -3,7 +3,7 @@
 // (cuBLASLt on CUDA, a loop on the CPU), a convolution as one such GEMM per kernel tap over shifted
 // rows, and the launch-plan step that pads, convolves (the sm_90a implicit-GEMM template where it is
 // built, per-tap GEMMs elsewhere) and crops.
-import type { PlanStep } from '../dsl/plan.js';
+import type { PlanDim, PlanStep } from '../dsl/plan.js';
 import { bf16, f32 } from '../dsl/dtypes.js';
 import { SfcError } from '../dsl/errors.js';
 import { encodeInto, rawArray } from './convert.js';
@@ -138,20 +138,58 @@ export function shiftedGemms(
   dev.write(out.storage, out.byteOffset, new Uint8Array(acc.buffer));
 }
 
+type ConvStep = Extract<PlanStep, { kind: 'conv' }>;
+
 /**
- * Runs a plan's 'conv' step: x (bf16 [T, H, W, cin]) into a padded buffer, the GEMMs on its padded
- * grid, then the valid pixels into `out` (f32 [T', H', W', cout]), or `out(grid)` where the step has a
- * fused epilogue kernel reading the grid. `dims` and `outDims` are the bound T, H, W.
+ * Runs a plan's 'conv' step (with its prologue and epilogue steps, see dsl/plan.ts) given the
+ * executor's buffers (`tensorOf`) and dim products (`size`); `over` replaces buffers by tensors (the
+ * padded buffer or the grid where a fused kernel reads or writes them).
+ */
+export function runConvPlanStep(
+  s: ConvStep,
+  tensorOf: (buffer: number) => Tensor,
+  size: (dims: readonly PlanDim[]) => number,
+  over: ReadonlyMap<number, Tensor> = new Map(),
+): void {
+  const t = (id: number) => over.get(id) ?? tensorOf(id);
+  const plus = (id: number, v: Tensor) => new Map([...over, [id, v]]);
+  const kernel = (k: Extract<PlanStep, { kind: 'kernel' }>, o: ReadonlyMap<number, Tensor>) =>
+    launch(
+      k.artifact,
+      k.grid.map(size),
+      k.args.map((a) =>
+        'buffer' in a ? (o.get(a.buffer) ?? tensorOf(a.buffer)) : 'dims' in a ? size(a.dims) : a.value,
+      ),
+    );
+  const pro = s.prologue;
+  const epi = s.epilogue;
+  runConvStep(
+    s,
+    pro
+      ? (buf) =>
+          pro.kind === 'conv' ? runConvPlanStep(pro, tensorOf, size, plus(s.x, buf)) : kernel(pro, plus(s.x, buf))
+      : t(s.x),
+    t(s.w),
+    epi ? (grid) => kernel(epi, plus(s.out, grid)) : t(s.out),
+    s.dims.map((d) => size(d)),
+    s.outDims.map((d) => size(d)),
+  );
+}
+
+/**
+ * A convolution: x (bf16 [T, H, W, cin]) into a padded buffer (or `x(buf)` writes it there, the
+ * buffer zeroed first), the GEMMs on its padded grid, then the valid pixels into `out` (f32 [T', H',
+ * W', cout]), or `out(grid)` reads them. `dims` and `outDims` are the bound T, H, W.
  */
 export function runConvStep(
-  s: Extract<PlanStep, { kind: 'conv' }>,
-  x: Tensor,
+  s: ConvStep,
+  x: Tensor | ((buf: Tensor) => void),
   w: Tensor,
   out: Tensor | ((grid: Tensor) => void),
   dims: readonly number[],
   outDims: readonly number[],
 ): void {
-  const dev = x.device;
+  const dev = w.device;
   const [T, H, W] = dims as [number, number, number];
   const [To, Ho, Wo] = outDims as [number, number, number];
   const [kt, ky, kx] = s.kernel;
@@ -163,10 +201,11 @@ export function runConvStep(
   const M = (Tp - kt + 1) * frame;
   const rows = Tp * frame + (ky - 1) * Wp + (kx - 1);
   const taps = kt * ky * kx;
-  const buf = Tensor.empty(dev, bf16, [rows, s.pitch]);
+  const buf = x instanceof Tensor ? Tensor.empty(dev, bf16, [rows, s.pitch]) : Tensor.zeros(dev, bf16, [rows, s.pitch]);
   const grid = Tensor.empty(dev, f32, [M, s.cout]);
   try {
-    launch(s.padKernel, [rows], [x, buf, T, H, W, Hp, Wp, pt[0], py[0], px[0]]);
+    if (x instanceof Tensor) launch(s.padKernel, [rows], [x, buf, T, H, W, Hp, Wp, pt[0], py[0], px[0]]);
+    else x(buf);
     const art = s.candidates[0];
     if (dev instanceof CudaDevice && art && art.arch === dev.arch && s.pitch === s.cin) {
       const wk = w.reshape([s.cout, taps * s.cin]);

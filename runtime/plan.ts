@@ -13,7 +13,7 @@ import { CudaDevice, type CudaGraph } from './cuda.js';
 import type { Device } from './device.js';
 import { runAttention } from './attention.js';
 import { gemmCandidatesFor, runGemm, tuneGemm, type GemmOperands } from './gemm.js';
-import { runConvStep } from './conv.js';
+import { runConvPlanStep } from './conv.js';
 import { launch } from './kernels.js';
 import { CudaDataType } from './native/api.js';
 import { Tensor, fmtShape } from './tensor.js';
@@ -181,18 +181,7 @@ export class PlanRunner {
       } else if (s.kind === 'matmul') {
         matmul(device, tensorOf(s.a), tensorOf(s.b), tensorOf(s.out), s.transB, size(s.m), size(s.n), size(s.k));
       } else if (s.kind === 'conv') {
-        const d = (ds: PlanDim[][]) => ds.map(size);
-        // a fused epilogue kernel reads the padded grid where its argument is the conv's output
-        const e = s.epilogue;
-        const epi = (grid: Tensor) =>
-          launch(
-            e!.artifact,
-            e!.grid.map(size),
-            e!.args.map((a) =>
-              'buffer' in a ? (a.buffer === s.out ? grid : tensorOf(a.buffer)) : 'dims' in a ? size(a.dims) : a.value,
-            ),
-          );
-        runConvStep(s, tensorOf(s.x), tensorOf(s.w), e ? epi : tensorOf(s.out), d(s.dims), d(s.outDims));
+        runConvPlanStep(s, tensorOf, size);
       } else if (s.kind === 'attention') {
         const art = s.candidates[0];
         if (device instanceof CudaDevice && art && art.arch === device.arch) {

@@ -86,8 +86,9 @@ export function modelUnits(presetName: string): Unit[] {
   const step = (s: PlanStep): void => {
     if (s.kind === 'kernel') kernel(s.artifact);
     else if (s.kind === 'conv') {
-      [s.padKernel, s.cropKernel, ...(s.epilogue ? [s.epilogue.artifact] : [])].forEach(kernel);
+      [s.padKernel, s.cropKernel].forEach(kernel);
       s.candidates.forEach(template);
+      [s.prologue, s.epilogue].forEach((p) => p && step(p));
     } else if (s.kind === 'gemm' || s.kind === 'attention') {
       s.candidates.forEach(template);
       s.fallback.forEach(step);

@@ -20,13 +20,16 @@ export interface GroupKernel {
 }
 
 /**
- * A convolution's output read on its padded grid (compiler/layer/conv.ts): the group's rows are the
- * output pixels [T', H', W'], pixel (t, y, x) is grid row ((t st) Hp + y sy) Wp + x sx with Hp = H + padH.
+ * A tensor the group reads or writes in a convolution's padded layout (compiler/layer/conv.ts), a
+ * row of N channels per padded pixel: the group's rows are pixels (t, y, x) and their row in the
+ * padded frames (Hp = H + padSum[0], Wp = W + padSum[1]) is ((t st + ot) Hp + y sy + oy) Wp + x sx + ox.
+ * A convolution's output on its grid: strides, no offset; its input buffer: stride 1, the padding before.
  */
 export interface GridRead {
   hw: [Dim, Dim];
   padSum: [number, number];
   stride: [number, number, number];
+  offset: [number, number, number];
 }
 
 export function groupKernel(
@@ -123,6 +126,12 @@ export function groupKernel(
     }
     return off;
   };
+  /** this row's elements in a tensor in a convolution's padded layout */
+  const gridOffsets = (gr: GridRead): Value => {
+    const [hp, wp] = [0, 1].map((i) => add(dimValue(gr.hw[i]!), i32(gr.padSum[i]!)));
+    const [t, y, x] = rowIdx.map((r, i) => add(mul(r, i32(gr.stride[i]!)), i32(gr.offset[i]!)));
+    return add(mul(add(mul(add(mul(t!, hp!), y!), wp!), x!), i32(N)), cols);
+  };
   /** the shape a group node iterates over (a reduction: its input's) */
   const iterShape = (n: GNode) => (n.op === 'reduce' ? n.inputs[0]!.type.shape : n.type.shape);
 
@@ -138,10 +147,7 @@ export function groupKernel(
     const shape = n.type.shape;
     const gr = grids.get(n.id);
     if (gr) {
-      const [hp, wp] = [0, 1].map((i) => add(dimValue(gr.hw[i]!), i32(gr.padSum[i]!)));
-      const [t, y, x] = rowIdx.map((r, i) => mul(r, i32(gr.stride[i]!)));
-      const gridRow = add(mul(add(mul(t!, hp!), y!), wp!), x!);
-      const v = b.load(p, n.type.dtype, add(mul(gridRow, i32(N)), cols), null, null, span);
+      const v = b.load(p, n.type.dtype, gridOffsets(gr), null, null, span);
       vals.set(n.id, v);
       return v;
     }
@@ -198,7 +204,8 @@ export function groupKernel(
   for (const o of grp.outputs) {
     const v = b.cast(vals.get(o.id)!, o.type.dtype, span);
     const p = ptrIndex.get(o.id)!;
-    const offsets = o.type.shape.length ? offsetsIn(o.type.shape, o.type.shape) : rowOffset([1]);
+    const gw = grids.get(o.id);
+    const offsets = gw ? gridOffsets(gw) : o.type.shape.length ? offsetsIn(o.type.shape, o.type.shape) : rowOffset([1]);
     b.block.push({
       kind: 'store',
       fn: 'store',

@@ -114,17 +114,58 @@ export function absorbConvs(
   return out;
 }
 
-/** How the absorbing group's kernel reads conv node `n` (see GridRead) */
+/**
+ * The element-wise groups that write a convolution's input straight into its zero-padded buffer,
+ * skipping the pad kernel (RMS norm + SiLU + cast before a VAE convolution): a group whose one
+ * stored value is the conv's x, over exactly its pixels and channels, read by the conv only. The
+ * group then runs inside the conv step (its prologue), after the buffer is zeroed.
+ */
+export function prologueGroups(
+  g: LayerGraph,
+  order: readonly PlanNode[],
+  taken: ReadonlyMap<FusionGroup, GNode>,
+): Map<FusionGroup, GNode> {
+  const users = new Map<number, GNode[]>();
+  for (const n of g.nodes) for (const i of n.inputs) users.set(i.id, [...(users.get(i.id) ?? []), n]);
+  const out = new Map<FusionGroup, GNode>();
+  for (const o of order) {
+    if (o.kind !== 'group' || taken.has(o.group) || o.group.outputs.length !== 1) continue;
+    const x = o.group.outputs[0]!;
+    const us = users.get(x.id) ?? [];
+    const conv = us[0];
+    if (us.length !== 1 || conv?.op !== 'conv' || conv.inputs[0] !== x || g.outputs.includes(x)) continue;
+    if (o.group.rows.join() !== x.type.shape.slice(0, 3).join() || o.group.cols !== x.type.shape[3]) continue;
+    out.set(o.group, conv);
+  }
+  return out;
+}
+
+const padSum = (n: Extract<GNode, { op: 'conv' }>): [number, number] => [
+  n.pad[1][0] + n.pad[1][1],
+  n.pad[2][0] + n.pad[2][1],
+];
+
+/** How the absorbing group's kernel reads conv node `n`'s output on its grid (see GridRead) */
 export function gridReads(n: GNode): Map<number, GridRead> {
   if (n.op !== 'conv') throw new Error('internal: gridReads of a non-conv node');
   const x = n.inputs[0]!.type.shape;
-  const sum = (p: readonly [number, number]) => p[0] + p[1];
-  return new Map([[n.id, { hw: [x[1]!, x[2]!], padSum: [sum(n.pad[1]), sum(n.pad[2])], stride: n.stride }]]);
+  return new Map([[n.id, { hw: [x[1]!, x[2]!], padSum: padSum(n), stride: n.stride, offset: [0, 0, 0] }]]);
+}
+
+/** How a prologue group writes conv node `n`'s input into the padded buffer (see GridRead) */
+export function padWrites(n: GNode): Map<number, GridRead> {
+  if (n.op !== 'conv') throw new Error('internal: padWrites of a non-conv node');
+  const x = n.inputs[0]!;
+  const [H, W] = x.type.shape.slice(1, 3) as [Dim, Dim];
+  const offset: Triple = [n.pad[0][0], n.pad[1][0], n.pad[2][0]];
+  return new Map([[x.id, { hw: [H, W], padSum: padSum(n), stride: [1, 1, 1], offset }]]);
 }
 
 /**
  * The launch-plan step of a conv node (x, w and out are buffer ids); with `epilogue` (the kernel of
- * the group that absorbs it, reading buffer `out` as the padded grid) instead of the crop.
+ * the group that absorbs it, reading buffer `out` as the padded grid) instead of the crop, with
+ * `prologue` (the step that writes x into the padded buffer: a group's kernel, or a convolution
+ * whose epilogue that group is) instead of the pad kernel.
  */
 export function convStep(
   n: GNode,
@@ -132,9 +173,12 @@ export function convStep(
   w: number,
   out: number,
   epilogue?: PlanStep,
+  prologue?: PlanStep,
 ): Extract<PlanStep, { kind: 'conv' }> {
   if (n.op !== 'conv' || (epilogue && epilogue.kind !== 'kernel'))
     throw new Error('internal: convStep of a non-conv node or with a non-kernel epilogue');
+  if (prologue && prologue.kind !== 'kernel' && prologue.kind !== 'conv')
+    throw new Error('internal: a conv prologue is a kernel or a conv step');
   const [xn, wn] = n.inputs as [GNode, GNode];
   const [T, H, W, cin] = xn.type.shape as [Dim, Dim, Dim, number];
   const cout = wn.type.shape[0] as number;
@@ -158,6 +202,7 @@ export function convStep(
     cropKernel: convKernel('convCrop', { C: cout }),
     candidates: implicit ? [gemmSm90({ input: 'bf16', output: 'f32', bn: convTile(cout), stages: 4, conv: true })] : [],
     ...(epilogue ? { epilogue } : {}),
-    label: `conv %${n.id} ${n.kernel.join('x')} stride ${n.stride.join('x')} ${cin}->${cout}${epilogue ? ` + ${epilogue.label}` : ''}`,
+    ...(prologue ? { prologue } : {}),
+    label: `${prologue ? `${prologue.label}; ` : ''}conv %${n.id} ${n.kernel.join('x')} stride ${n.stride.join('x')} ${cin}->${cout}${epilogue ? ` + ${epilogue.label}` : ''}`,
   };
 }

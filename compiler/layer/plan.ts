@@ -10,7 +10,7 @@ import { compileFiles } from '../compile.js';
 import type { Dim, GNode, LayerGraph } from './graph.js';
 import { groupKernel } from './codegen.js';
 import { absorbEpilogues, fuseEpilogue } from './epilogue.js';
-import { absorbConvs, convStep, gridReads } from './conv.js';
+import { absorbConvs, convStep, gridReads, padWrites, prologueGroups } from './conv.js';
 import { rewriteFp8 } from './fp8.js';
 import { fuse, type FusionGroup } from './fuse.js';
 import { gemmPingpongCandidates, gemmSm90, maxStages } from '../templates/gemm.js';
@@ -55,6 +55,9 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
   // convolutions whose one consumer group reads their padded grid (no crop); they run at its place
   const convAbsorbs = absorbConvs(g, order, absorbs);
   const convDeferred = new Set([...convAbsorbs.values()].map((c) => c.id));
+  // groups that write a conv's input into its padded buffer: they run inside the conv step
+  const prologues = prologueGroups(g, order, absorbs);
+  const prologueOf = new Map<number, PlanStep>();
   const buffers: PlanBuffer[] = [];
   const bufOf = new Map<number, number>();
   const outputs = new Set(g.outputs.map((o) => o.id));
@@ -98,8 +101,10 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
     }
     if (item.kind === 'conv') {
       const [x, w] = item.node.inputs as [GNode, GNode];
-      if (!convDeferred.has(item.node.id))
-        steps.push(convStep(item.node, bufOf.get(x.id)!, bufOf.get(w.id)!, produce(item.node)));
+      if (!convDeferred.has(item.node.id)) {
+        const pro = prologueOf.get(item.node.id);
+        steps.push(convStep(item.node, bufOf.get(x.id)!, bufOf.get(w.id)!, produce(item.node), undefined, pro));
+      }
       continue;
     }
     if (item.kind === 'attention') {
@@ -157,8 +162,10 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
     // the unfused matmul (into a temp only the fallback uses) comes first when the group absorbs it
     const fallbackMatmul = mm ? matmulStep(mm) : undefined;
     const cv = convAbsorbs.get(grp);
+    const feeds = prologues.get(grp);
     if (cv) produce(cv);
-    const gk = groupKernel(grp, name, g.file, grp.nodes[0]!.span, cv && gridReads(cv));
+    const layouts = new Map([...(cv ? gridReads(cv) : []), ...(feeds ? padWrites(feeds) : [])]);
+    const gk = groupKernel(grp, name, g.file, grp.nodes[0]!.span, layouts);
     for (const o of grp.outputs) produce(o);
     const args: PlanArg[] = gk.args.map((a) => ('node' in a ? { buffer: bufOf.get(a.node.id)! } : { dims: a.dims }));
     const kernelStep: PlanStep = {
@@ -168,9 +175,13 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
       args,
       label: `${name}: ${grp.nodes.length} ops (${[...new Set(grp.nodes.map((x) => (x.op === 'binary' || x.op === 'unary' ? x.fn : x.op)))].join(', ')})`,
     };
-    if (cv) {
-      const [x, w] = cv.inputs as [GNode, GNode];
-      steps.push(convStep(cv, bufOf.get(x.id)!, bufOf.get(w.id)!, bufOf.get(cv.id)!, kernelStep));
+    if (cv || feeds) {
+      const [x, w] = (cv?.inputs ?? []) as [GNode, GNode];
+      const step = cv
+        ? convStep(cv, bufOf.get(x.id)!, bufOf.get(w.id)!, bufOf.get(cv.id)!, kernelStep, prologueOf.get(cv.id))
+        : kernelStep;
+      if (feeds) prologueOf.set(feeds.id, step);
+      else steps.push(step);
       continue;
     }
     if (!mm || !fallbackMatmul) {

@@ -40,6 +40,10 @@ export const c2 = layer((x: Tensor<bf16, [3, 9, 5, 8]>, w: Tensor<bf16, [6, 3, 3
   conv2d(x, w, b, { padding: [0, 1] }),
 ]);
 
+/** a group writing the conv's padded input (its prologue), the output cropped with strides */
+export const pro = layer((x: Tensor<f32, [3, 5, 4, 8]>, w: Tensor<bf16, [4, 3, 3, 3, 8]>) =>
+  conv3d(cast(silu(x), bf16), w, undefined, { stride: [1, 2, 1], padding: 1, causal: true }));
+
 /** one frame [H, W, C] and a 1x1 convolution */
 export const frame = layer((x: Tensor<bf16, [9, 5, 8]>, w: Tensor<bf16, [6, 1, 1, 8]>) => conv2d(x, w));
 
@@ -215,7 +219,7 @@ describe('conv3d / conv2d (float64 against an independent reference)', () => {
 });
 
 describe('conv plans on the CPU backend (pad, per-tap GEMMs, crop) against the unfused graph', () => {
-  it.each(['c3', 'odd', 'c2', 'frame'])('%s', (name) => {
+  it.each(['c3', 'odd', 'c2', 'frame', 'pro'])('%s', (name) => {
     const graph = g.get(name)!;
     const ins = inputsOf(graph);
     const want = runGraph(graph, ins);
@@ -224,6 +228,12 @@ describe('conv plans on the CPU backend (pad, per-tap GEMMs, crop) against the u
       expect(t.shape).toEqual(want[i]!.shape);
       close(t.toF32(), want[i]!.data, 1e-5);
     });
+  });
+
+  it('a producer group runs inside the conv step, writing the padded buffer (no pad kernel)', () => {
+    const plan = planLayer(g.get('pro')!);
+    expect(plan.steps.length).toBe(1);
+    expect(plan.steps[0]!.kind === 'conv' && plan.steps[0]!.prologue?.kind).toBe('kernel');
   });
 
   it('symbolic dims; bias, SiLU and the residual add are one fused kernel after the conv step', () => {
@@ -299,8 +309,12 @@ describe('the Wan VAE causal residual block as a layer', () => {
     const graph = g.get('resBlock')!;
     const ins = layerInputs(p);
     const plan = planLayer(graph);
-    // RMS norm + SiLU + cast; conv (+ bias, RMS norm, SiLU, cast on its grid); conv (+ bias + x on its grid)
-    expect(plan.steps.map((s) => s.kind)).toEqual(['kernel', 'conv', 'conv']);
+    // one nested step, five kernels as the VAE has: RMS norm + SiLU + cast into conv 1's padded buffer;
+    // conv 1; its bias + RMS norm + SiLU + cast from its grid into conv 2's padded buffer; conv 2; its
+    // bias + x from its grid
+    expect(plan.steps.map((s) => s.label)).toEqual([
+      'resBlock_f0: 10 ops (mul, reduce, div, add, rsqrt, sigmoid, cast); conv %20 3x3x3 stride 1x1x1 8->8 + resBlock_f1: 11 ops (add, mul, reduce, div, rsqrt, sigmoid, cast); conv %35 3x3x3 stride 1x1x1 8->8 + resBlock_f2: 2 ops (add)',
+    ]);
     const got = runPlan(graph, ins)[0]!.toF32();
     close(got, vaeOut, 1e-5);
     close(got, runGraph(graph, ins, { exact: true })[0]!.data, 2e-2);
