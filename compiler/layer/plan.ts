@@ -234,7 +234,7 @@ export function stepBuffers(s: PlanStep): number[] {
     case 'matmul':
       return [s.a, s.b, s.out];
     case 'conv':
-      return [s.x, s.w, s.out, ...(s.epilogue ? stepBuffers(s.epilogue) : [])];
+      return [s.x, s.w, s.out, ...[s.epilogue, s.prologue].flatMap((p) => (p ? stepBuffers(p) : []))];
     case 'attention':
       return [s.q, s.k, s.v, s.out, ...s.fallback.flatMap(stepBuffers)];
     case 'gemm':
