@@ -22,8 +22,7 @@ import {
   elementBytes,
   epilogueFunction,
   epilogueParams,
-  storePair,
-  storeScalarAt,
+  epiloguePairStore,
   tag,
   validateGemmEpilogue,
 } from './gemm.js';
@@ -228,20 +227,7 @@ ${entry}(const ${it}* __restrict__ A, const ${it}* __restrict__ B, ${ctype[outpu
       for (int j = 0; j < ${ni}; ++j) {
         const int col = n0 + wn * ${wn} + j * 8 + c0;
         if (col >= N) continue;
-        float v[2];
-        v[0] = sfc_epilogue(acc[i][j][2 * h], row, col${args});
-        const long long off = (long long)row * ldc + col;
-        if (col + 1 < N) {
-          v[1] = sfc_epilogue(acc[i][j][2 * h + 1], row, col + 1${args});
-          if (pairs) {
-            ${storePair(output)}
-          } else {
-            ${storeScalarAt(output, 0)}
-            ${storeScalarAt(output, 1)}
-          }
-        } else {
-          ${storeScalarAt(output, 0)}
-        }
+        ${epiloguePairStore(output, 'acc[i][j][2 * h]', 'acc[i][j][2 * h + 1]', args)}
       }
     }
 }

@@ -260,6 +260,28 @@ export function storeScalarAt(out: GemmOutput, i: number): string {
   return `C[off + ${i}] = ${cv[out]};`;
 }
 
+/**
+ * Runs the epilogue on the accumulators `acc0`, `acc1` of columns col and col + 1 of `row` (C++
+ * expressions; `args` is `, name` per epilogue parameter) and stores them: one paired store where the
+ * kernel's `pairs` holds, only the first where col + 1 is past N. Declares `v` and `off`.
+ */
+export function epiloguePairStore(output: GemmOutput, acc0: string, acc1: string, args: string): string {
+  return `float v[2];
+        v[0] = sfc_epilogue(${acc0}, row, col${args});
+        const long long off = (long long)row * ldc + col;
+        if (col + 1 < N) {
+          v[1] = sfc_epilogue(${acc1}, row, col + 1${args});
+          if (pairs) {
+            ${storePair(output)}
+          } else {
+            ${storeScalarAt(output, 0)}
+            ${storeScalarAt(output, 1)}
+          }
+        } else {
+          ${storeScalarAt(output, 0)}
+        }`;
+}
+
 function storeScalar(out: GemmOutput): string {
   const cv: Record<GemmOutput, string> = {
     f32: 'v[i]',
