@@ -1,6 +1,8 @@
 // The mma.sync GEMM template (sm_80 / sm_89): instantiations compile with nvcc without spills or stack,
 // and the machine code is mma.sync (HMMA; the e4m3 form on sm_89) fed by ldmatrix (LDSM) and cp.async
 // (LDGSTS); names, shared memory, candidates and the specs it refuses.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   gemmMma,
@@ -136,5 +138,30 @@ describe('GEMM template (mma.sync, sm_80 / sm_89)', () => {
     expect(() => gemmMma({ ...base, arch: 'sm_80', stages: 1 })).toThrow(/2 stages/);
     expect(() => gemmMma({ ...base, arch: 'sm_80', output: 'e4m3' })).toThrow(/outScale/);
     expect(() => gemmMma({ ...base, arch: 'sm_90a' as 'sm_80' })).toThrow(/sm_80 or sm_89/);
+  });
+});
+
+describe('machine-code opcode reader (sm_80 / sm_89)', () => {
+  it('counts what cuobjdump listed for the fixture cubins', () => {
+    // mma_sm80_sm89.cu built with nvcc 13.0 here; the .counts are `cuobjdump -sass | grep | uniq -c` of
+    // the same files on the GPU machine (HMMA.16816.F32.BF16, QMMA.16832.F32.E4M3.E4M3,
+    // LDSM.16.M88.4, LDGSTS.E.BYPASS.128)
+    const dir = join(import.meta.dirname, '..', 'fixtures', 'sass');
+    for (const arch of ['sm80', 'sm89']) {
+      const cubin = new Uint8Array(readFileSync(join(dir, `mma_${arch}.cubin`)));
+      const listed = Object.fromEntries(
+        readFileSync(join(dir, `mma_${arch}.counts`), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => l.trim().split(/\s+/))
+          .map(([n, op]) => [op!, Number(n)]),
+      );
+      expect(countOpcodes(cubin, 'fixture', SM80_OPCODES)).toEqual({
+        HMMA: listed.HMMA ?? 0,
+        QMMA: listed.QMMA ?? 0,
+        LDSM: listed.LDSM,
+        LDGSTS: listed.LDGSTS,
+      });
+    }
   });
 });
