@@ -47,9 +47,13 @@ export function validateAttentionMmaSpec(spec: AttentionSpec): void {
     );
 }
 
-/** The instantiation plans and bundles use: 128-query tiles, 64-key tiles, as deep a ring as fits sm_89. */
+/**
+ * The instantiation plans and bundles use: 64-query tiles (4 warps; 10% faster than 128 on the model's
+ * shapes, measured as PTX on an H200, no sm_80 / sm_89 hardware measured), 64-key tiles, as deep a
+ * ring as fits sm_89's shared memory.
+ */
 export function defaultAttentionMmaSpec(input: 'bf16' | 'f16', headDim: 64 | 128): AttentionSpec {
-  return { input, headDim, bm: 128, bc: 64, stages: headDim === 128 ? 2 : 3 };
+  return { input, headDim, bm: 64, bc: 64, stages: headDim === 128 ? 2 : 4 };
 }
 
 export function attentionMma(specIn: AttentionSpec): AttentionArtifact {

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchAttention } from '../../bench/kernels/attention.js';
 import type { AttentionSpec } from '../../dsl/artifact.js';
-import { attentionMma, defaultAttentionMmaSpec } from '../../compiler/templates/attention-mma.js';
+import { attentionMma } from '../../compiler/templates/attention-mma.js';
 import { attentionSm90 } from '../../compiler/templates/attention.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
 import { attentionCaseLabel, checkAttention, type AttentionCase } from './attention-check.js';
@@ -22,7 +22,7 @@ describe.skipIf(!!noGpuReason)('flash attention (mma.sync, sm_80 code) on the GP
   });
   afterAll(() => dev?.dispose());
 
-  const d128 = defaultAttentionMmaSpec('bf16', 128);
+  const d128: AttentionSpec = { input: 'bf16', headDim: 128, bc: 64, stages: 2, bm: 128 };
   const d64: AttentionSpec = { input: 'bf16', headDim: 64, bc: 64, stages: 4, bm: 64 };
   const cases: Case[] = [
     { spec: d128, B: 1, Lq: 300, cap: 300, kvLen: 300, H: 2 },
@@ -47,7 +47,7 @@ describe.skipIf(!!noGpuReason)('flash attention (mma.sync, sm_80 code) on the GP
       mask: { blockTokens: 130, windowTokens: 260, sinkTokens: 130 },
     },
     {
-      spec: defaultAttentionMmaSpec('bf16', 64),
+      spec: { input: 'bf16', headDim: 64, bc: 64, stages: 3, bm: 128 },
       B: 1,
       Lq: 333,
       cap: 333,
