@@ -73,6 +73,11 @@ export function validateGemmMmaSpec(spec: GemmMmaSpec): void {
     );
   if (spec.input === 'e4m3' && spec.arch !== 'sm_89')
     throw new RangeError('FP8 (e4m3) mma.sync needs sm_89; sm_80 has no 8-bit float tensor cores');
+  const extra = Object.keys(spec.epilogue?.custom ?? {}).filter((k) => k !== 'params' && k !== 'body');
+  if (extra.length)
+    throw new RangeError(
+      `the mma.sync GEMM takes generated epilogues of per-element statements only (no ${extra.join(', ')})`,
+    );
   validateGemmEpilogue(spec);
 }
 

@@ -138,6 +138,8 @@ describe('GEMM template (mma.sync, sm_80 / sm_89)', () => {
     expect(() => gemmMma({ ...base, arch: 'sm_80', stages: 1 })).toThrow(/2 stages/);
     expect(() => gemmMma({ ...base, arch: 'sm_80', output: 'e4m3' })).toThrow(/outScale/);
     expect(() => gemmMma({ ...base, arch: 'sm_90a' as 'sm_80' })).toThrow(/sm_80 or sm_89/);
+    const rowSum = { params: [], body: 'y += s;', rowSum: 's = y;' } as unknown as { params: []; body: string };
+    expect(() => gemmMma({ ...base, arch: 'sm_80', epilogue: { custom: rowSum } })).toThrow(/per-element.*rowSum/);
   });
 });
 
