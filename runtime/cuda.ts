@@ -81,6 +81,18 @@ export function archRunsOn(target: string, device: string): boolean {
   return target === device || (!target.endsWith('a') && archNumber(target) <= archNumber(device));
 }
 
+/**
+ * What code written for `written` (default: the device's own) compiles to on a device of `device`:
+ * the device's architecture where the major version is the same (sm_80 code on sm_89: a cubin, as
+ * `sfc build` makes it), else PTX for the older virtual architecture (compute_80 on Hopper), which the
+ * driver JIT-compiles.
+ */
+export function compileTarget(written: string | undefined, device: string): string {
+  if (written === undefined || written === device) return device;
+  const major = (a: string) => Math.floor(archNumber(a) / 10);
+  return major(written) === major(device) ? device : written.replace('sm_', 'compute_');
+}
+
 /** sm_XY for a compute capability; Hopper gets sm_90a (wgmma, setmaxnreg). */
 export function archOf(cc: readonly [number, number]): string {
   const [major, minor] = cc;
@@ -237,11 +249,10 @@ export class CudaDevice implements Device {
     // of the source per launch
     const quick = k.options ? undefined : this.bySource.get(k.source)?.get(k.entry);
     if (quick) return quick;
-    // an older architecture's code: PTX for its virtual architecture (compute_XY), JIT-compiled by the driver
-    const ptx = k.arch !== undefined && k.arch !== this.arch;
-    if (ptx && !archRunsOn(k.arch!, this.arch))
+    if (k.arch !== undefined && !archRunsOn(k.arch, this.arch))
       throw new SfcError(`${k.label ?? k.entry} is built for ${k.arch}; ${this.name} is ${this.arch}`);
-    const target = ptx ? k.arch!.replace('sm_', 'compute_') : this.arch;
+    const target = compileTarget(k.arch, this.arch);
+    const ptx = target.startsWith('compute_');
     const options = kernelCompileOptions(target, k.options);
     const key = keyOf({ source: k.source, options, arch: target });
     const memo = `${key}:${k.entry}`;

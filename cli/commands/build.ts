@@ -55,7 +55,7 @@ interface BuildOptions {
   progress: boolean;
 }
 
-/** One CUDA source to compile: a kernel variant or a template instantiation (for its own architecture). */
+/** One CUDA source to compile: a kernel variant or a template instantiation (its arch; sm_80 also sm_89). */
 interface Unit {
   name: string;
   source: string;
@@ -81,7 +81,8 @@ export function modelUnits(presetName: string): Unit[] {
       source: a.source,
       entry: a.entry,
       sharedBytes: a.sharedBytes,
-      archs: [a.arch],
+      // sm_80 code runs on sm_89 too, compiled for it there (runtime/cuda.ts compileTarget)
+      archs: a.arch === 'sm_80' ? ['sm_80', 'sm_89'] : [a.arch],
     });
   const step = (s: PlanStep): void => {
     if (s.kind === 'kernel') kernel(s.artifact);

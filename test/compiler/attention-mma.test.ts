@@ -9,6 +9,7 @@ import { attentionSm90 } from '../../compiler/templates/attention.js';
 import { compileCudaAsync, findNvcc } from '../../compiler/nvcc.js';
 import { countOpcodes, SM80_OPCODES } from '../../compiler/sass.js';
 import { attentionFor } from '../../runtime/attention.js';
+import { compileTarget } from '../../runtime/cuda.js';
 
 const nvcc = findNvcc();
 
@@ -66,5 +67,9 @@ describe('flash-attention template (mma.sync, sm_80 / sm_89)', () => {
     expect(attentionFor('sm_90a', [mma])).toBe(mma); // through PTX
     expect(attentionFor('sm_75', [sm90, mma])).toBeUndefined();
     expect(attentionFor('sm_80', [sm90, undefined])).toBeUndefined();
+    // sm_80 code: a cubin of the device's own architecture within the major version, else PTX
+    expect(compileTarget('sm_80', 'sm_89')).toBe('sm_89');
+    expect(compileTarget('sm_80', 'sm_90a')).toBe('compute_80');
+    expect(compileTarget(undefined, 'sm_90a')).toBe('sm_90a');
   });
 });
