@@ -129,7 +129,7 @@ function runCuda(dev: CudaDevice, art: AttentionArtifact, op: AttentionOperands,
       entry: art.entry,
       params: art.params.map((p) => p.type),
       label: art.name,
-      // the sm_80 (mma.sync) template on a newer GPU runs as PTX
+      // the sm_80 (mma.sync) template elsewhere: compiled for sm_89 there, as PTX on Hopper (compileTarget)
       ...(art.arch !== dev.arch ? { arch: art.arch } : {}),
     });
     byDev.set(dev, kernel);
