@@ -55,7 +55,7 @@ interface BuildOptions {
   progress: boolean;
 }
 
-/** One CUDA source to compile: a kernel variant or a template instantiation (its arch; sm_80 also sm_89). */
+/** One CUDA source to compile: a kernel variant or a template instantiation (for its own architecture). */
 interface Unit {
   name: string;
   source: string;
@@ -81,8 +81,7 @@ export function modelUnits(presetName: string): Unit[] {
       source: a.source,
       entry: a.entry,
       sharedBytes: a.sharedBytes,
-      // sm_80 code runs on sm_89 too, compiled for it there (runtime/cuda.ts compileTarget)
-      archs: a.arch === 'sm_80' ? ['sm_80', 'sm_89'] : [a.arch],
+      archs: [a.arch],
     });
   const step = (s: PlanStep): void => {
     if (s.kind === 'kernel') kernel(s.artifact);
@@ -100,7 +99,12 @@ export function modelUnits(presetName: string): Unit[] {
     Object.values(b.kernels).forEach(kernel);
   }
   template(dit.attention);
-  if (dit.attentionMma) template(dit.attentionMma);
+  if (dit.attentionMma) {
+    // the mma.sync attention has no sm_89 instantiation of its own: sm_89 runs the sm_80 code,
+    // compiled for sm_89 (runtime/cuda.ts compileTarget)
+    template(dit.attentionMma);
+    units.get(dit.attentionMma.source)!.archs = ['sm_80', 'sm_89'];
+  }
   Object.values(vae.kernels).forEach(kernel);
   Object.values(vae.convGemms).forEach(template);
   // the TAEHV fast decoder (--decoder taehv)

@@ -24,9 +24,10 @@
 //
 // The cooperative schedule (spec.schedule 'cooperative', suffix `_co`, see cooperativeBody below): one
 // persistent CTA per SM, both consumers on each 128 x bn tile as in the default schedule, the producer
-// streaming across tile boundaries; the epilogue goes through a 64-row buffer of output values in
-// shared memory that warps 1-3 of the producer warpgroup copy to global memory with 16-byte stores,
-// so the consumers go on to the next tile's mainloop as soon as their values are in shared memory.
+// streaming across tile boundaries; each consumer writes its 64 rows of output values into a ring slot
+// set aside for it, which warps 1-3 of the producer warpgroup copy to global memory (bulk asynchronous
+// copies), so the consumers go on to the next tile's mainloop as soon as their values are in shared
+// memory, with no shared memory taken from the ring.
 import type { GemmArgType, GemmArtifact, GemmEpilogue, GemmInput, GemmOutput, GemmSpec } from '../../dsl/artifact.js';
 import type { DTypeName } from '../../dsl/dtypes.js';
 import { CUDA_PRELUDE } from '../cuda-prelude.js';
@@ -78,10 +79,10 @@ function fnv1a(s: string): number {
 
 /**
  * What the cooperative schedule adds to SM90_PRELUDE: a bulk asynchronous copy shared -> global (16-byte
- * aligned, a multiple of 16 bytes), the wait until its source has been read, and the fence that makes
+ * aligned, a multiple of 16 bytes), the wait until its source has been read, the fence that makes
  * ordinary shared-memory writes visible to such copies.
  */
-const SM90_BULK_STORE = String.raw`
+const SM90_COOPERATIVE = String.raw`
 template <typename T> __device__ __forceinline__ void sfc_bulk_store(T* dst, sfc_u32 src, sfc_u32 bytes) {
   asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" :: "l"(dst), "r"(src), "r"(bytes) : "memory");
   asm volatile("cp.async.bulk.commit_group;" ::: "memory");
@@ -90,37 +91,36 @@ __device__ __forceinline__ void sfc_bulk_wait_read() { asm volatile("cp.async.bu
 __device__ __forceinline__ void sfc_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 `;
 
-/** Rows of the cooperative schedule's output buffer: one consumer's half of the tile. */
-const COOP_ROWS = 64;
-
 /**
- * Row pitch in bytes of the cooperative schedule's output buffer: 16 bytes (32 for f32) of padding
- * make each warp's fragment writes conflict-free (row pitches of 4 (mod 8) words, 8 (mod 32) for f32).
+ * The cooperative schedule's layout of one consumer's 64 output rows in a ring slot: `pitch` bytes a
+ * row (16 bytes of padding, 32 for f32, make each warp's fragment writes conflict-free: row pitches of
+ * 4 (mod 8) words, 8 (mod 32) for f32), the first `rowsA` rows in the slot's A part (128 x 128 bytes),
+ * the others in its B part (bn x 128 bytes); `fits` whether all 64 do.
  */
-const coopPitch = (bn: number, output: GemmOutput): number => bn * elementBytes(output) + (output === 'f32' ? 32 : 16);
+function coopLayout(bn: number, output: GemmOutput): { pitch: number; rowsA: number; fits: boolean } {
+  const pitch = bn * elementBytes(output) + (output === 'f32' ? 32 : 16);
+  const rowsA = Math.min(64, Math.floor((BM * 128) / pitch));
+  return { pitch, rowsA, fits: (64 - rowsA) * pitch <= bn * 128 };
+}
 
 /**
  * Shared memory of one instantiation: the pipeline ring, or the epilogue staging if larger, plus
- * barriers (the cooperative schedule: the ring, its output buffer and 4 more barriers; `output`
- * defaults to f32, the largest).
+ * barriers (the cooperative schedule: 4 more).
  */
-export function gemmSharedBytes(
-  spec: Pick<GemmSpec, 'bn' | 'stages' | 'persistent' | 'schedule'> & { output?: GemmOutput },
-): number {
+export function gemmSharedBytes(spec: Pick<GemmSpec, 'bn' | 'stages' | 'persistent' | 'schedule'>): number {
   const ring = spec.stages * (BM + spec.bn) * 128;
-  if (spec.schedule === 'cooperative')
-    return 1024 + ring + COOP_ROWS * coopPitch(spec.bn, spec.output ?? 'f32') + spec.stages * 16 + 32;
+  if (spec.schedule === 'cooperative') return 1024 + ring + spec.stages * 16 + 32;
   const staging = spec.persistent || isPingpong(spec.schedule) ? 0 : BM * (spec.bn + 8) * 4;
   return 1024 /* alignment slack */ + Math.max(ring, staging) + spec.stages * 16;
 }
 
 /**
  * The deepest pipeline that fits in shared memory for this tile width (`persistent`: no f32 staging,
- * as in the ping-pong; the cooperative schedule's output buffer depends on the output dtype).
+ * as in the persistent schedules).
  */
-export function maxStages(bn: number, persistent = false, schedule?: GemmSchedule, output?: GemmOutput): number {
+export function maxStages(bn: number, persistent = false): number {
   let s = 2;
-  while (s < 8 && gemmSharedBytes({ bn, stages: s + 1, persistent, schedule, output }) <= SM90_MAX_SHARED) s++;
+  while (s < 8 && gemmSharedBytes({ bn, stages: s + 1, persistent }) <= SM90_MAX_SHARED) s++;
   return s;
 }
 
@@ -141,8 +141,15 @@ export function validateGemmSpec(spec: GemmSpec): void {
         `a ping-pong consumer holds a 128 x bn tile in registers: bn at most ${PINGPONG_MAX_BN}, got ${spec.bn}`,
       );
   }
-  if (spec.schedule === 'cooperative' && (spec.persistent || spec.conv))
-    throw new RangeError('the cooperative GEMM schedule is neither persistent nor conv');
+  if (spec.schedule === 'cooperative') {
+    if (spec.persistent || spec.conv)
+      throw new RangeError('the cooperative GEMM schedule is neither persistent nor conv');
+    if (!coopLayout(spec.bn, spec.output).fits)
+      throw new RangeError(
+        `the cooperative GEMM schedule writes 64 rows of ${spec.output} output into one ring slot: too wide at bn = ${spec.bn}`,
+      );
+    if (spec.stages < 3) throw new RangeError('the cooperative GEMM schedule needs at least 3 stages');
+  }
   validateGemmEpilogue(spec);
 }
 
@@ -425,6 +432,16 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
           sfc_mbar_expect_tx(full, ${aBytes + bBytes});
           sfc_tma_load_2d(sfc_smem(ringA + s * ${aBytes}), &tmA, kt * ${bk}, tm0, full);
           sfc_tma_load_2d(sfc_smem(ringB + s * ${bBytes}), &tmB, kt * ${bk}, tn0, full);
+        }${
+          schedule === 'cooperative'
+            ? `
+        // two slots for the consumers' output values: handed over as soon as they are free
+        for (int e = 0; e < 2; ++e, ++it) {
+          const int s = it % ${stages};
+          sfc_mbar_wait(sfc_smem(&bars[${stages} + s]), ((it / ${stages}) & 1) ^ 1);
+          sfc_mbar_arrive(sfc_smem(&bars[s]));
+        }`
+            : ''
         }
       }
     }`;
@@ -483,7 +500,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   }
 `;
   const source = `${CUDA_PRELUDE}
-${SM90_PRELUDE}${isPingpong(schedule) ? SM90_PINGPONG : ''}${schedule === 'cooperative' ? SM90_BULK_STORE : ''}
+${SM90_PRELUDE}${isPingpong(schedule) ? SM90_PINGPONG : ''}${schedule === 'cooperative' ? SM90_COOPERATIVE : ''}
 ${wgmmaCall('sfc_mma', bn, input)}
 ${epilogueFunction(epilogue)}
 extern "C" __global__ void __launch_bounds__(${THREADS}, 1)${schedule === 'pingpong-cluster' ? ' __cluster_dims__(2, 1, 1)' : ''}
@@ -493,8 +510,8 @@ ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTe
   unsigned char* smem = (unsigned char*)(((sfc_u64)sfc_smem_raw + 1023) & ~(sfc_u64)1023);
   unsigned char* ringA = smem;                          // [stages][${BM} rows][128 bytes]
   unsigned char* ringB = smem + ${stages * aBytes};     // [stages][${bn} rows][128 bytes]
-  sfc_u64* bars = (sfc_u64*)(smem + ${schedule === 'cooperative' ? stages * (aBytes + bBytes) + COOP_ROWS * coopPitch(bn, output) : Math.max(stages * (aBytes + bBytes), persistent || isPingpong(schedule) ? 0 : BM * pitch * 4)});
-  // full[s] = bars[s], empty[s] = bars[${stages} + s]${schedule === 'cooperative' ? `; the output buffer's: written[c] = bars[${2 * stages} + c], free[c] = bars[${2 * stages + 2} + c]` : ''}
+  sfc_u64* bars = (sfc_u64*)(smem + ${Math.max(stages * (aBytes + bBytes), persistent || isPingpong(schedule) || schedule === 'cooperative' ? 0 : BM * pitch * 4)});
+  // full[s] = bars[s], empty[s] = bars[${stages} + s]${schedule === 'cooperative' ? `; consumer c's output values: written[c] = bars[${2 * stages} + c], copied[c] = bars[${2 * stages + 2} + c]` : ''}
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
   const int m0 = blockIdx.x * ${BM}, n0 = blockIdx.y * ${bn};
   const int kTiles = (K + ${bk - 1}) / ${bk};
@@ -507,7 +524,7 @@ ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTe
         ? `
     for (int c = 0; c < 2; ++c) {
       sfc_mbar_init(sfc_smem(&bars[${2 * stages} + c]), 128); // every thread of consumer c wrote its values
-      sfc_mbar_init(sfc_smem(&bars[${2 * stages + 2} + c]), 96); // every copying thread has read them
+      sfc_mbar_init(sfc_smem(&bars[${2 * stages + 2} + c]), 1); // the copying warps have read them
     }`
         : ''
     }
@@ -717,8 +734,8 @@ ${
 export const COOPERATIVE_TILE_WIDTHS: readonly number[] = [224, 256];
 
 /**
- * Cooperative instantiations for the autotuner, one per width (the deepest ring each fits beside its
- * output buffer), none where that ring would be shallower than 3 stages or N <= 64.
+ * Cooperative instantiations for the autotuner, one per width (the deepest ring each fits), none where
+ * 64 rows of output do not fit a ring slot (f32 outputs wider than 96 columns) or N <= 64.
  */
 export function gemmCooperativeCandidates(
   base: Omit<GemmSpec, 'bn' | 'stages' | 'schedule' | 'persistent' | 'conv'>,
@@ -727,22 +744,22 @@ export function gemmCooperativeCandidates(
 ): GemmArtifact[] {
   if (N !== undefined && N <= 64) return [];
   return widths
-    .map((bn) => ({ bn, stages: maxStages(bn, true, 'cooperative', base.output) }))
-    .filter((w) => w.stages >= 3)
-    .map((w) => gemmSm90({ ...base, ...w, schedule: 'cooperative' }));
+    .filter((bn) => coopLayout(bn, base.output).fits)
+    .map((bn) => gemmSm90({ ...base, bn, stages: maxStages(bn, true), schedule: 'cooperative' }));
 }
 
 /**
- * The cooperative epilogue. Consumer c (rows 64 c .. 64 c + 63 of each tile) applies the epilogue to
- * its accumulators in registers, waits until the output buffer is free, writes its values (converted
- * to the output type) there and arrives on `written[c]`; warps 1-3 of the producer warpgroup (96
- * threads) wait on `written[c]`, copy the 64 rows to global memory in 16-byte pieces (scalars at a
- * ragged N or an unaligned C) and arrive on `free[1 - c]`. So the halves pass through the one buffer
- * in the order (tile 0, c 0), (0, 1), (1, 0), ...: consumer 0 waits for free[0] (the previous tile's
- * second half copied), consumer 1 for free[1] (this tile's first half copied). Each barrier is at most
- * one phase behind its waiter, so parity waits are exact. Consumer 0 starts the next tile's mainloop
- * while consumer 1 writes; the ring's `empty` barriers count both consumers, so it runs at most the
- * ring's depth ahead.
+ * The cooperative epilogue. Each tile takes kTiles + 2 consecutive ring slots: its K-slices, then one
+ * output slot per consumer, which the producer hands over (a plain arrival on `full`) once the slot is
+ * free. Consumer c (rows 64 c .. 64 c + 63) applies the epilogue to its accumulators in registers,
+ * waits for `copied[c]` (its previous values are out, so `written[c]` never runs two phases ahead) and
+ * for both output slots' `full` (every consumer waits on every phase of every `full` barrier), gives
+ * the other consumer's slot its arrival on `empty` (so no slot is reused before both consumers have
+ * seen its phase), writes its values, converted, into its own slot (padded rows, the first rowsA in
+ * the slot's A part) and arrives on `written[c]`. Warps 1-3 of the producer warpgroup (96 threads)
+ * wait on `written[c]`, copy the rows to global memory (one bulk asynchronous copy per row when rows
+ * are 16-byte aligned, else element by element), then give the slot its other `empty` arrival and
+ * arrive on `copied[c]`.
  */
 function cooperativeBody(o: {
   bn: number;
@@ -756,48 +773,57 @@ function cooperativeBody(o: {
   args: string;
 }): string {
   const { bn, stages, output, args } = o;
-  const pitch = coopPitch(bn, output);
+  const { pitch, rowsA } = coopLayout(bn, output);
   const eb = elementBytes(output);
-  const per = 16 / eb; // elements per piece
+  const per = 16 / eb; // elements per 16 bytes
+  const aBytes = BM * 128;
+  const bBytes = bn * 128;
   const written = (c: string) => `sfc_smem(&bars[${2 * stages} + ${c}])`;
-  const free = (c: string) => `sfc_smem(&bars[${2 * stages + 2} + ${c}])`;
-  return `  // cooperative: persistent CTAs, both consumers on each tile, the epilogue through shared memory
+  const copied = (c: string) => `sfc_smem(&bars[${2 * stages + 2} + ${c}])`;
+  // row r of the output values in the ring slot s
+  const rowAt = (s: string, r: string) =>
+    `(${r} < ${rowsA} ? ringA + ${s} * ${aBytes} + ${r} * ${pitch} : ringB + ${s} * ${bBytes} + (${r} - ${rowsA}) * ${pitch})`;
+  return `  // cooperative: persistent CTAs, both consumers on each tile, the epilogue through ring slots
   // (see cooperativeBody in compiler/templates/gemm.ts)
   (void)m0;
   (void)n0;
-  unsigned char* sfc_out = smem + ${stages * (BM + bn) * 128}; // [${COOP_ROWS} rows][${pitch} bytes]
   ${o.producer} else if (tid >= 32) {
-      // the copying warps: with 16-byte aligned rows, each of 64 threads copies one row with a bulk
-      // asynchronous copy (the TMA engine) and waits until it has read the buffer; else all 96 copy
-      // element by element
+      // the copying warps
       const int q = tid - 32;
       const bool bulk = (N % ${per} == 0) && (ldc % ${per} == 0) && (((sfc_u64)C & 15) == 0);
-      int t = 0;
+      int it = 0, t = 0;
       ${o.tileLoop}
+        it += kTiles;
         for (int c = 0; c < 2; ++c) {
+          const int s = (it + c) % ${stages};
           sfc_mbar_wait(${written('c')}, t & 1);
           if (bulk) {
-            const int row = tm0 + c * ${COOP_ROWS} + q;
-            if (q < ${COOP_ROWS} && row < M) {
-              sfc_bulk_store(C + (long long)row * ldc + tn0, sfc_smem(sfc_out + q * ${pitch}), (N - tn0 < ${bn} ? N - tn0 : ${bn}) * ${eb});
+            const int row = tm0 + c * 64 + q;
+            if (q < 64 && row < M) {
+              sfc_bulk_store(C + (long long)row * ldc + tn0, sfc_smem(${rowAt('s', 'q')}), (N - tn0 < ${bn} ? N - tn0 : ${bn}) * ${eb});
               sfc_bulk_wait_read();
             }
           } else {
 #pragma unroll 1
-            for (int i = q; i < ${COOP_ROWS * bn}; i += 96) {
+            for (int i = q; i < ${64 * bn}; i += 96) {
               const int lr = i / ${bn}, lc = i - lr * ${bn};
-              const int row = tm0 + c * ${COOP_ROWS} + lr, col = tn0 + lc;
+              const int row = tm0 + c * 64 + lr, col = tn0 + lc;
               if (row < M && col < N)
-                C[(long long)row * ldc + col] = reinterpret_cast<const ${ctype[output]}*>(sfc_out + lr * ${pitch})[lc];
+                C[(long long)row * ldc + col] = reinterpret_cast<const ${ctype[output]}*>(${rowAt('s', 'lr')})[lc];
             }
           }
-          sfc_mbar_arrive(${free('(c ^ 1)')});
+          sfc_bar_sync(1, 96);
+          if (q == 0) {
+            sfc_mbar_arrive(sfc_smem(&bars[${stages} + s]));
+            sfc_mbar_arrive(${copied('c')});
+          }
         }
+        it += 2;
       }
     }
   } else {
     ${o.mainloop}
-      // the epilogue math in registers, before waiting for the buffer
+      // the epilogue math in registers, before waiting for the slot
 #pragma unroll
       for (int j = 0; j < ${bn / 8}; ++j)
 #pragma unroll
@@ -807,16 +833,25 @@ function cooperativeBody(o: {
           if (row < M && col + 1 < N)
             acc[4 * j + 2 * h + 1] = sfc_epilogue(acc[4 * j + 2 * h + 1], row, col + 1${args});
         }
-      sfc_mbar_wait(${free('c')}, (t & 1) ^ c ^ 1);
+      sfc_mbar_wait(${copied('c')}, (t & 1) ^ 1);
+      sfc_mbar_wait(sfc_smem(&bars[it % ${stages}]), (it / ${stages}) & 1);
+      sfc_mbar_wait(sfc_smem(&bars[(it + 1) % ${stages}]), ((it + 1) / ${stages}) & 1);
+      // the other consumer's slot is released by its copy and by this consumer, after all its threads
+      // have seen the slot's phase
+      sfc_bar_sync(2 + c, 128);
+      if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[${stages} + (it + 1 - c) % ${stages}]));
+      const int s = (it + c) % ${stages};
+      unsigned char* rows[2] = {${rowAt('s', 'r0')}, ${rowAt('s', '(r0 + 8)')}};
 #pragma unroll
       for (int j = 0; j < ${bn / 8}; ++j)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const float v[2] = {acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]};
-          ${storePair(output, `reinterpret_cast<${ctype[output]}*>(sfc_out + (r0 + 8 * h) * ${pitch}) + 8 * j + c0`)}
+          ${storePair(output, `reinterpret_cast<${ctype[output]}*>(rows[h]) + 8 * j + c0`)}
         }
-      sfc_fence_proxy_async(); // the bulk copies read the buffer through the async proxy
+      sfc_fence_proxy_async(); // the bulk copies read the slot through the async proxy
       sfc_mbar_arrive(${written('c')});
+      it += 2;
     }
   }
 `;
