@@ -69,8 +69,19 @@ export interface GemmEpilogue {
    * Generated code instead of the steps above (the layer compiler's fused element-wise group): C++
    * statements that read `y` (the f32 accumulator), `row`, `col` and the extra parameters, and assign
    * the value to store to `y`.
+   *
+   * With `rowSum` (statements that set `s` from `y`, `row`, `col` and the parameters) the body may read
+   * `rowsum`, the sum of `s` over the whole row (all N columns): a row reduction after the GEMM (an
+   * RMSNorm of a Linear's output). The output tiles of one row then run as one cluster of
+   * `rowCluster` = N / bn CTAs (at most 8) that add up their partial sums through distributed shared
+   * memory before the epilogue; only the default (staged) schedule, N a multiple of bn.
    */
-  custom?: { params: { name: string; type: GemmArgType; ctype: string }[]; body: string };
+  custom?: {
+    params: { name: string; type: GemmArgType; ctype: string }[];
+    body: string;
+    rowSum?: string;
+    rowCluster?: number;
+  };
 }
 
 export interface GemmSpec {
@@ -154,6 +165,16 @@ export interface AttentionSpec {
    * polynomial on the FMA units instead of the MUFU unit (default 0)
    */
   polyExp?: number;
+  /**
+   * sm_90a FP8: the running row max moves only when a tile's max exceeds it by more than a factor
+   * 2^4 in exp2 units (P then stays below 256, inside e4m3), so the output is rescaled only then
+   */
+  lazyRescale?: boolean;
+  /**
+   * sm_90a FP8: the row sums come from the P V product (8 rows of ones after V: N = D + 8) instead
+   * of adding P in registers
+   */
+  rowSumMma?: boolean;
 }
 
 export interface AttentionArtifact {

@@ -36,11 +36,12 @@ const THREADS = 384;
 const SM90_MAX_SHARED = 232448;
 
 export function attentionSharedBytes(
-  spec: Pick<AttentionSpec, 'headDim' | 'bc' | 'stages'> & { input?: AttentionSpec['input'] },
+  spec: Pick<AttentionSpec, 'headDim' | 'bc' | 'stages'> & Partial<Pick<AttentionSpec, 'input' | 'rowSumMma'>>,
 ): number {
   const eb = spec.input === 'e4m3' ? 1 : 2;
   const q = BM * spec.headDim * eb;
-  const kv = 2 * spec.bc * spec.headDim * eb;
+  // FP8 with rowSumMma: 8 rows of ones after each V tile
+  const kv = 2 * spec.bc * spec.headDim * eb + (spec.rowSumMma ? 1024 : 0);
   return 1024 + q + spec.stages * kv + (1 + 2 * spec.stages) * 8;
 }
 
@@ -56,6 +57,8 @@ export function validateAttentionSpec(spec: AttentionSpec): void {
   const poly = spec.polyExp ?? 0;
   if (!Number.isInteger(poly) || poly < 0 || poly > spec.bc / 16 || (poly > 0 && spec.input !== 'e4m3'))
     throw new RangeError(`attention polyExp must be an integer in [0, ${spec.bc / 16}] (FP8 only), got ${poly}`);
+  if ((spec.lazyRescale || spec.rowSumMma) && spec.input !== 'e4m3')
+    throw new RangeError('attention lazyRescale and rowSumMma are FP8 options');
   if (!Number.isInteger(spec.stages) || spec.stages < 2)
     throw new RangeError(`attention needs at least 2 pipeline stages, got ${spec.stages}`);
   if (attentionSharedBytes(spec) > SM90_MAX_SHARED)
@@ -126,10 +129,14 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
   const blockCols = 128 / eb; // elements per 128-byte block
   const qBytes = BM * D * eb;
   const kvTileBytes = BC * D * eb; // one of K or V
+  const lazy = spec.lazyRescale ?? false;
+  const rs = spec.rowSumMma ?? false;
+  const stageBytes = 2 * kvTileBytes + (rs ? 1024 : 0); // K, V (and 8 rows of ones: rowSumMma)
+  const oCols = rs ? D + 8 : D; // output accumulator columns (rowSumMma: + 8 copies of the row sum)
   const subBytes = BC * 128; // one 128-byte column block of a K (or 16-bit V) tile
   const pp = spec.pingpong ?? false;
   const poly = spec.polyExp ?? 0;
-  const entry = `sfc_attn_fwd_sm90_${input}_d${D}_bc${BC}_s${stages}${pp ? '_pp' : ''}${poly ? `_px${poly}` : ''}`;
+  const entry = `sfc_attn_fwd_sm90_${input}_d${D}_bc${BC}_s${stages}${pp ? '_pp' : ''}${poly ? `_px${poly}` : ''}${lazy ? '_lz' : ''}${rs ? '_rs' : ''}`;
   // ping-pong: consumer c waits for its turn (named barrier 1 + c) before issuing a batch of wgmma and
   // hands the turn over (barrier 2 - c) after; consumer 1 starts by handing it to consumer 0
   const turn = pp ? 'sfc_bar_sync(1 + c, 256);' : '';
@@ -138,10 +145,13 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
   const store16 = input === 'f16' ? 'sfc_to_f16' : 'sfc_to_bf16';
   // FP8: P is stored as 256 p (exponent base lowered by 8) so that probabilities down to 2^-14 stay
   // normal e4m3 numbers; the factor cancels in O / rowsum and is taken out of the log-sum-exp
-  const pShift = fp8 ? ' - 8.0f' : '';
+  // With lazyRescale the running max only moves when a tile's max exceeds it by more than 2^4 (so P
+  // stays below 2^(4 + 4) = 256); the shift is 4 then.
+  const shift = lazy ? 4 : 8;
+  const pShift = fp8 ? ` - ${shift}.0f` : '';
   // S = Q K(stage)^T into sc (the first k-step overwrites it), committed as one wgmma group
   const issueQk = (stage: string) => `{
-      const sfc_u32 kBase = sfc_smem(ring + (${stage}) * ${2 * kvTileBytes});
+      const sfc_u32 kBase = sfc_smem(ring + (${stage}) * ${stageBytes});
       sfc_wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < ${kSteps}; ++kk)
@@ -155,7 +165,7 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
     ? `sfc_wgmma_desc_sw128(vBase + (kk / 4) * ${D * 128}) + 2 * (kk % 4)`
     : `sfc_wgmma_desc_sw128_mn(vBase + kk * 2048, ${subBytes})`;
   const issuePv = (stage: string, pv: string) => `{
-      const sfc_u32 vBase = sfc_smem(ring + (${stage}) * ${2 * kvTileBytes}) + ${kvTileBytes};
+      const sfc_u32 vBase = sfc_smem(ring + (${stage}) * ${stageBytes}) + ${kvTileBytes};
       sfc_wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < ${pSlices}; ++kk)
@@ -175,8 +185,8 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
           const float x = fmaf(sc[8 * jj + e], scaleLog2, e & 2 ? -bB : -bA);
           p[e] = jj < ${poly} ? sfc_exp2_poly(x) : sfc_exp2(x);
         }
-        sA += (p[0] + p[1]) + (p[4] + p[5]);
-        sB += (p[2] + p[3]) + (p[6] + p[7]);
+        ${rs ? '' : 'sA += (p[0] + p[1]) + (p[4] + p[5]);'}
+        ${rs ? '' : 'sB += (p[2] + p[3]) + (p[6] + p[7]);'}
         ${dst}[jj / 2][(jj % 2) * 2] = sfc_pack4(p[0], p[1], p[4], p[5]);
         ${dst}[jj / 2][(jj % 2) * 2 + 1] = sfc_pack4(p[2], p[3], p[6], p[7]);
       }`
@@ -216,18 +226,22 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
       tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
       tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
       // running maxima in raw score units; exponents as one FFMA: exp2(s * scaleLog2 - max * scaleLog2)
-      const float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+      ${
+        lazy
+          ? `const float nA = (tA - mA) * scaleLog2 > 4.0f ? tA : mA, nB = (tB - mB) * scaleLog2 > 4.0f ? tB : mB;`
+          : 'const float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);'
+      }
       // a row that has seen no visible key yet keeps a zero base (no inf - inf)
       const float bA = nA == SFC_NEG_INF ? 0.0f : nA * scaleLog2${pShift};
       const float bB = nB == SFC_NEG_INF ? 0.0f : nB * scaleLog2${pShift};
-      aA = sfc_exp2(fmaf(mA, scaleLog2, -bA)${pShift});
-      aB = sfc_exp2(fmaf(mB, scaleLog2, -bB)${pShift});
+      aA = ${lazy ? 'nA == mA ? 1.0f : ' : ''}sfc_exp2(fmaf(mA, scaleLog2, -bA)${pShift});
+      aB = ${lazy ? 'nB == mB ? 1.0f : ' : ''}sfc_exp2(fmaf(mB, scaleLog2, -bB)${pShift});
       mA = nA;
       mB = nB;
-      float sA = 0.0f, sB = 0.0f;
+      ${rs ? '' : 'float sA = 0.0f, sB = 0.0f;'}
       ${writeP(dst)}
-      lA = lA * aA + sA;
-      lB = lB * aB + sB;
+      ${rs ? '' : 'lA = lA * aA + sA;'}
+      ${rs ? '' : 'lB = lB * aB + sB;'}
     }`;
   // one pipelined step for tile position `i`: P of the previous tile is in `prev`, this tile's goes to `cur`
   const step = (i: string, prev: string, cur: string) => `{
@@ -242,8 +256,9 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
       ${softmax(`tileOf(${i})`, cur)}
       sfc_wgmma_wait<0>();
       if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[1 + ${stages} + sp]));
+      ${lazy ? 'if (aA != 1.0f || aB != 1.0f)' : ''}
 #pragma unroll
-      for (int j = 0; j < ${D / 8}; ++j) {
+      for (int j = 0; j < ${oCols / 8}; ++j) {
         o[4 * j] *= aA;
         o[4 * j + 1] *= aA;
         o[4 * j + 2] *= aB;
@@ -255,7 +270,7 @@ ${SM90_PRELUDE}
 ${SM90_MN_MAJOR_DESC}
 ${pp ? SM90_PINGPONG : ''}
 ${wgmmaCall('sfc_qk', BC, input)}
-${wgmmaCallRegA('sfc_pv', D, input, !fp8)}
+${wgmmaCallRegA('sfc_pv', oCols, input, !fp8)}
 #define SFC_NEG_INF __int_as_float(0xff800000)
 __device__ __forceinline__ float sfc_exp2(float x) {
   float y;
@@ -317,7 +332,7 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
   unsigned char* Qs = smem;                            // [${dsub}][128 rows][128 bytes]
   // [stages][K | V]: K [${dsub}][${BC} rows][128 bytes], V ${fp8 ? `[${D} rows][${BC} keys]` : `as K`}
   unsigned char* ring = smem + ${qBytes};
-  sfc_u64* bars = (sfc_u64*)(ring + ${stages * 2 * kvTileBytes});
+  sfc_u64* bars = (sfc_u64*)(ring + ${stages * stageBytes});
   // bars[0]: Q loaded; full[s] = bars[1 + s]; empty[s] = bars[1 + ${stages} + s]
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
   const int q0 = blockIdx.x * ${BM}, h = blockIdx.y, b = blockIdx.z;
@@ -332,6 +347,14 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
       sfc_mbar_init(sfc_smem(&bars[1 + ${stages} + s]), 2);
     }
     sfc_mbar_fence_init();
+  }
+  ${
+    rs
+      ? `// rowSumMma: 8 rows of e4m3 ones (0x38) after each stage's V tile, read by the tensor cores
+  for (int i = threadIdx.x; i < ${stages * 256}; i += ${THREADS})
+    reinterpret_cast<sfc_u32*>(ring + (i / 256) * ${stageBytes} + ${2 * kvTileBytes})[i % 256] = 0x38383838u;
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");`
+      : ''
   }
   __syncthreads();
 
@@ -351,7 +374,7 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
         sfc_mbar_wait(sfc_smem(&bars[1 + ${stages} + s]), ((i / ${stages}) & 1) ^ 1);
         const sfc_u32 full = sfc_smem(&bars[1 + s]);
         sfc_mbar_expect_tx(full, ${2 * kvTileBytes});
-        unsigned char* Ks = ring + s * ${2 * kvTileBytes};
+        unsigned char* Ks = ring + s * ${stageBytes};
         for (int d = 0; d < ${dsub}; ++d) {
           sfc_tma_load_2d(sfc_smem(Ks + d * ${subBytes}), &tmK, h * ${D} + d * ${blockCols}, b * kvRows + t * ${BC}, full);
           ${
@@ -373,9 +396,9 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
     // visible keys of this thread's two rows: [loX, hiX) plus [0, sinkTokens); of the whole tile
     const int hiA = mask.hi(qa), loA = mask.lo(qa), hiB = mask.hi(qb), loB = mask.lo(qb);
     const int hiMin = mask.hi(q0), loMax = mask.lo(q0 + ${BM - 1});
-    float o[${D / 2}];
+    float o[${oCols / 2}];
 #pragma unroll
-    for (int i = 0; i < ${D / 2}; ++i) o[i] = 0.0f;
+    for (int i = 0; i < ${oCols / 2}; ++i) o[i] = 0.0f;
     float mA = SFC_NEG_INF, mB = SFC_NEG_INF, lA = 0.0f, lB = 0.0f;
     sfc_mbar_wait(sfc_smem(&bars[0]), 0);
     const sfc_u32 qBase = sfc_smem(Qs + c * ${64 * 128});
@@ -392,6 +415,8 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
       sfc_wgmma_wait<0>();
       float aA, aB;
       ${softmax('tileOf(0)', 'pc')}
+      ${rs ? 'lA = aA; // the prologue has no output to rescale; lA is set from o at the end' : ''}
+      ${rs ? 'lB = aB;' : ''}
     }
     // unrolled by two so that P alternates between pc and pn without register copies (a copy would
     // make ptxas serialise the wgmma pipeline): tile i's P lives in pc for even i, pn for odd i
@@ -414,10 +439,16 @@ ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTe
       if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[1 + ${stages} + sp]));
     }
     // finish the row sums across the quad, normalise, store
-    lA += __shfl_xor_sync(0xffffffffu, lA, 1);
+    ${
+      rs
+        ? `// rowSumMma: columns ${D}.. of O are P times ones, the row sums over every key
+    lA = o[${D / 2}];
+    lB = o[${D / 2 + 2}];`
+        : `lA += __shfl_xor_sync(0xffffffffu, lA, 1);
     lA += __shfl_xor_sync(0xffffffffu, lA, 2);
     lB += __shfl_xor_sync(0xffffffffu, lB, 1);
-    lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+    lB += __shfl_xor_sync(0xffffffffu, lB, 2);`
+    }
     const float iA = lA > 0.0f ? ${fp8 ? 'vScale' : '1.0f'} / lA : 0.0f, iB = lB > 0.0f ? ${fp8 ? 'vScale' : '1.0f'} / lB : 0.0f;
     const long long rowA = (long long)(b * qRows + qa) * ldo + h * ${D}, rowB = rowA + 8LL * ldo;
 #pragma unroll

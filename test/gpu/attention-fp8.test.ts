@@ -41,8 +41,15 @@ describe.skipIf(!!noGpuReason)('FP8 flash attention (sm_90a) on the GPU', () => 
     },
     { stages: 2, B: 1, Lq: 77, cap: 64, kvLen: 1, H: 2 },
   ];
-  // each case plain, with the consumers' ping-pong, and with a part of the exponentials on the FMA units
-  const variants = [{}, { pingpong: true }, { pingpong: true, polyExp: 4 }];
+  // each case plain and with the template's options (ping-pong, exponentials on the FMA units, lazy
+  // rescaling, row sums from the tensor cores)
+  const variants = [
+    {},
+    { pingpong: true, polyExp: 4 },
+    { lazyRescale: true },
+    { rowSumMma: true },
+    { pingpong: true, lazyRescale: true, rowSumMma: true },
+  ];
   for (const c of cases)
     for (const x of variants) {
       const art = attentionSm90({ input: 'e4m3', headDim: 128, bc: 128, stages: c.stages, ...x });
@@ -146,12 +153,16 @@ describe.skipIf(!!noGpuReason)('FP8 flash attention (sm_90a) on the GPU', () => 
       const bf = [false, true].map((pingpong) =>
         attentionSm90({ input: 'bf16', headDim: 128, bc: 128, stages: 3, pingpong }),
       );
+      const options = [
+        {},
+        { lazyRescale: true },
+        { rowSumMma: true },
+        { lazyRescale: true, rowSumMma: true },
+        { pingpong: true, lazyRescale: true, rowSumMma: true },
+        { polyExp: 2, lazyRescale: true, rowSumMma: true },
+      ];
       const f8 = [3, 4].flatMap((stages) =>
-        [false, true].flatMap((pingpong) =>
-          [0, 2, 4].map((polyExp) =>
-            attentionSm90({ input: 'e4m3', headDim: 128, bc: 128, stages, pingpong, polyExp }),
-          ),
-        ),
+        options.map((x) => attentionSm90({ input: 'e4m3', headDim: 128, bc: 128, stages, ...x })),
       );
       const scales = { q: e4m3ScaleOf(amax(q)), k: e4m3ScaleOf(amax(k)), v: e4m3ScaleOf(amax(v)) };
       const q8 = Tensor.empty(dev, e4m3, q.shape);
