@@ -38,12 +38,19 @@ describe('sfc bench', () => {
 });
 
 describe('sfc build --model', () => {
-  it('lists every CUDA source a preset runs; templates only for sm_90a', () => {
+  it('lists every CUDA source a preset runs; templates only for their own architecture', () => {
     const units = modelUnits('tiny');
     const templates = units.filter((u) => u.archs);
     expect(units.length).toBeGreaterThan(100);
     expect(new Set(units.map((u) => u.source)).size).toBe(units.length);
-    expect(templates.map((u) => u.archs)).toEqual(templates.map(() => ['sm_90a']));
+    // sfc_gemm_sm90_* for sm_90a, sfc_gemm_sm80_* / sfc_gemm_sm89_* (mma.sync) for sm_80 / sm_89
+    const archOf = (name: string) => ({ '80': 'sm_80', '89': 'sm_89', '90': 'sm_90a' })[/_sm(\d\d)_/.exec(name)![1]!];
+    // the sm_80 attention serves sm_89 too (there is no sm_89 instantiation of it)
+    const archsOf = (name: string) => (name.startsWith('sfc_attn_fwd_sm80') ? ['sm_80', 'sm_89'] : [archOf(name)]);
+    expect(templates.map((u) => u.archs)).toEqual(templates.map((u) => archsOf(u.name)));
+    expect(templates.some((u) => u.name.startsWith('sfc_attn_fwd_sm80'))).toBe(true);
+    expect(templates.some((u) => u.name.startsWith('sfc_gemm_sm80_'))).toBe(true);
+    expect(templates.some((u) => u.name.startsWith('sfc_gemm_sm89_'))).toBe(true);
     expect(templates.some((u) => u.name.startsWith('sfc_attn_fwd_sm90'))).toBe(true);
     expect(templates.some((u) => u.name.includes('_conv'))).toBe(true);
     expect(units.some((u) => u.name.startsWith('normActPad'))).toBe(true);
