@@ -135,6 +135,13 @@ function runCuda(dev: CudaDevice, art: AttentionArtifact, op: AttentionOperands,
     byDev.set(dev, kernel);
   }
   const addr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
+  // TMA and cp.async both read 16-byte aligned rows
+  for (const [t, what] of [
+    [op.q, 'q'],
+    [op.k, 'k'],
+    [op.v, 'v'],
+  ] as const)
+    if (addr(t) % 16 !== 0) throw new ShapeError(`${art.name}: '${what}' must start at a 16-byte aligned address`);
   const eb = art.spec.input === 'e4m3' ? 1 : 2;
   const map = (t: Tensor, rows: number, boxRows: number) =>
     dev.tensorMap2d({

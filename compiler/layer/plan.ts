@@ -13,7 +13,7 @@ import { absorbEpilogues, fuseEpilogue } from './epilogue.js';
 import { absorbConvs, convStep, gridReads, padWrites, prologueGroups } from './conv.js';
 import { rewriteFp8 } from './fp8.js';
 import { fuse, type FusionGroup } from './fuse.js';
-import { gemmPingpongCandidates, gemmSm90, maxStages } from '../templates/gemm.js';
+import { gemmCooperativeCandidates, gemmPingpongCandidates, gemmSm90, maxStages } from '../templates/gemm.js';
 import { attentionSm90 } from '../templates/attention.js';
 import { attentionMma, defaultAttentionMmaSpec } from '../templates/attention-mma.js';
 import { gemmMmaCandidates } from '../templates/gemm-mma.js';
@@ -198,6 +198,8 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
         ...GEMM_TILES.map((bn) => gemmSm90({ input, output, bn, stages: maxStages(bn), epilogue: fused.epilogue })),
         // the persistent ping-pong schedule (one consumer's epilogue under the other's mainloop)
         ...gemmPingpongCandidates({ input, output, epilogue: fused.epilogue }),
+        // the persistent cooperative schedule (epilogue values copied out of ring slots by other warps)
+        ...gemmCooperativeCandidates({ input, output, epilogue: fused.epilogue }),
         // mma.sync for sm_80 / sm_89 (the runtime takes the candidates of the device's architecture)
         ...gemmMmaCandidates({ input, output, epilogue: fused.epilogue }),
       ],
