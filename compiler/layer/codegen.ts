@@ -25,7 +25,7 @@ export interface GroupKernel {
  * padded frames (Hp = H + padSum[0], Wp = W + padSum[1]) is ((t st + ot) Hp + y sy + oy) Wp + x sx + ox.
  * A convolution's output on its grid: strides, no offset; its input buffer: stride 1, the padding before.
  */
-export interface GridRead {
+export interface PaddedRows {
   hw: [Dim, Dim];
   padSum: [number, number];
   stride: [number, number, number];
@@ -37,7 +37,7 @@ export function groupKernel(
   name: string,
   file: string,
   span: Span,
-  grids: ReadonlyMap<number, GridRead> = new Map(),
+  grids: ReadonlyMap<number, PaddedRows> = new Map(),
 ): GroupKernel {
   if (typeof grp.cols !== 'number') {
     throw new Error(`${name}: the last dim of a fused group must be static (got '${grp.cols}')`);
@@ -127,7 +127,7 @@ export function groupKernel(
     return off;
   };
   /** this row's elements in a tensor in a convolution's padded layout */
-  const gridOffsets = (gr: GridRead): Value => {
+  const gridOffsets = (gr: PaddedRows): Value => {
     const [hp, wp] = [0, 1].map((i) => add(dimValue(gr.hw[i]!), i32(gr.padSum[i]!)));
     const [t, y, x] = rowIdx.map((r, i) => add(mul(r, i32(gr.stride[i]!)), i32(gr.offset[i]!)));
     return add(mul(add(mul(add(mul(t!, hp!), y!), wp!), x!), i32(N)), cols);

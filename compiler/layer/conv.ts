@@ -16,7 +16,7 @@ import { packageRoot } from '../../dsl/paths.js';
 import { artifactOf, lowerKernel } from '../compile.js';
 import { DslProgram } from '../frontend.js';
 import { gemmSm90 } from '../templates/gemm.js';
-import type { GridRead } from './codegen.js';
+import type { PaddedRows } from './codegen.js';
 import type { FusionGroup, PlanNode } from './fuse.js';
 import { fmtShape, fmtTType, type Dim, type GNode, type LayerGraph, type TType } from './graph.js';
 
@@ -56,7 +56,7 @@ export function convType(x: TType, w: TType, geom: ConvGeometry, op = 'conv3d'):
   if (x.dtype !== 'bf16' || w.dtype !== 'bf16')
     return `${op} takes bf16 x and w (cast them), got x ${fmtTType(x)} and w ${fmtTType(w)}`;
   const k: Triple = [kt!, ky!, kx!];
-  geom.kernel = k;
+  if (geom.kernel.join() !== k.join()) return `internal: ${op} kernel ${geom.kernel.join('x')} is not w's`;
   const shape: Dim[] = [];
   for (let i = 0; i < 3; i++) {
     if (!(geom.stride[i]! >= 1) || geom.pad[i]!.some((p) => !(p >= 0) || !Number.isInteger(p)))
@@ -145,15 +145,15 @@ const padSum = (n: Extract<GNode, { op: 'conv' }>): [number, number] => [
   n.pad[2][0] + n.pad[2][1],
 ];
 
-/** How the absorbing group's kernel reads conv node `n`'s output on its grid (see GridRead) */
-export function gridReads(n: GNode): Map<number, GridRead> {
+/** How the absorbing group's kernel reads conv node `n`'s output on its grid (see PaddedRows) */
+export function gridReads(n: GNode): Map<number, PaddedRows> {
   if (n.op !== 'conv') throw new Error('internal: gridReads of a non-conv node');
   const x = n.inputs[0]!.type.shape;
   return new Map([[n.id, { hw: [x[1]!, x[2]!], padSum: padSum(n), stride: n.stride, offset: [0, 0, 0] }]]);
 }
 
-/** How a prologue group writes conv node `n`'s input into the padded buffer (see GridRead) */
-export function padWrites(n: GNode): Map<number, GridRead> {
+/** How a prologue group writes conv node `n`'s input into the padded buffer (see PaddedRows) */
+export function padWrites(n: GNode): Map<number, PaddedRows> {
   if (n.op !== 'conv') throw new Error('internal: padWrites of a non-conv node');
   const x = n.inputs[0]!;
   const [H, W] = x.type.shape.slice(1, 3) as [Dim, Dim];

@@ -600,7 +600,7 @@ class LayerLowering {
     }
     const [ps, ss] = [opts.padding, opts.stride];
     const geom: ConvGeometry = {
-      kernel: [0, 0, 0],
+      kernel: w.type.shape.slice(1, 4) as Triple,
       stride: ss,
       pad: [opts.causal ? [2 * ps[0], 0] : [ps[0], ps[0]], [ps[1], ps[1]], [ps[2], ps[2]]],
     };

@@ -90,10 +90,10 @@ describe.skipIf(!!noGpuReason)('layer conv3d on the GPU', () => {
 
   const results: Record<string, unknown> = {};
 
-  it.each([
+  it.each<[string, number, number, number, number, string]>([
     ['res128', 128, 3, 6, 10, 'implicit-GEMM convolution'],
     ['res96', 96, 2, 5, 7, 'per-tap cuBLASLt GEMMs'],
-  ] as const)(
+  ])(
     'the residual block %s (%s channels, %s frames of %s x %s: %s) agrees with float64 and the VAE path',
     (name, C, T, H, W) => {
       const r = blockCheck(name, C, T, H, W);
