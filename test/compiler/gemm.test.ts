@@ -81,23 +81,23 @@ describe('GEMM template (sm_90a)', () => {
       schedule: 'pingpong-cluster',
       epilogue: { rowScale: true, colScale: true, residual: 'bf16', outScale: true },
     },
-    // the cooperative schedule (persistent, both consumers per tile, epilogue through a shared-memory
-    // buffer copied out by the producer warpgroup's other warps)
+    // the cooperative schedule (persistent, both consumers per tile, epilogue through ring slots that
+    // the producer warpgroup's other warps copy out)
     ...gemmCooperativeCandidates({ input: 'bf16', output: 'bf16' }, 1536, [192, 224, 256]).map((a) => a.spec),
     ...gemmCooperativeCandidates({ input: 'e4m3', output: 'bf16', epilogue: { alpha: true } }).map((a) => a.spec),
     {
       input: 'e4m3',
       output: 'e4m3',
       bn: 224,
-      stages: maxStages(224, true, 'cooperative', 'e4m3'),
+      stages: maxStages(224, true),
       schedule: 'cooperative',
       epilogue: { rowScale: true, colScale: true, residual: 'bf16', outScale: true },
     },
     {
       input: 'bf16',
       output: 'f32',
-      bn: 128,
-      stages: maxStages(128, true, 'cooperative', 'f32'),
+      bn: 96,
+      stages: maxStages(96, true),
       schedule: 'cooperative',
       epilogue: { bias: 'bf16', activation: 'gelu_tanh' },
     },
@@ -251,18 +251,21 @@ describe('GEMM template (sm_90a)', () => {
       input: 'bf16',
       output: 'bf16',
       bn: 224,
-      stages: maxStages(224, true, 'cooperative', 'bf16'),
+      stages: maxStages(224, true),
       schedule: 'cooperative',
     });
-    expect(co.name).toBe('sfc_gemm_sm90_bf16_bf16_128x224x64_s4_co');
-    // both consumers release each ring slot; the output buffer has its own barriers
-    expect(co.source).toMatch(/sfc_mbar_init\(sfc_smem\(&bars\[4 \+ s\]\), 2\)/);
+    expect(co.name).toBe('sfc_gemm_sm90_bf16_bf16_128x224x64_s5_co');
+    // both consumers release each ring slot (an output slot: the copy and the other consumer)
+    expect(co.source).toMatch(/sfc_mbar_init\(sfc_smem\(&bars\[5 \+ s\]\), 2\)/);
     expect(co.source).toContain('sfc_bulk_store(');
-    // the ring, a 64-row output buffer (448 + 16 bytes a row), 2 x 4 + 4 barriers, alignment slack
-    expect(co.sharedBytes).toBe(1024 + 4 * 352 * 128 + 64 * 464 + 4 * 16 + 32);
+    // the output values live in ring slots: the ring, 2 x 5 + 4 barriers and alignment slack
+    expect(co.sharedBytes).toBe(1024 + 5 * 352 * 128 + 5 * 16 + 32);
     expect(co.sharedBytes).toBeLessThanOrEqual(SM90_MAX_SHARED);
-    expect(maxStages(256, true, 'cooperative', 'bf16')).toBe(4);
-    expect(maxStages(128, true, 'cooperative', 'f32')).toBe(5);
+    // 64 rows of output in one slot: f32 only up to 96 columns
+    expect(() => gemmSm90({ input: 'bf16', output: 'f32', bn: 128, stages: 4, schedule: 'cooperative' })).toThrow(
+      /too wide at bn = 128/,
+    );
+    expect(gemmCooperativeCandidates({ input: 'bf16', output: 'f32' }, 1536)).toEqual([]);
     expect(gemmGrid(co, 4680, 1536, 132)).toEqual([132, 1, 1]);
     expect(gemmGrid(co, 100, 100, 132)).toEqual([1, 1, 1]);
     expect(() =>
@@ -270,7 +273,7 @@ describe('GEMM template (sm_90a)', () => {
     ).toThrow(/neither persistent nor conv/);
     const cands = gemmCooperativeCandidates({ input: 'e4m3', output: 'bf16', epilogue: { alpha: true } }, 1536);
     expect(cands.map((c) => c.name)).toEqual([
-      'sfc_gemm_sm90_e4m3_bf16_128x224x128_s4_co_a',
+      'sfc_gemm_sm90_e4m3_bf16_128x224x128_s5_co_a',
       'sfc_gemm_sm90_e4m3_bf16_128x256x128_s4_co_a',
     ]);
     expect(gemmCooperativeCandidates({ input: 'bf16', output: 'bf16' }, 64)).toEqual([]);

@@ -2,7 +2,7 @@
 // in M, N and K), every epilogue, outputs poisoned with NaN first; and at the model's shape against
 // cuBLASLt. The persistent schedules (ping-pong, cooperative, persistent) run on sizes with more tiles
 // than SMs, so that every CTA loops, both ping-pong consumers hand the tensor cores back and forth and
-// the cooperative consumers pass the output buffer to and fro.
+// the cooperative consumers hand ring slots to the copying warps.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GemmEpilogue, GemmInput, GemmOutput } from '../../dsl/artifact.js';
 import { bf16, dtypeOf, e4m3, f16, f32 } from '../../dsl/dtypes.js';
@@ -241,9 +241,14 @@ describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a)
   const cases: (Case & { schedule: 'pingpong' | 'pingpong-cluster' | 'persistent' | 'cooperative' })[] = [
     ...pingpongCases.map((c) => ({ ...c, schedule: 'pingpong' as const })),
     ...pingpongCases.map((c) => ({ ...c, schedule: 'pingpong-cluster' as const })),
-    // the cooperative schedule: the same cases (odd N: element-wise copies out of the output buffer),
-    // and the tuner's widths with 16-byte rows (bulk copies; a last column tile narrower than bn)
-    ...pingpongCases.map((c) => ({ ...c, schedule: 'cooperative' as const })),
+    // the cooperative schedule: the same cases (odd N: element-wise copies out of the output slots; f32
+    // outputs only up to 96 columns), and the tuner's widths with 16-byte rows (bulk copies; a last
+    // column tile narrower than bn)
+    ...pingpongCases.map((c) => ({
+      ...c,
+      ...(c.output === 'f32' ? { bn: 96 } : {}),
+      schedule: 'cooperative' as const,
+    })),
     {
       schedule: 'cooperative',
       input: 'bf16',
@@ -257,13 +262,14 @@ describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a)
     {
       schedule: 'cooperative',
       input: 'bf16',
-      output: 'f32',
+      output: 'bf16',
       bn: 256,
       M: 3000,
       N: 1480,
       K: 72,
       e: { bias: 'f32', activation: 'gelu_tanh' },
     },
+    { schedule: 'cooperative', input: 'bf16', output: 'f32', bn: 64, M: 1000, N: 1480, K: 136, e: { bias: 'f32' } },
     { schedule: 'cooperative', input: 'e4m3', output: 'bf16', bn: 256, M: 4680, N: 1536, K: 512, e: { alpha: true } },
     {
       schedule: 'cooperative',
@@ -276,6 +282,9 @@ describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a)
       e: { colScale: true, outScale: true },
     },
     { schedule: 'cooperative', input: 'f16', output: 'f16', bn: 192, M: 60, N: 64, K: 64, e: {} },
+    // 1-2 K-slices a tile and 3-4 tiles a CTA: the output slots go round the ring many times
+    { schedule: 'cooperative', input: 'bf16', output: 'bf16', bn: 224, M: 9000, N: 1344, K: 128, e: {} },
+    { schedule: 'cooperative', input: 'e4m3', output: 'bf16', bn: 128, M: 8000, N: 1024, K: 128, e: { alpha: true } },
     {
       schedule: 'persistent',
       input: 'bf16',
