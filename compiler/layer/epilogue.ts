@@ -21,6 +21,25 @@ export interface EpilogueFusion {
 
 const MAX_LEADING = 4;
 
+/**
+ * Tile widths whose clusters cover a row of N columns exactly (N / bn CTAs, at most 8): the GEMM
+ * tiles a row-sum epilogue (a reduction over the matmul's row, e.g. an RMSNorm) can run on.
+ */
+export function rowSumTiles(N: number | string): number[] {
+  if (typeof N !== 'number') return [];
+  return [256, 192, 128, 64].filter((bn) => N % bn === 0 && N / bn <= 8);
+}
+
+/** The group's one reduction, when it sums over the matmul's whole row (see fuseEpilogue). */
+function rowReduction(mm: GNode, grp: FusionGroup): GNode | undefined {
+  const reds = grp.nodes.filter((n) => n.op === 'reduce');
+  const r = reds[0];
+  const N = mm.type.shape[mm.type.shape.length - 1]!;
+  if (reds.length !== 1 || r?.op !== 'reduce' || r.fn !== 'sum') return undefined;
+  const x = r.inputs[0]!.type.shape;
+  return r.axis === x.length - 1 && x[x.length - 1] === N && rowSumTiles(N).length ? r : undefined;
+}
+
 /** Why `mm` + `grp` cannot fuse, or undefined when they can. */
 export function epilogueObstacle(mm: GNode, grp: FusionGroup, usedOutside: boolean): string | undefined {
   if (mm.op !== 'matmul' || !mm.transB) return 'not a Linear (B must be [N, K])';
@@ -37,7 +56,8 @@ export function epilogueObstacle(mm: GNode, grp: FusionGroup, usedOutside: boole
   if (!['bf16', 'f16', 'f32'].includes(out.type.dtype)) return `a ${out.type.dtype} output`;
   if (mm.type.shape.length - 1 > MAX_LEADING) return 'too many leading dims';
   for (const n of grp.nodes) {
-    if (n.op === 'reduce') return 'a reduction (a row spans several CTAs)';
+    if (n.op === 'reduce' && !rowReduction(mm, grp))
+      return 'a reduction other than one sum over the whole row in clusters of at most 8 tiles';
     if (n.op === 'swapPairs') return 'swapPairs reads a neighbouring column';
     if (n.op === 'slice') return 'a slice reads other columns';
     // the epilogue indexes by (row, col) of the matmul: a reshape of its row into several dims may
@@ -96,67 +116,106 @@ export function fuseEpilogue(mm: GNode, grp: FusionGroup): EpilogueFusion {
     }
     return name;
   };
-  const lines: string[] = [];
-  // coordinates of `row` in the output's leading dims (the GEMM's M is their product)
-  const coord: string[] = [];
-  if (leading.length === 1) coord.push('row');
-  else if (leading.length > 1) {
-    lines.push('int r_ = row;');
-    for (let d = leading.length - 1; d > 0; d--) {
-      lines.push(`[[maybe_unused]] const int i${d} = r_ % ${dimExpr(leading[d]!)};`, `r_ /= ${dimExpr(leading[d]!)};`);
-      coord[d] = `i${d}`;
-    }
-    lines.push('[[maybe_unused]] const int i0 = r_;');
-    coord[0] = 'i0';
-  }
-  const vals = new Map<number, { expr: string; dtype: GNode['type']['dtype'] }>();
-  // the matmul result as the unfused plan stores it: rounded to its dtype
-  vals.set(mm.id, { expr: 'm_', dtype: mm.type.dtype });
-  lines.push(`const float m_ = ${roundTo(mm.type.dtype, 'y')};`);
-  const inside = new Set(grp.nodes.map((n) => n.id));
-  const valueOf = (n: GNode): string => {
-    const known = vals.get(n.id);
-    if (known) return known.expr;
-    if (n.op === 'const') return lit(n.value, n.type.dtype);
-    if (n.op === 'dim') return `(${dimExpr(n.name)})`;
-    if (inside.has(n.id)) throw new Error(`internal: epilogue node %${n.id} used before it is defined`);
-    // an outside tensor: load with broadcast indexing against the output's shape
-    const s = n.type.shape;
-    const off = shape.length - s.length;
-    const terms: string[] = [];
-    let stride = '1';
-    for (let d = s.length - 1; d >= 0; d--) {
-      const od = d + off;
-      if (s[d] !== 1) {
-        const c = od === shape.length - 1 ? 'col' : coord[od]!;
-        terms.push(stride === '1' ? `(long long)${c}` : `(long long)${c} * ${stride}`);
-      }
-      stride = stride === '1' ? dimExpr(s[d]!) : `${stride} * ${dimExpr(s[d]!)}`;
-    }
-    const pname = `t${n.id}`;
-    params.push({ name: pname, type: 'ptr', ctype: `const ${storageType[n.type.dtype]}* __restrict__` });
-    args.push({ node: n });
-    const v = `v${n.id}`;
-    lines.push(
-      `const ${cType[n.type.dtype]} ${v} = ${fromStorage(n.type.dtype, `${pname}[${terms.join(' + ') || '0'}]`)};`,
-    );
-    vals.set(n.id, { expr: v, dtype: n.type.dtype });
-    return v;
+  const red = rowReduction(mm, grp);
+  // nodes the reduction's input is computed from (a row-sum epilogue emits them twice: once per
+  // element for the sum, once for the stored value)
+  const feeds = new Set<number>();
+  const mark = (n: GNode): void => {
+    if (feeds.has(n.id) || !grp.nodes.includes(n)) return;
+    feeds.add(n.id);
+    n.inputs.forEach(mark);
   };
-  for (const n of grp.nodes) {
-    if (n.op === 'reshape') {
-      vals.set(n.id, { expr: valueOf(n.inputs[0]!), dtype: n.type.dtype });
-      continue;
+  if (red) mark(red.inputs[0]!);
+  const known = new Set<string>();
+  const param = (p: (typeof params)[number], a: EpilogueFusion['args'][number]) => {
+    if (known.has(p.name)) return;
+    known.add(p.name);
+    params.push(p);
+    args.push(a);
+  };
+  /** C++ statements for the group's nodes (`only`: just those), and the value of each node */
+  const emit = (only?: Set<number>) => {
+    const lines: string[] = [];
+    // coordinates of `row` in the output's leading dims (the GEMM's M is their product)
+    const coord: string[] = [];
+    if (leading.length === 1) coord.push('row');
+    else if (leading.length > 1) {
+      lines.push('int r_ = row;');
+      for (let d = leading.length - 1; d > 0; d--) {
+        lines.push(
+          `[[maybe_unused]] const int i${d} = r_ % ${dimExpr(leading[d]!)};`,
+          `r_ /= ${dimExpr(leading[d]!)};`,
+        );
+        coord[d] = `i${d}`;
+      }
+      lines.push('[[maybe_unused]] const int i0 = r_;');
+      coord[0] = 'i0';
     }
-    const a = (i: number) => valueOf(n.inputs[i]!);
-    const d = n.type.dtype;
-    const e = elementwiseExpr(n, a, n.inputs[0]!.type.dtype, d);
-    if (e === undefined) throw new Error(`internal: ${n.op} in a GEMM epilogue`);
-    const v = `v${n.id}`;
-    lines.push(`const ${cType[d]} ${v} = ${e};`);
-    vals.set(n.id, { expr: v, dtype: d });
+    const vals = new Map<number, { expr: string; dtype: GNode['type']['dtype'] }>();
+    // the matmul result as the unfused plan stores it: rounded to its dtype
+    vals.set(mm.id, { expr: 'm_', dtype: mm.type.dtype });
+    lines.push(`const float m_ = ${roundTo(mm.type.dtype, 'y')};`);
+    const inside = new Set(grp.nodes.map((n) => n.id));
+    const valueOf = (n: GNode): string => {
+      const have = vals.get(n.id);
+      if (have) return have.expr;
+      if (n.op === 'const') return lit(n.value, n.type.dtype);
+      if (n.op === 'dim') return `(${dimExpr(n.name)})`;
+      if (inside.has(n.id)) throw new Error(`internal: epilogue node %${n.id} used before it is defined`);
+      // an outside tensor: load with broadcast indexing against the output's shape
+      const s = n.type.shape;
+      const off = shape.length - s.length;
+      const terms: string[] = [];
+      let stride = '1';
+      for (let d = s.length - 1; d >= 0; d--) {
+        const od = d + off;
+        if (s[d] !== 1) {
+          const c = od === shape.length - 1 ? 'col' : coord[od]!;
+          terms.push(stride === '1' ? `(long long)${c}` : `(long long)${c} * ${stride}`);
+        }
+        stride = stride === '1' ? dimExpr(s[d]!) : `${stride} * ${dimExpr(s[d]!)}`;
+      }
+      const pname = `t${n.id}`;
+      param({ name: pname, type: 'ptr', ctype: `const ${storageType[n.type.dtype]}* __restrict__` }, { node: n });
+      const v = `v${n.id}`;
+      lines.push(
+        `const ${cType[n.type.dtype]} ${v} = ${fromStorage(n.type.dtype, `${pname}[${terms.join(' + ') || '0'}]`)};`,
+      );
+      vals.set(n.id, { expr: v, dtype: n.type.dtype });
+      return v;
+    };
+    for (const n of grp.nodes) {
+      if (only && !only.has(n.id)) continue;
+      if (n.op === 'reshape') {
+        vals.set(n.id, { expr: valueOf(n.inputs[0]!), dtype: n.type.dtype });
+        continue;
+      }
+      if (n === red) {
+        // the row's sum of the reduction's input, from the cluster (a float, the reduce's dtype)
+        vals.set(n.id, { expr: 'rowsum', dtype: n.type.dtype });
+        continue;
+      }
+      const a = (i: number) => valueOf(n.inputs[i]!);
+      const d = n.type.dtype;
+      const e = elementwiseExpr(n, a, n.inputs[0]!.type.dtype, d);
+      if (e === undefined) throw new Error(`internal: ${n.op} in a GEMM epilogue`);
+      const v = `v${n.id}`;
+      lines.push(`const ${cType[d]} ${v} = ${e};`);
+      vals.set(n.id, { expr: v, dtype: d });
+    }
+    return { lines, valueOf };
+  };
+  const main = emit();
+  const result = main.valueOf(out);
+  const lines = [...main.lines, `y = ${isFloat(out.type.dtype) ? result : `(float)(${result})`};`];
+  let rowSum: string | undefined;
+  if (red) {
+    const pre = emit(feeds);
+    rowSum = [...pre.lines, `s = (float)(${pre.valueOf(red.inputs[0]!)});`].join('\n    ');
   }
-  const result = vals.get(out.id)!;
-  lines.push(`y = ${isFloat(result.dtype) ? result.expr : `(float)(${result.expr})`};`);
-  return { output: out, epilogue: { custom: { params, body: lines.join('\n    ') } }, args };
+  return {
+    output: out,
+    epilogue: { custom: { params, body: lines.join('\n    '), ...(rowSum ? { rowSum } : {}) } },
+    args,
+  };
 }

@@ -9,7 +9,7 @@ import type { KernelArtifact } from '../../dsl/artifact.js';
 import { compileFiles } from '../compile.js';
 import type { Dim, GNode, LayerGraph } from './graph.js';
 import { groupKernel } from './codegen.js';
-import { absorbEpilogues, fuseEpilogue } from './epilogue.js';
+import { absorbEpilogues, fuseEpilogue, rowSumTiles } from './epilogue.js';
 import { absorbConvs, convStep, gridReads, padWrites, prologueGroups } from './conv.js';
 import { rewriteFp8 } from './fp8.js';
 import { fuse, type FusionGroup } from './fuse.js';
@@ -189,20 +189,32 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
       continue;
     }
     const fused = fuseEpilogue(mm, grp);
+    const n0 = mm.type.shape[mm.type.shape.length - 1]!;
     const [a, b] = mm.inputs as [GNode, GNode];
     const input = a.type.dtype as 'bf16' | 'f16' | 'e4m3';
     const output = fused.output.type.dtype as 'bf16' | 'f16' | 'f32';
     steps.push({
       kind: 'gemm',
-      candidates: [
-        ...GEMM_TILES.map((bn) => gemmSm90({ input, output, bn, stages: maxStages(bn), epilogue: fused.epilogue })),
-        // the persistent ping-pong schedule (one consumer's epilogue under the other's mainloop)
-        ...gemmPingpongCandidates({ input, output, epilogue: fused.epilogue }),
-        // the persistent cooperative schedule (epilogue values copied out of ring slots by other warps)
-        ...gemmCooperativeCandidates({ input, output, epilogue: fused.epilogue }),
-        // mma.sync for sm_80 / sm_89 (the runtime takes the candidates of the device's architecture)
-        ...gemmMmaCandidates({ input, output, epilogue: fused.epilogue }),
-      ],
+      candidates: fused.epilogue.custom.rowSum
+        ? // a row reduction in the epilogue: the tiles of a row as one cluster (the staged schedule)
+          rowSumTiles(n0).map((bn) =>
+            gemmSm90({
+              input,
+              output,
+              bn,
+              stages: maxStages(bn),
+              epilogue: { custom: { ...fused.epilogue.custom, rowCluster: Number(n0) / bn } },
+            }),
+          )
+        : [
+            ...GEMM_TILES.map((bn) => gemmSm90({ input, output, bn, stages: maxStages(bn), epilogue: fused.epilogue })),
+            // the persistent ping-pong schedule (one consumer's epilogue under the other's mainloop)
+            ...gemmPingpongCandidates({ input, output, epilogue: fused.epilogue }),
+            // the persistent cooperative schedule (epilogue values copied out of ring slots by other warps)
+            ...gemmCooperativeCandidates({ input, output, epilogue: fused.epilogue }),
+            // mma.sync for sm_80 / sm_89 (the runtime takes the candidates of the device's architecture)
+            ...gemmMmaCandidates({ input, output, epilogue: fused.epilogue }),
+          ],
       a: bufOf.get(a.id)!,
       b: bufOf.get(b.id)!,
       out: bufOf.get(fused.output.id)!,

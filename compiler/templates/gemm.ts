@@ -214,13 +214,62 @@ function epilogueBody(e: GemmEpilogue): string {
  * calls per accumulator: the built-in steps or the generated body.
  */
 export function epilogueFunction(e: GemmEpilogue): string {
-  return `__device__ __forceinline__ float sfc_epilogue(float y, const int row, const int col${epilogueParams(e)
+  const decls = epilogueParams(e)
     .map((p) => `, ${p.decl}`)
-    .join('')}) {
+    .join('');
+  const rowSum = e.custom?.rowSum;
+  // a row reduction: the term each element adds to its row's sum, and the sum as an argument
+  const term = rowSum
+    ? `__device__ __forceinline__ float sfc_rowsum_term(float y, const int row, const int col${decls}) {
+    float s;
+    ${rowSum}
+    return s;
+}
+`
+    : '';
+  return `${term}__device__ __forceinline__ float sfc_epilogue(float y, const int row, const int col${decls}${rowSum ? ', const float rowsum' : ''}) {
     ${epilogueBody(e)}
     return y;
 }
 `;
+}
+
+/** A float of CTA `rank`'s shared memory at this CTA's offset `at` (distributed shared memory). */
+const ROWSUM_PRELUDE = `__device__ __forceinline__ float sfc_ld_cluster_f32(sfc_u32 at, sfc_u32 rank) {
+  float v;
+  asm volatile("{ .reg .b32 ra; mapa.shared::cluster.u32 ra, %1, %2; ld.shared::cluster.f32 %0, [ra]; }"
+               : "=f"(v) : "r"(at), "r"(rank) : "memory");
+  return v;
+}
+`;
+
+/**
+ * The row-sum epilogue's reduction (the staged schedule, `custom.rowSum`): each consumer's 128
+ * threads add the terms of their 64 staged rows (two threads per row), the CTAs of the row's cluster
+ * exchange the partial sums through distributed shared memory, and `rowTot` holds each row's total.
+ * `rowPart` / `rowTot` are 128 floats each past the staging area; two cluster barriers (the producer
+ * warpgroup arrives too): partials written -> totals read -> nobody exits while others still read.
+ */
+function rowSumReduction(o: { bn: number; pitch: number; cluster: number; args: string }): string {
+  const { bn, pitch, cluster, args } = o;
+  return `{
+      const int lr = tid / 2, half = tid % 2, row = m0 + c * 64 + lr;
+      float part = 0.0f;
+      if (row < M)
+        for (int j = half * ${bn / 2}; j < (half + 1) * ${bn / 2}; ++j)
+          if (n0 + j < N) part += sfc_rowsum_term(stage[lr * ${pitch} + j], row, n0 + j${args});
+      part += __shfl_xor_sync(0xffffffffu, part, 1);
+      if (half == 0) rowPart[c * 64 + lr] = part;
+      sfc_cluster_sync();
+      if (half == 0) {
+        float tot = 0.0f;
+        const sfc_u32 at = sfc_smem(&rowPart[c * 64 + lr]);
+#pragma unroll
+        for (int r = 0; r < ${cluster}; ++r) tot += sfc_ld_cluster_f32(at, r);
+        rowTot[c * 64 + lr] = tot;
+      }
+      sfc_cluster_sync();
+    }`;
 }
 
 /** Stores 4 consecutive outputs from v[0..3] at C + offset (vectorised when aligned). */
@@ -320,6 +369,18 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   const { bn, stages, input, output } = spec;
   const bk = 128 / elementBytes(input); // 128-byte rows: the 128-byte swizzle span
   const kStep = wgmmaK(input);
+  // a row-sum epilogue: the N / bn tiles of a row as one cluster (rowSumReduction)
+  const rowCluster = epilogue.custom?.rowSum ? (epilogue.custom.rowCluster ?? 0) : 0;
+  if (epilogue.custom?.rowSum) {
+    if (persistent || conv || schedule !== 'default')
+      throw new RangeError('a row-sum GEMM epilogue runs on the default (staged) schedule only');
+    if (!Number.isInteger(rowCluster) || rowCluster < 1 || rowCluster > 8)
+      throw new RangeError(`a row-sum epilogue needs 1..8 CTAs per row (N / bn), got ${rowCluster}`);
+    const ring = stages * (BM + bn) * 128;
+    const need = (2 * 64 * (bn + 8) + 256) * 4;
+    if (ring < need)
+      throw new RangeError(`a row-sum epilogue at bn = ${bn} needs ${need} bytes of staging, the ring has ${ring}`);
+  }
   const entry = `sfc_gemm_sm90_${input}_${output}_128x${bn}x${bk}_s${stages}${persistent ? '_p' : ''}${SCHEDULE_SUFFIX[schedule]}${conv ? '_conv' : ''}${tag(epilogue)}`;
   const extra = epilogueParams(epilogue);
   const params: GemmArtifact['params'] = [
@@ -361,7 +422,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
         ${loadA}
         sfc_tma_load_2d(sfc_smem(ringB + s * ${bBytes}), &tmB, kt * ${bk}, n0, full);
       }
-    }
+    }${rowCluster ? '\n    // the two cluster barriers of the row-sum epilogue\n    sfc_cluster_sync();\n    sfc_cluster_sync();' : ''}
   } else {
     sfc_setmaxnreg_inc<232>();
     float acc[${regs}];
@@ -391,7 +452,14 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
       *reinterpret_cast<float2*>(&stage[r0 * ${pitch} + 8 * j + c0]) = make_float2(acc[4 * j], acc[4 * j + 1]);
       *reinterpret_cast<float2*>(&stage[(r0 + 8) * ${pitch} + 8 * j + c0]) = make_float2(acc[4 * j + 2], acc[4 * j + 3]);
     }
-    sfc_bar_sync(2 + c, 128);
+    sfc_bar_sync(2 + c, 128);${
+      rowCluster
+        ? `
+    float* rowPart = reinterpret_cast<float*>(smem) + ${2 * 64 * pitch};
+    float* rowTot = rowPart + 128;
+    ${rowSumReduction({ bn, pitch, cluster: rowCluster, args: extra.map((p) => `, ${p.name}`).join('') })}`
+        : ''
+    }
     const bool vec = (N % 4 == 0) && (ldc % 4 == 0);
     for (int i = tid; i < ${(64 * bn) / 4}; i += 128) {
       const int lr = i / ${bn / 4}, lc = 4 * (i % ${bn / 4});
@@ -401,7 +469,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
       float v[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
       for (int e = 0; e < 4; ++e)
-        if (col + e < N) v[e] = sfc_epilogue(v[e], row, col + e${extra.map((p) => `, ${p.name}`).join('')});
+        if (col + e < N) v[e] = sfc_epilogue(v[e], row, col + e${extra.map((p) => `, ${p.name}`).join('')}${rowCluster ? ', rowTot[c * 64 + lr]' : ''});
       const long long off = (long long)row * ldc + col;
       if (vec) {
         ${storeVec4(output)}
@@ -500,10 +568,10 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   }
 `;
   const source = `${CUDA_PRELUDE}
-${SM90_PRELUDE}${isPingpong(schedule) ? SM90_PINGPONG : ''}${schedule === 'cooperative' ? SM90_COOPERATIVE : ''}
+${SM90_PRELUDE}${isPingpong(schedule) || rowCluster ? SM90_PINGPONG : ''}${schedule === 'cooperative' ? SM90_COOPERATIVE : ''}
 ${wgmmaCall('sfc_mma', bn, input)}
 ${epilogueFunction(epilogue)}
-extern "C" __global__ void __launch_bounds__(${THREADS}, 1)${schedule === 'pingpong-cluster' ? ' __cluster_dims__(2, 1, 1)' : ''}
+${rowCluster ? ROWSUM_PRELUDE : ''}extern "C" __global__ void __launch_bounds__(${THREADS}, 1)${schedule === 'pingpong-cluster' ? ' __cluster_dims__(2, 1, 1)' : rowCluster ? ` __cluster_dims__(1, ${rowCluster}, 1)` : ''}
 ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTensorMap tmB,
     ${ctype[output]}* __restrict__ C, const int M, const int N, const int K, const int ldc${conv ? ',\n    const int convC, const int convTx, const int convTy, const int convPy, const int convPt' : ''}${extra.map((p) => `,\n    ${p.decl}`).join('')}) {
   extern __shared__ unsigned char sfc_smem_raw[];

@@ -82,6 +82,10 @@ export const qkvRope = layer(
   },
 );
 
+/** a Linear + RMSNorm over its whole output row: the GEMM's row-sum epilogue (clusters over N) */
+export const normedQ = layer((x: Tensor<bf16, ['L', 256]>, w: Tensor<bf16, [1536, 256]>, b: Tensor<bf16, [1536]>, n: Tensor<bf16, [1536]>) =>
+  rmsNorm(linear(x, w, b), n, 1e-6));
+
 /** a slice of an input, scaled */
 export const middle = layer((x: Tensor<f32, ['L', 8]>) => slice(x, 1, 2, 5) * 2);
 
@@ -160,6 +164,7 @@ describe('layer plans on the CPU', () => {
     ['rotQ', { L: 6 }, 1e-2],
     ['qkvRope', { F: 2, T: 5 }, 1e-2],
     ['middle', { L: 3 }, 1e-6],
+    ['normedQ', { L: 5 }, 1e-2],
     ['attn128', { L: 9, S: 13 }, 1e-2],
   ] as const)('%s: fused plan agrees with unfused execution', (name, dims, tol) => {
     const g = graphs.get(name)!;
@@ -192,17 +197,18 @@ describe('layer plans on the CPU', () => {
     expect(count('ffnBlock', { fuseGemmEpilogues: false })).toEqual({ kernels: 3, matmuls: 2, gemms: 0, attention: 0 });
     expect(count('qk')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
     expect(count('views')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
-    // modulated LN; q -> bias + RMSNorm; k -> bias + RMSNorm (row reductions stay kernels); v with its
-    // bias fused; attention; o with bias + gated residual fused
+    // modulated LN; q -> bias + RMSNorm and k -> bias + RMSNorm (row-sum GEMM epilogues; unfused:
+    // matmul + kernel each); v with its bias fused; attention; o with bias + gated residual fused
     // (head dim 32: the attention is the DSL kernel; 64 and 128 become template steps, see below)
     expect(count('selfAttn', { fuseGemmEpilogues: false })).toEqual({ kernels: 6, matmuls: 4, gemms: 0, attention: 0 });
-    expect(count('selfAttn')).toEqual({ kernels: 4, matmuls: 2, gemms: 2, attention: 0 });
+    expect(count('selfAttn')).toEqual({ kernels: 2, matmuls: 0, gemms: 4, attention: 0 });
     expect(count('attn128')).toEqual({ kernels: 0, matmuls: 0, gemms: 0, attention: 1 });
     // RMSNorm over the token's row and RoPE over its heads (tables broadcast over the heads): one kernel
     expect(count('rotQ')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
     // LayerNorm; the q/k/v GEMM (bias in its epilogue); both norms, both rotations and v's copy in one
     expect(count('qkvRope')).toEqual({ kernels: 2, matmuls: 0, gemms: 1, attention: 0 });
     expect(count('middle')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
+    expect(count('normedQ')).toEqual({ kernels: 0, matmuls: 0, gemms: 1, attention: 0 });
     const step = planLayer(graphs.get('attn128')!).steps[0]!;
     expect(step.kind === 'attention' && step.candidates[0]!.name).toBe('sfc_attn_fwd_sm90_bf16_d128_bc128_s3');
   });
@@ -243,6 +249,30 @@ describe('layer plans on the CPU', () => {
       const rep = r.reports[0]!;
       expect(rep.spillStoreBytes + rep.spillLoadBytes + rep.stackBytes, art.entry).toBe(0);
       expect(r.log).not.toMatch(/warning|serializ/i);
+      expect(countSm90Opcodes(r.cubin, art.entry).HGMMA).toBeGreaterThan(0);
+    }
+  }, 120_000);
+
+  it('fuses an RMSNorm after a Linear into the GEMM as a row-sum epilogue, clusters covering N', async () => {
+    const p = planLayer(graphs.get('normedQ')!);
+    expect(p.steps.map((s) => s.kind)).toEqual(['gemm']);
+    const s = p.steps[0]!;
+    if (s.kind !== 'gemm') return;
+    // N = 1536: 6 tiles of 256 or 8 of 192 per row; the sum of squares, then the scaled value
+    expect(s.candidates.map((c) => [c.spec.bn, c.spec.epilogue.custom!.rowCluster])).toEqual([
+      [256, 6],
+      [192, 8],
+    ]);
+    const e = s.candidates[0]!.spec.epilogue.custom!;
+    expect(e.rowSum).toMatch(/s = \(float\)\(v\d+\);$/);
+    expect(e.body).toMatch(/rowsum/);
+    expect(s.fallback.map((f) => f.kind)).toEqual(['matmul', 'kernel']);
+    if (!findNvcc()) return;
+    for (const art of s.candidates) {
+      expect(art.source).toContain(`__cluster_dims__(1, ${art.spec.epilogue.custom!.rowCluster}, 1)`);
+      const r = await compileCudaAsync({ source: art.source, arch: 'sm_90a', name: `${art.entry}.cu` });
+      const rep = r.reports[0]!;
+      expect(rep.spillStoreBytes + rep.spillLoadBytes + rep.stackBytes, art.entry).toBe(0);
       expect(countSm90Opcodes(r.cubin, art.entry).HGMMA).toBeGreaterThan(0);
     }
   }, 120_000);

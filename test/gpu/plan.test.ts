@@ -30,6 +30,8 @@ export const selfAttn = layer(
     const v = reshape(linear(h, wv, bv), ['L', 12, 128]);
     return x + linear(reshape(attention(q, k, v), ['L', 1536]), wo, bo) * gate;
   });
+export const crossQ = layer((x: Tensor<bf16, ['L', 1536]>, w: Tensor<bf16, [1536, 1536]>, b: Tensor<bf16, [1536]>, n: Tensor<bf16, [1536]>) =>
+  rmsNorm(linear(x, w, b), n, 1e-6));
 export const ffnBlock = layer(
   (x: Tensor<f32, ['F', 'T', 1536]>, shift: Tensor<f32, ['F', 1, 1536]>, scale: Tensor<f32, ['F', 1, 1536]>,
    gate: Tensor<f32, ['F', 1, 1536]>, w1: Tensor<bf16, [8960, 1536]>, b1: Tensor<bf16, [8960]>,
@@ -71,6 +73,46 @@ describe.skipIf(!!noGpuReason)('layer plans on the GPU', () => {
     const [want] = new PlanRunner(plan).run(ins);
     const [got] = new PlanRunner(plan).run(ins.map((t) => t.to(dev)));
     expect(relErr(got!.toF32(), want!.toF32())).toBeLessThan(1e-2);
+  });
+
+  it('Linear + RMSNorm as one GEMM (row-sum epilogue, clusters of 6 or 8 CTAs per row) agrees with the CPU plan', () => {
+    const path = join(virtualDir, 'gpu-plans.ts');
+    const p = programFromText(path, src);
+    const g = lowerLayer(
+      p,
+      p.layers(path).find((r) => r.name === 'crossQ')!,
+    );
+    const plan = planLayer(g);
+    expect(plan.steps.map((s) => s.kind)).toEqual(['gemm']);
+    const cpu = new CpuDevice();
+    const rand = mulberry32(17);
+    const L = 333; // a partial last tile of rows
+    const ins = g.inputs.map((inp) => {
+      const shape = inp.type.shape.map((d) => (d === 'L' ? L : (d as number)));
+      const n = shape.reduce((a, b) => a * b, 1);
+      const name = inp.op === 'input' ? inp.name : '';
+      return Tensor.from(
+        cpu,
+        bf16,
+        shape,
+        Array.from({ length: n }, () => (name === 'n' ? 0.5 + rand() : (rand() * 2 - 1) * (name === 'w' ? 0.05 : 1))),
+      );
+    });
+    const [want] = new PlanRunner(plan).run(ins);
+    const step = plan.steps[0]!;
+    for (const art of step.kind === 'gemm' ? step.candidates : []) {
+      // each cluster width on its own, output poisoned first
+      const one = { ...plan, steps: [{ ...step, candidates: [art] }] };
+      const outT = Tensor.empty(dev, bf16, [L, 1536]);
+      dev.fill(outT.storage, outT.byteOffset, outT.nbytes, 0xff);
+      const [got] = new PlanRunner(one).run(
+        ins.map((t) => t.to(dev)),
+        [outT],
+      );
+      const v = got!.toF32();
+      expect(v.every(Number.isFinite), art.name).toBe(true);
+      expect(relErr(v, want!.toF32()), art.name).toBeLessThan(1e-2);
+    }
   });
 
   it('q RMSNorm + 3-D RoPE tables (12 heads x 128) agree with the CPU plan', () => {

@@ -147,10 +147,10 @@ describe('FP8 plans of the DiT', () => {
           /const float m_ = y;\n\s*.*\n\s*const float v\d+ = \(m_ \* v\d+\);/,
         );
       }
-      // launches: selfAttnQkv 3 (as bf16), selfAttnOutCrossQ 5 and crossOutFfn 6 (bf16: 4 and 4): one
+      // launches: selfAttnQkv 3 (as bf16), selfAttnOutCrossQ 4 and crossOutFfn 6 (bf16: 3 and 4): one
       // quantisation kernel for each attention output (a flash-attention row is one head) and one for
       // the GELU output (computed in fc1's epilogue, whose rows span several CTAs)
-      expect(p.steps.length, name).toBe({ selfAttnQkv: 3, selfAttnOutCrossQ: 5, crossOutFfn: 6 }[name]);
+      expect(p.steps.length, name).toBe({ selfAttnQkv: 3, selfAttnOutCrossQ: 4, crossOutFfn: 6 }[name]);
       const e4m3Writers = kernels.filter((k) => k.artifact.params.some((q) => q.kind === 'ptr' && q.dtype === 'e4m3'));
       expect(e4m3Writers.length, name).toBe(name === 'selfAttnQkv' ? 1 : name === 'selfAttnOutCrossQ' ? 2 : 3);
     }
