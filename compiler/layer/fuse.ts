@@ -138,7 +138,12 @@ export function fuse(g: LayerGraph): PlanNode[] {
         });
       // a group must stay acyclic: every producer group must come after... merging producer groups is
       // safe only when no node between them depends on one and feeds the other (checked below)
-      if (compatible && rows && !dependsThroughOutside(producerGroups, n, groupOf)) {
+      if (
+        compatible &&
+        rows &&
+        !dependsThroughOutside(producerGroups, n, groupOf) &&
+        !readsLater(producerGroups, n, groupOf, order)
+      ) {
         target = producerGroups[0]!;
         target.rows = rows;
         for (const other of producerGroups.slice(1)) {
@@ -181,6 +186,22 @@ export function fuse(g: LayerGraph): PlanNode[] {
     );
   }
   return order;
+}
+
+/**
+ * True when `n` or a node of the later `groups` reads a value produced after the first group's place
+ * in `order` (a matmul or convolution planned later): the merged group runs at that place.
+ */
+function readsLater(groups: FusionGroup[], n: GNode, groupOf: Map<number, FusionGroup>, order: PlanNode[]): boolean {
+  const at = order.findIndex((o) => o.kind === 'group' && o.group === groups[0]);
+  const members = new Set(groups);
+  return [n, ...groups.slice(1).flatMap((grp) => grp.nodes)].some((m) =>
+    m.inputs.some((i) => {
+      if (i.op === 'input' || i.op === 'const' || i.op === 'dim' || members.has(groupOf.get(i.id)!)) return false;
+      const gi = groupOf.get(i.id);
+      return order.findIndex((o) => (o.kind === 'group' ? o.group === gi : o.node === i)) > at;
+    }),
+  );
 }
 
 /**

@@ -51,7 +51,8 @@ export const frame = layer((x: Tensor<bf16, [9, 5, 8]>, w: Tensor<bf16, [6, 1, 1
 export const sym = layer((x: Tensor<bf16, ['T', 'H', 'W', 8]>, w: Tensor<bf16, [8, 3, 3, 3, 8]>, b: Tensor<f32, [8]>, r: Tensor<f32, ['T', 'H', 'W', 8]>) =>
   silu(conv3d(x, w, b, { padding: 1, causal: true })) + r);
 
-${resBlockLayer('resBlock', 8)}`;
+${resBlockLayer('resBlock', 8)}
+${resBlockLayer('resShort', 8, 12)}`;
 
 function compile(body: string, file: string): Map<string, LayerGraph> {
   const path = join(virtualDir, file);
@@ -248,6 +249,22 @@ describe('conv plans on the CPU backend (pad, per-tap GEMMs, crop) against the u
   });
 });
 
+describe('fusion keeps a group after the values it reads', () => {
+  it('two Linears whose element-wise results meet: the merged group runs after the second matmul', () => {
+    const lin = compile(
+      `import { linear } from '../../../dsl/layer.js';
+export const two = layer((x: Tensor<f32, ['L', 8]>, w1: Tensor<f32, [8, 8]>, w2: Tensor<f32, [8, 8]>) => {
+  const y = linear(x, w1) * 2;
+  const z = linear(x, w2) + 1;
+  return y + z;
+});`,
+      'two-linears.ts',
+    ).get('two')!;
+    const ins = inputsOf(lin, { L: 5 });
+    close(runPlan(lin, ins)[0]!.toF32(), runGraph(lin, ins)[0]!.data, 1e-5);
+  });
+});
+
 describe('conv diagnostics name the layer line and both shapes', () => {
   it.each([
     [
@@ -318,5 +335,32 @@ describe('the Wan VAE causal residual block as a layer', () => {
     const got = runPlan(graph, ins)[0]!.toF32();
     close(got, vaeOut, 1e-5);
     close(got, runGraph(graph, ins, { exact: true })[0]!.data, 2e-2);
+  });
+
+  it('with a 1x1x1 shortcut (8 -> 12 channels): two convolutions into one residual add', () => {
+    const [C, CO] = [8, 12];
+    const [T, H, W] = [2, 3, 5];
+    const p: BlockParams = {
+      x: tensor([T, H, W, C]),
+      g1: tensor([C], 1),
+      w1: tensor([CO, C, 3, 3, 3], 0.2, true),
+      b1: tensor([CO], 0.1),
+      g2: tensor([CO], 1),
+      w2: tensor([CO, CO, 3, 3, 3], 0.2, true),
+      b2: tensor([CO], 0.1),
+      ws: tensor([CO, C, 1, 1, 1], 0.3, true),
+      bs: tensor([CO], 0.1),
+    };
+    const vae = new OneBlock(dev, buildWanVaeKernels({ channels: [C, CO] }), p, C);
+    const stream = new BlockStream(vae);
+    const x = Tensor.from(dev, f32, [T, H, W, C], Float32Array.from(p.x.data));
+    const vaeOut = stream.run(x, C, CO).toF32();
+    stream.dispose();
+    vae.dispose();
+    const graph = g.get('resShort')!;
+    const ins = layerInputs(p);
+    const got = runPlan(graph, ins)[0]!.toF32();
+    close(got, vaeOut, 1e-5);
+    close(got, runGraph(graph, ins)[0]!.data, 1e-5);
   });
 });

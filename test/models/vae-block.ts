@@ -7,41 +7,49 @@ import { VaeModel, VaeStream, type VaeKernels } from '../../models/vae/common.js
 import type { Device } from '../../runtime/device.js';
 import { Tensor } from '../../runtime/tensor.js';
 
-/** The block as a layer over C channels: x + conv(SiLU(RMS(conv(SiLU(RMS(x)))))), no shortcut. */
-export function resBlockLayer(name: string, C: number): string {
+/**
+ * The block as a layer from C to CO channels: x + conv(SiLU(RMS(conv(SiLU(RMS(x)))))), x through a
+ * 1x1x1 convolution (the shortcut, inputs ws and bs) when CO != C.
+ */
+export function resBlockLayer(name: string, C: number, CO = C): string {
+  const short = CO !== C;
   return `
 export const ${name} = layer(
   (
     x: Tensor<f32, ['T', 'H', 'W', ${C}]>,
-    g1: Tensor<f32, [${C}]>, w1: Tensor<bf16, [${C}, 3, 3, 3, ${C}]>, b1: Tensor<f32, [${C}]>,
-    g2: Tensor<f32, [${C}]>, w2: Tensor<bf16, [${C}, 3, 3, 3, ${C}]>, b2: Tensor<f32, [${C}]>,
+    g1: Tensor<f32, [${C}]>, w1: Tensor<bf16, [${CO}, 3, 3, 3, ${C}]>, b1: Tensor<f32, [${CO}]>,
+    g2: Tensor<f32, [${CO}]>, w2: Tensor<bf16, [${CO}, 3, 3, 3, ${CO}]>, b2: Tensor<f32, [${CO}]>,${short ? `\n    ws: Tensor<bf16, [${CO}, 1, 1, 1, ${C}]>, bs: Tensor<f32, [${CO}]>,` : ''}
   ) => {
     const h = conv3d(cast(silu(rmsNorm(x, g1, 1e-12)), bf16), w1, b1, { padding: 1, causal: true });
-    return x + conv3d(cast(silu(rmsNorm(h, g2, 1e-12)), bf16), w2, b2, { padding: 1, causal: true });
+    const y = conv3d(cast(silu(rmsNorm(h, g2, 1e-12)), bf16), w2, b2, { padding: 1, causal: true });
+    return y + ${short ? 'conv3d(cast(x, bf16), ws, bs)' : 'x'};
   },
 );
 `;
 }
 
-/** Parameters of one block: x [T, H, W, C]; w1, w2 in PyTorch's layout [C, C, 3, 3, 3]. */
-export type BlockParams = Record<'x' | 'g1' | 'w1' | 'b1' | 'g2' | 'w2' | 'b2', HostTensor>;
+/** Parameters of one block: x [T, H, W, C]; w1, w2 (ws) in PyTorch's layout [CO, C, 3, 3, 3]. */
+export type BlockParams = Record<'x' | 'g1' | 'w1' | 'b1' | 'g2' | 'w2' | 'b2', HostTensor> &
+  Partial<Record<'ws' | 'bs', HostTensor>>;
 
 /** A VAE half holding one residual block ('blk'), set up as the checkpoint loaders do. */
 export class OneBlock extends VaeModel {
   constructor(device: Device, kernels: VaeKernels, p: BlockParams, C: number, minImplicitChannels = 64) {
     super(device, kernels, minImplicitChannels);
     const f = (t: HostTensor) => Float32Array.from(t.data);
+    const CO = p.w1.shape[0]!;
     this.convs.set('blk.residual.2', this.convFrom(f(p.w1), p.w1.shape, f(p.b1)));
     this.convs.set('blk.residual.6', this.convFrom(f(p.w2), p.w2.shape, f(p.b2)));
+    if (p.ws && p.bs) this.convs.set('blk.shortcut', this.convFrom(f(p.ws), p.ws.shape, f(p.bs)));
     this.vecs.set('blk.residual.0.gamma', Tensor.from(device, f32, [C], f(p.g1)));
-    this.vecs.set('blk.residual.3.gamma', Tensor.from(device, f32, [C], f(p.g2)));
+    this.vecs.set('blk.residual.3.gamma', Tensor.from(device, f32, [CO], f(p.g2)));
   }
 }
 
 export class BlockStream extends VaeStream {
-  /** the block over x (f32 [T, H, W, C]); the result lives until dispose() */
-  run(x: Tensor, C: number): Tensor {
-    return this.res('blk', x, C, C);
+  /** the block over x (f32 [T, H, W, C]) to CO channels; the result lives until dispose() */
+  run(x: Tensor, C: number, CO = C): Tensor {
+    return this.res('blk', x, C, CO);
   }
 }
 
@@ -65,4 +73,5 @@ export const layerInputs = (p: BlockParams): HostTensor[] => [
   p.g2,
   toLayerWeight(p.w2),
   p.b2,
+  ...(p.ws && p.bs ? [toLayerWeight(p.ws), p.bs] : []),
 ];
