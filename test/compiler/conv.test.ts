@@ -304,25 +304,33 @@ describe('conv diagnostics name the layer line and both shapes', () => {
 
 // ---- the VAE's residual block --------------------------------------------------------------------
 
+/** random block parameters from C to CO channels (a 1x1x1 shortcut when they differ) */
+function blockParams(C: number, CO: number, T: number, H: number, W: number): BlockParams {
+  const p: BlockParams = {
+    x: tensor([T, H, W, C]),
+    g1: tensor([C], 1),
+    w1: tensor([CO, C, 3, 3, 3], 0.2, true),
+    b1: tensor([CO], 0.1),
+    g2: tensor([CO], 1),
+    w2: tensor([CO, CO, 3, 3, 3], 0.2, true),
+    b2: tensor([CO], 0.1),
+  };
+  return CO === C ? p : { ...p, ws: tensor([CO, C, 1, 1, 1], 0.3, true), bs: tensor([CO], 0.1) };
+}
+
+/** the block through the VAE's own code (VaeStream.res) on the CPU */
+function vaeBlock(p: BlockParams, C: number, CO: number): Float32Array {
+  const vae = new OneBlock(dev, buildWanVaeKernels({ channels: [...new Set([C, CO])] }), p, C);
+  const stream = new BlockStream(vae);
+  const out = stream.run(Tensor.from(dev, f32, p.x.shape, Float32Array.from(p.x.data)), C, CO).toF32();
+  stream.dispose();
+  vae.dispose();
+  return out;
+}
+
 describe('the Wan VAE causal residual block as a layer', () => {
   it('agrees with the VAE implementation (models/vae/common.ts) on the CPU and with float64', () => {
-    const C = 8;
-    const [T, H, W] = [3, 4, 5];
-    const p: BlockParams = {
-      x: tensor([T, H, W, C]),
-      g1: tensor([C], 1),
-      w1: tensor([C, C, 3, 3, 3], 0.2, true),
-      b1: tensor([C], 0.1),
-      g2: tensor([C], 1),
-      w2: tensor([C, C, 3, 3, 3], 0.2, true),
-      b2: tensor([C], 0.1),
-    };
-    const vae = new OneBlock(dev, buildWanVaeKernels({ channels: [C] }), p, C);
-    const stream = new BlockStream(vae);
-    const x = Tensor.from(dev, f32, [T, H, W, C], Float32Array.from(p.x.data));
-    const vaeOut = stream.run(x, C).toF32();
-    stream.dispose();
-    vae.dispose();
+    const p = blockParams(8, 8, 3, 4, 5);
     const graph = g.get('resBlock')!;
     const ins = layerInputs(p);
     const plan = planLayer(graph);
@@ -333,34 +341,16 @@ describe('the Wan VAE causal residual block as a layer', () => {
       'resBlock_f0: 10 ops (mul, reduce, div, add, rsqrt, sigmoid, cast); conv %20 3x3x3 stride 1x1x1 8->8 + resBlock_f1: 11 ops (add, mul, reduce, div, rsqrt, sigmoid, cast); conv %35 3x3x3 stride 1x1x1 8->8 + resBlock_f2: 2 ops (add)',
     ]);
     const got = runPlan(graph, ins)[0]!.toF32();
-    close(got, vaeOut, 1e-5);
+    close(got, vaeBlock(p, 8, 8), 1e-5);
     close(got, runGraph(graph, ins, { exact: true })[0]!.data, 2e-2);
   });
 
   it('with a 1x1x1 shortcut (8 -> 12 channels): two convolutions into one residual add', () => {
-    const [C, CO] = [8, 12];
-    const [T, H, W] = [2, 3, 5];
-    const p: BlockParams = {
-      x: tensor([T, H, W, C]),
-      g1: tensor([C], 1),
-      w1: tensor([CO, C, 3, 3, 3], 0.2, true),
-      b1: tensor([CO], 0.1),
-      g2: tensor([CO], 1),
-      w2: tensor([CO, CO, 3, 3, 3], 0.2, true),
-      b2: tensor([CO], 0.1),
-      ws: tensor([CO, C, 1, 1, 1], 0.3, true),
-      bs: tensor([CO], 0.1),
-    };
-    const vae = new OneBlock(dev, buildWanVaeKernels({ channels: [C, CO] }), p, C);
-    const stream = new BlockStream(vae);
-    const x = Tensor.from(dev, f32, [T, H, W, C], Float32Array.from(p.x.data));
-    const vaeOut = stream.run(x, C, CO).toF32();
-    stream.dispose();
-    vae.dispose();
+    const p = blockParams(8, 12, 2, 3, 5);
     const graph = g.get('resShort')!;
     const ins = layerInputs(p);
     const got = runPlan(graph, ins)[0]!.toF32();
-    close(got, vaeOut, 1e-5);
+    close(got, vaeBlock(p, 8, 12), 1e-5);
     close(got, runGraph(graph, ins)[0]!.data, 1e-5);
   });
 });
