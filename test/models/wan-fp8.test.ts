@@ -118,6 +118,20 @@ describe('FP8 plans of the DiT', () => {
     }
   });
 
+  it('a bf16 block is 12 launches: its three layer plans + self- and cross-attention', () => {
+    const steps = (n: string) => b16.plans[n]!.steps.map((s) => s.kind);
+    // modulated LN; the q/k/v GEMM; norms + RoPE + v in one kernel
+    expect(steps('selfAttnQkv')).toEqual(['kernel', 'gemm', 'kernel']);
+    // o-projection; residual + LayerNorm; cross q GEMM with bias + RMSNorm (row-sum epilogue)
+    expect(steps('selfAttnOutCrossQ')).toEqual(['matmul', 'kernel', 'gemm']);
+    // o-projection; residual + modulated LN; fc1 + GELU; fc2 + gated residual
+    expect(steps('crossOutFfn')).toEqual(['matmul', 'kernel', 'gemm', 'gemm']);
+    const cq = b16.plans.selfAttnOutCrossQ!.steps[2]!;
+    expect(cq.kind === 'gemm' && cq.candidates.every((c) => !!c.spec.epilogue.custom?.rowSum)).toBe(true);
+    const layers = ['selfAttnQkv', 'selfAttnOutCrossQ', 'crossOutFfn'];
+    expect(layers.reduce((n, l) => n + steps(l).length, 2 /* the two attention launches */)).toBe(12);
+  });
+
   it('the blocks run e4m3 GEMMs; activations are quantised in the kernels that produce them', () => {
     expect(b8.precision).toBe('fp8');
     for (const [name, p] of Object.entries(b8.plans)) {
