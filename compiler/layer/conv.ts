@@ -8,7 +8,9 @@
 // convolution runs as GEMMs over that buffer's rows, its output lives on the padded grid, and
 // convCrop takes the valid (strided) pixels out of it. The GEMMs are the sm_90a implicit-GEMM
 // convolution template where it is built (stride 1 in the buffer, Cin a multiple of 64) and per-tap
-// shifted GEMMs (cuBLASLt on CUDA, a loop on the CPU) elsewhere.
+// shifted GEMMs (cuBLASLt on CUDA, a loop on the CPU) elsewhere. Fusion replaces both copies: the
+// element-wise group that produces x can write it into the padded buffer (the step's prologue), and
+// the group that consumes the output can read it off the grid (its epilogue), as the VAE's kernels do.
 import { join } from 'node:path';
 import { convPitch, convTile, type KernelArtifact } from '../../dsl/artifact.js';
 import type { PlanStep } from '../../dsl/plan.js';
@@ -59,7 +61,8 @@ export function convType(x: TType, w: TType, geom: ConvGeometry, op = 'conv3d'):
   if (geom.kernel.join() !== k.join()) return `internal: ${op} kernel ${geom.kernel.join('x')} is not w's`;
   const shape: Dim[] = [];
   for (let i = 0; i < 3; i++) {
-    if (!(geom.stride[i]! >= 1) || geom.pad[i]!.some((p) => !(p >= 0) || !Number.isInteger(p)))
+    const bad = (v: number, min: number) => !(v >= min) || !Number.isInteger(v);
+    if (bad(geom.stride[i]!, 1) || geom.pad[i]!.some((p) => bad(p, 0)))
       return `${op}: strides must be >= 1 and paddings >= 0 (integers), got stride [${geom.stride.join(', ')}] and padding [${geom.pad.map((p) => p.join('+')).join(', ')}]`;
     const o = outDim(x.shape[i]!, k[i]!, geom.stride[i]!, geom.pad[i]!, `${'THW'[i]} of x ${fmtShape(x.shape)}`);
     if (o instanceof Error) return `${op} with w ${fmtShape(ws)}: ${o.message}`;
