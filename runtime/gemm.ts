@@ -266,8 +266,7 @@ function epilogueValues(
 
 /**
  * The launch grid: one CTA per output tile, or for the persistent schedules (`persistent`, ping-pong,
- * cooperative)
- * one CTA per SM, at most one per tile, each looping over tiles blockIdx.x + i * gridDim.x; the
+ * cooperative) one CTA per SM, at most one per tile, each looping over tiles blockIdx.x + i * gridDim.x; the
  * 2-CTA-cluster ping-pong takes pairs of N-adjacent tiles, so an even count, one pair per cluster.
  */
 export function gemmGrid(art: GemmArtifact, M: number, N: number, sms: number): [number, number, number] {
