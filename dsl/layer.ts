@@ -128,9 +128,17 @@ export function matmul(_a: number, _b: number): number {
 
 /**
  * softmax(q k^T * scale) v per head: q [Lq, H, D], k and v [Lk, H, D] -> [Lq, H, D]. `scale`
- * defaults to 1/sqrt(D).
+ * defaults to 1/sqrt(D). Over a KV cache, q are the last Lq of the Lk positions; the options mask it:
+ * `blockTokens` (chunk-wise causal: a query sees the keys up to the end of its block), `window`
+ * (only the last `window` keys before that end) and `sink` (the first `sink` keys stay visible), each
+ * a number or a dim name, e.g. `attention(q, k, v, { blockTokens: 'T', window: 'W', sink: 'T' })`.
  */
-export function attention(_q: number, _k: number, _v: number, _scale?: number): number {
+export function attention(
+  _q: number,
+  _k: number,
+  _v: number,
+  _scaleOrOptions?: number | { scale?: number; blockTokens?: Dim; window?: Dim; sink?: Dim },
+): number {
   return dslOnly('attention');
 }
 

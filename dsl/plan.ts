@@ -68,6 +68,12 @@ export type PlanStep =
       heads: PlanDim[];
       headDim: number;
       scale: number;
+      /**
+       * Masks over a KV cache (q are the last lq of the lk positions; runtime/attention.ts
+       * AttentionMask): chunk-causal blocks, a local window, sink tokens. A masked step has no DSL
+       * fallback kernel: the CPU runs the templates' JS twin.
+       */
+      mask?: { blockTokens?: PlanDim[]; windowTokens?: PlanDim[]; sinkTokens?: PlanDim[] };
       fallback: PlanStep[];
       label: string;
     }

@@ -11,7 +11,7 @@ import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
 import { CudaDevice, type CudaGraph } from './cuda.js';
 import type { Device } from './device.js';
-import { runAttention } from './attention.js';
+import { attentionFor, runAttention } from './attention.js';
 import { gemmCandidatesFor, runGemm, tuneGemm, type GemmOperands } from './gemm.js';
 import { runConvPlanStep } from './conv.js';
 import { launch } from './kernels.js';
@@ -77,6 +77,10 @@ export class PlanRunner {
           `${this.plan.name}: a captured plan reads its inputs in place; input ${i} (${t.toString()}) is not contiguous`,
         );
     }
+    if (this.plan.steps.some((s) => s.kind === 'conv'))
+      throw new SfcError(
+        `${this.plan.name}: plans with convolutions make their padded buffers per run and cannot be captured yet`,
+      );
     const b = this.bind(given, into);
     b.allocateAll();
     b.exec();
@@ -183,16 +187,34 @@ export class PlanRunner {
       } else if (s.kind === 'conv') {
         runConvPlanStep(s, tensorOf, size);
       } else if (s.kind === 'attention') {
-        const art = s.candidates[0];
-        if (device instanceof CudaDevice && art && art.arch === device.arch) {
+        // the sm_90a template on Hopper, the mma.sync one on sm_80 / sm_89; a masked step on the
+        // CPU: the templates' JS twin (runAttention on a CpuDevice)
+        const art =
+          device instanceof CudaDevice ? attentionFor(device.arch, s.candidates) : s.mask ? s.candidates[0] : undefined;
+        if (s.mask && !art)
+          throw new SfcError(`${p.name}: masked attention needs a flash-attention template for ${device.name}`);
+        if (art) {
           const [Lq, Lk, H] = [size(s.lq), size(s.lk), size(s.heads)];
           const as4 = (t: Tensor, L: number) => t.reshape([1, L, H, s.headDim]);
+          const m = s.mask;
+          const dimOf = (d: PlanDim[] | undefined) => (d ? size(d) : 0);
           runAttention(art, {
             q: as4(tensorOf(s.q), Lq),
             k: as4(tensorOf(s.k), Lk),
             v: as4(tensorOf(s.v), Lk),
             o: as4(tensorOf(s.out), Lq),
             scale: s.scale,
+            // over a KV cache: the queries are the last Lq of the Lk positions
+            ...(m
+              ? {
+                  mask: {
+                    qOffset: Lk - Lq,
+                    blockTokens: dimOf(m.blockTokens),
+                    windowTokens: dimOf(m.windowTokens),
+                    sinkTokens: dimOf(m.sinkTokens),
+                  },
+                }
+              : {}),
           });
         } else for (const f of s.fallback) exec(f);
       } else if (device instanceof CudaDevice && gemmCandidatesFor(device.arch, s.candidates).length > 0) {

@@ -11,7 +11,16 @@ import { binaryOps, constValue, type DslProgram, type KernelSourceRef } from '..
 import { isFloat, type BinaryOp, type ElemType, type Span, type UnaryOp } from '../ir.js';
 import { binaryRules } from '../ops.js';
 import { convType, type ConvGeometry, type Triple } from './conv.js';
-import { fmtShape, fmtTType, type Dim, type GNode, type GraphOp, type LayerGraph, type TType } from './graph.js';
+import {
+  fmtShape,
+  fmtTType,
+  type AttentionMaskDims,
+  type Dim,
+  type GNode,
+  type GraphOp,
+  type LayerGraph,
+  type TType,
+} from './graph.js';
 
 class ShapeRuleError extends Error {}
 
@@ -154,7 +163,7 @@ export class GraphBuilder {
     return this.make(op as GraphOp, { dtype: type.dtype, shape: [...type.shape] }, inputs, span);
   }
 
-  attention(q: GNode, k: GNode, v: GNode, scale: number | undefined, span: Span): GNode {
+  attention(q: GNode, k: GNode, v: GNode, scale: number | undefined, span: Span, mask?: AttentionMaskDims): GNode {
     const [qs, ks, vs] = [q.type.shape, k.type.shape, v.type.shape];
     if (qs.length !== 3 || ks.length !== 3 || vs.length !== 3) {
       throw new ShapeRuleError(
@@ -173,7 +182,12 @@ export class GraphBuilder {
       );
     }
     const s = scale ?? 1 / Math.sqrt(qs[2]);
-    return this.make({ op: 'attention', scale: s }, { dtype: 'bf16', shape: [...qs] }, [q, k, v], span);
+    return this.make(
+      { op: 'attention', scale: s, ...(mask && Object.keys(mask).length ? { mask } : {}) },
+      { dtype: 'bf16', shape: [...qs] },
+      [q, k, v],
+      span,
+    );
   }
 
   /** x [T, H, W, Cin] * w [Cout, kt, ky, kx, Cin] (bf16) -> f32 [T', H', W', Cout]; see compiler/layer/conv.ts */
@@ -209,7 +223,9 @@ export class GraphBuilder {
     const d = x.type.shape[a]!;
     if (typeof d !== 'number') throw new ShapeRuleError(`slice: axis ${axis} of ${fmtTType(x.type)} is not static`);
     if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > d || start >= end) {
-      throw new ShapeRuleError(`slice: [${start}, ${end}) is not a non-empty range inside axis ${axis} of ${fmtTType(x.type)}`);
+      throw new ShapeRuleError(
+        `slice: [${start}, ${end}) is not a non-empty range inside axis ${axis} of ${fmtTType(x.type)}`,
+      );
     }
     const shape = x.type.shape.map((s, i) => (i === a ? end - start : s));
     return this.make({ op: 'slice', axis: a, start }, { dtype: x.type.dtype, shape }, [x], span);
@@ -529,16 +545,12 @@ class LayerLowering {
         const tb = b.op === 'permute' && b.perm.length === 2 && b.perm[0] === 1;
         return t(g.matmul(x(), tb ? b.inputs[0]! : b, tb, span));
       }
-      case 'attention':
-        return t(
-          g.attention(
-            x(),
-            this.tensor(a[1]!),
-            this.tensor(a[2]!),
-            a[3] ? this.constArg(a[3], call, 'scale') : undefined,
-            span,
-          ),
-        );
+      case 'attention': {
+        // attention(q, k, v, scale?) or attention(q, k, v, { scale?, blockTokens?, window?, sink? })
+        const o = a[3] && ts.isObjectLiteralExpression(a[3]) ? this.attentionOptions(a[3]) : undefined;
+        const scale = o ? o.scale : a[3] ? this.constArg(a[3], call, 'scale') : undefined;
+        return t(g.attention(x(), this.tensor(a[1]!), this.tensor(a[2]!), scale, span, o?.mask));
+      }
       case 'conv3d':
       case 'conv2d':
         return t(this.conv(name, call, span));
@@ -635,6 +647,30 @@ class LayerLowering {
           prop.name,
           `'${key}' is not a ${dims === 3 ? 'conv3d' : 'conv2d'} option (${dims === 3 ? 'stride, padding, causal' : 'stride, padding'})`,
         );
+    }
+    return r;
+  }
+
+  /** `{ scale?, blockTokens?, window?, sink? }` of attention: numbers, or dim names ('T') for the masks */
+  private attentionOptions(e: ts.ObjectLiteralExpression): { scale?: number; mask: AttentionMaskDims } {
+    const r: { scale?: number; mask: AttentionMaskDims } = { mask: {} };
+    const keys: Record<string, keyof AttentionMaskDims> = {
+      blockTokens: 'blockTokens',
+      window: 'windowTokens',
+      sink: 'sinkTokens',
+    };
+    for (const prop of e.properties) {
+      if (!ts.isPropertyAssignment(prop) || !ts.isIdentifier(prop.name))
+        throw dslError(prop, 'write attention options as `name: value`');
+      const key = prop.name.text;
+      const v = prop.initializer;
+      if (key === 'scale') r.scale = constValue(this.p, v);
+      else if (keys[key]) {
+        const d: Dim = ts.isStringLiteral(v) ? v.text : constValue(this.p, v);
+        if (typeof d === 'number' && (!Number.isInteger(d) || d < 0))
+          throw dslError(v, `${key} is a whole number of tokens or a dim name, got ${d}`);
+        r.mask[keys[key]] = d;
+      } else throw dslError(prop.name, `'${key}' is not an attention option (scale, blockTokens, window, sink)`);
     }
     return r;
   }

@@ -6,6 +6,13 @@ import type { BinaryOp, ElemType, Span, UnaryOp } from '../ir.js';
 
 export type Dim = number | string;
 
+/** The attention op's masks, each a static size or a dim bound at run time. */
+export interface AttentionMaskDims {
+  blockTokens?: Dim;
+  windowTokens?: Dim;
+  sinkTokens?: Dim;
+}
+
 export interface TType {
   dtype: ElemType;
   shape: Dim[];
@@ -22,7 +29,16 @@ export type GraphOp =
   | { op: 'swapPairs' }
   | { op: 'reduce'; fn: 'sum' | 'max'; axis: number; keepdim: boolean }
   | { op: 'matmul'; transB: boolean }
-  | { op: 'attention'; scale: number }
+  | {
+      op: 'attention';
+      scale: number;
+      /**
+       * Masks over a KV cache (q are the last Lq of the Lk keys' positions): chunk-causal blocks of
+       * blockTokens, a local window of windowTokens back from the end of the query's block, and
+       * sinkTokens at the start that stay visible (runtime/attention.ts AttentionMask).
+       */
+      mask?: AttentionMaskDims;
+    }
   | {
       /** x [T, H, W, Cin] * w [Cout, kt, ky, kx, Cin] -> f32 [T', H', W', Cout] (compiler/layer/conv.ts) */
       op: 'conv';
@@ -77,7 +93,13 @@ function describe(n: GNode): string {
     case 'matmul':
       return `matmul${n.transB ? '.t' : ''} ${a}`;
     case 'attention':
-      return `attention ${a} scale=${n.scale}`;
+      return `attention ${a} scale=${n.scale}${
+        n.mask
+          ? ` ${Object.entries(n.mask)
+              .map(([k, v]) => `${k}=${String(v)}`)
+              .join(' ')}`
+          : ''
+      }`;
     case 'conv':
       return `conv ${a} k=${n.kernel.join('x')} stride=${n.stride.join('x')} pad=${n.pad.map((p) => p.join(':')).join(',')}`;
     case 'permute':

@@ -155,18 +155,30 @@ export function runGraph(g: LayerGraph, inputs: readonly HostTensor[], opts: { e
         const [q, k, v] = [arg(0), arg(1), arg(2)];
         const [Lq, H, D] = q.shape as [number, number, number];
         const Lk = k.shape[0]!;
+        // masks over a KV cache: query i sits at position Lk - Lq + i
+        const m = n.mask ?? {};
+        const dim = (d: Dim | undefined) => (d === undefined ? 0 : typeof d === 'number' ? d : dims.get(d)!);
+        const [bt, win, sink] = [dim(m.blockTokens), dim(m.windowTokens), dim(m.sinkTokens)];
         for (let i = 0; i < Lq; i++)
           for (let h = 0; h < H; h++) {
+            const p = Lk - Lq + i;
+            const hi = bt > 0 ? Math.min(Lk, (Math.floor(p / bt) + 1) * bt) : Lk;
+            const lo = win > 0 ? Math.max(0, hi - win) : 0;
             const s = new Float64Array(Lk);
             let mx = -Infinity;
             for (let j = 0; j < Lk; j++) {
+              if (j >= hi || (j < lo && j >= sink)) {
+                s[j] = -Infinity;
+                continue;
+              }
               let dot = 0;
               for (let d = 0; d < D; d++) dot += q.data[(i * H + h) * D + d]! * k.data[(j * H + h) * D + d]!;
               s[j] = dot * n.scale;
               mx = Math.max(mx, s[j]!);
             }
             let z = 0;
-            for (let j = 0; j < Lk; j++) z += s[j] = Math.exp(s[j]! - mx);
+            for (let j = 0; j < Lk; j++) z += s[j] = mx === -Infinity ? 0 : Math.exp(s[j]! - mx);
+            z = z || 1; // no visible key: a zero row, as the kernels give
             for (let d = 0; d < D; d++) {
               let acc = 0;
               for (let j = 0; j < Lk; j++) acc += s[j]! * v.data[(j * H + h) * D + d]!;

@@ -132,6 +132,9 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
       };
       // the flash-attention templates (sm_90a; mma.sync for sm_80 / sm_89) where built for this head dim and dtype
       const dt = q.type.dtype;
+      const mask = n.op === 'attention' ? n.mask : undefined;
+      if (mask && !((D === 64 || D === 128) && (dt === 'bf16' || dt === 'f16')))
+        throw new Error(`masked attention runs on the flash-attention templates: head dim 64 or 128, bf16 or f16`);
       if ((D === 64 || D === 128) && (dt === 'bf16' || dt === 'f16')) {
         steps.push({
           kind: 'attention',
@@ -150,8 +153,14 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
           heads: [H],
           headDim: D,
           scale: n.op === 'attention' ? n.scale : 1,
-          fallback: [kernelStep],
-          label: `attention %${n.id}`,
+          // masks: the templates' (and on the CPU their JS twin's); the DSL kernel computes none
+          ...(mask
+            ? {
+                mask: Object.fromEntries(Object.entries(mask).map(([key, d]) => [key, [d]])),
+              }
+            : {}),
+          fallback: mask ? [] : [kernelStep],
+          label: `attention %${n.id}${mask ? ' (masked)' : ''}`,
         });
       } else steps.push(kernelStep);
       continue;

@@ -11,7 +11,7 @@ import { virtualDir } from './dsl.js';
 
 const header = `import {
   layer, layerNorm, rmsNorm, softmax, silu, geluTanh, linear, matmul, sum, mean, max, cast, reshape, permute, slice,
-  transpose, unsqueeze, exp, rsqrt, where, rope, type Tensor, type bf16, type f32,
+  transpose, unsqueeze, exp, rsqrt, where, rope, attention, type Tensor, type bf16, type f32,
 } from '../../../dsl/layer.js';
 `;
 
@@ -295,6 +295,11 @@ describe('layer diagnostics', () => {
       'slice of a symbolic dim',
       "export const a = layer((x: Tensor<f32, ['L', 8]>) => slice(x, 0, 0, 2));",
       'bad-layer.ts:5:54: slice: axis 0 of f32[L, 8] is not static',
+    ],
+    [
+      'attention option',
+      "export const a = layer((q: Tensor<bf16, ['L', 2, 64]>) => attention(q, q, q, { causal: true }));",
+      "bad-layer.ts:5:80: TypeScript: Object literal may only specify known properties, and 'causal' does not exist in type '{ scale?: number | undefined; blockTokens?: Dim | undefined; window?: Dim | undefined; sink?: Dim | undefined; }'.",
     ],
     [
       'untyped parameter',

@@ -86,6 +86,10 @@ export const qkvRope = layer(
 export const normedQ = layer((x: Tensor<bf16, ['L', 256]>, w: Tensor<bf16, [1536, 256]>, b: Tensor<bf16, [1536]>, n: Tensor<bf16, [1536]>) =>
   rmsNorm(linear(x, w, b), n, 1e-6));
 
+/** a chunk's queries over a KV cache: chunk-causal blocks of L tokens, a window of 8 keys, 3 sink keys */
+export const cachedAttn = layer((q: Tensor<bf16, ['L', 2, 64]>, k: Tensor<bf16, ['S', 2, 64]>, v: Tensor<bf16, ['S', 2, 64]>) =>
+  attention(q, k, v, { blockTokens: 'L', window: 8, sink: 3 }));
+
 /** a slice of an input, scaled */
 export const middle = layer((x: Tensor<f32, ['L', 8]>) => slice(x, 1, 2, 5) * 2);
 
@@ -148,6 +152,25 @@ describe('layer plans on the CPU', () => {
     expect(() => runner.capture(strided)).toThrow(/not contiguous/);
   });
 
+  it('masked attention over a cache: the interpreter sees what the mask rules say', () => {
+    // one head, D = 1 would be degenerate for the layer's types; check the visibility through values:
+    // v = one-hot of the key index, so each output row is the attention distribution over the keys
+    const g = graphs.get('cachedAttn')!;
+    const [L, S] = [5, 17];
+    const q = { shape: [L, 2, 64], data: new Float64Array(L * 128) };
+    const k = { shape: [S, 2, 64], data: new Float64Array(S * 128) };
+    const v = { shape: [S, 2, 64], data: new Float64Array(S * 128) };
+    for (let j = 0; j < S; j++) v.data[j * 128 + j] = 1; // head 0, column j
+    const [o] = runGraph(g, [q, k, v], { exact: true });
+    for (let i = 0; i < L; i++) {
+      const p = S - L + i;
+      const hi = Math.min(S, (Math.floor(p / L) + 1) * L);
+      const seen = [...Array(S).keys()].filter((j) => o!.data[i * 128 + j]! > 0);
+      const want = [...Array(S).keys()].filter((j) => j < hi && (j >= hi - 8 || j < 3));
+      expect(seen, `query ${i}`).toEqual(want);
+    }
+  });
+
   it('slice takes a column range (the interpreter against a direct computation)', () => {
     const g = graphs.get('middle')!;
     const x = Float64Array.from({ length: 24 }, (_, i) => i - 7.5);
@@ -165,6 +188,7 @@ describe('layer plans on the CPU', () => {
     ['qkvRope', { F: 2, T: 5 }, 1e-2],
     ['middle', { L: 3 }, 1e-6],
     ['normedQ', { L: 5 }, 1e-2],
+    ['cachedAttn', { L: 5, S: 17 }, 1e-2],
     ['attn128', { L: 9, S: 13 }, 1e-2],
   ] as const)('%s: fused plan agrees with unfused execution', (name, dims, tol) => {
     const g = graphs.get(name)!;
@@ -209,6 +233,13 @@ describe('layer plans on the CPU', () => {
     expect(count('qkvRope')).toEqual({ kernels: 2, matmuls: 0, gemms: 1, attention: 0 });
     expect(count('middle')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
     expect(count('normedQ')).toEqual({ kernels: 0, matmuls: 0, gemms: 1, attention: 0 });
+    // masks: the template step (its JS twin on the CPU), no DSL-kernel fallback
+    expect(count('cachedAttn')).toEqual({ kernels: 0, matmuls: 0, gemms: 0, attention: 1 });
+    const masked = planLayer(graphs.get('cachedAttn')!).steps[0]!;
+    expect(masked.kind === 'attention' && [masked.mask, masked.fallback]).toEqual([
+      { blockTokens: ['L'], windowTokens: [8], sinkTokens: [3] },
+      [],
+    ]);
     const step = planLayer(graphs.get('attn128')!).steps[0]!;
     expect(step.kind === 'attention' && step.candidates[0]!.name).toBe('sfc_attn_fwd_sm90_bf16_d128_bc128_s3');
   });

@@ -6,6 +6,7 @@ import { bf16, f32 } from '../../dsl/dtypes.js';
 import { programFromText } from '../../compiler/frontend.js';
 import { lowerLayer } from '../../compiler/layer/frontend.js';
 import { planLayer } from '../../compiler/layer/plan.js';
+import type { LaunchPlan, PlanStep } from '../../dsl/plan.js';
 import { CpuDevice } from '../../runtime/cpu.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
 import { PlanRunner } from '../../runtime/plan.js';
@@ -102,7 +103,7 @@ describe.skipIf(!!noGpuReason)('layer plans on the GPU', () => {
     const step = plan.steps[0]!;
     for (const art of step.kind === 'gemm' ? step.candidates : []) {
       // each cluster width on its own, output poisoned first
-      const one = { ...plan, steps: [{ ...step, candidates: [art] }] };
+      const one: LaunchPlan = { ...plan, steps: [{ ...step, candidates: [art] } as PlanStep] };
       const outT = Tensor.empty(dev, bf16, [L, 1536]);
       dev.fill(outT.storage, outT.byteOffset, outT.nbytes, 0xff);
       const [got] = new PlanRunner(one).run(
