@@ -177,6 +177,10 @@ export function conv2d(
 export function reshape(_x: number, _shape: readonly Dim[]): number {
   return dslOnly('reshape');
 }
+/** the tensors joined along `axis` (static sizes there), e.g. concat([a, b], -1) */
+export function concat(_xs: readonly number[], _axis: number): number {
+  return dslOnly('concat');
+}
 /** x[..., start:end, ...] along `axis` (static bounds), e.g. q, k and v out of one fused Linear */
 export function slice(_x: number, _axis: number, _start: number, _end: number): number {
   return dslOnly('slice');

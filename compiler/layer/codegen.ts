@@ -157,6 +157,32 @@ export function groupKernel(
   };
 
   for (const n of grp.nodes) {
+    if (n.op === 'concat') {
+      // column c of the row comes from the input whose range holds it (masked loads, then a select)
+      let v: Value | undefined;
+      let start = 0;
+      const parts = n.inputs.map((x) => {
+        const p = ptrIndex.get(x.id);
+        if (p === undefined) throw new Error(`internal: an input of concat %${n.id} is not in memory`);
+        const w = Number(x.type.shape[x.type.shape.length - 1]);
+        const part = { x, p, start, end: start + w };
+        start += w;
+        return part;
+      });
+      for (const { x, p, start: s0, end } of parts.reverse()) {
+        const inRange = b.binary(
+          'and',
+          b.binary('ge', cols, i32(s0), span),
+          b.binary('lt', cols, i32(end), span),
+          span,
+        );
+        const off = add(rowOffset(x.type.shape), b.binary('sub', cols, i32(s0), span));
+        const loaded = b.load(p, x.type.dtype, off, inRange, b.constant(0, x.type.dtype, span, true), span);
+        v = v ? b.where(inRange, loaded, v, span) : loaded;
+      }
+      vals.set(n.id, v!);
+      continue;
+    }
     if (n.op === 'slice') {
       // columns [start, start + N) of each row of the input, read from memory
       const x = n.inputs[0]!;

@@ -59,7 +59,7 @@ export function epilogueObstacle(mm: GNode, grp: FusionGroup, usedOutside: boole
     if (n.op === 'reduce' && !rowReduction(mm, grp))
       return 'a reduction other than one sum over the whole row in clusters of at most 8 tiles';
     if (n.op === 'swapPairs') return 'swapPairs reads a neighbouring column';
-    if (n.op === 'slice') return 'a slice reads other columns';
+    if (n.op === 'slice' || n.op === 'concat') return `a ${n.op} reads other columns`;
     // the epilogue indexes by (row, col) of the matmul: a reshape of its row into several dims may
     // only be the group's last step
     if (

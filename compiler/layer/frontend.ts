@@ -215,6 +215,29 @@ export class GraphBuilder {
     return this.make({ op: 'reshape' }, { dtype: x.type.dtype, shape }, [x], span);
   }
 
+  /** xs joined along `axis` (static sizes there; every other dim equal) */
+  concat(xs: GNode[], axis: number, span: Span): GNode {
+    if (xs.length < 1) throw new ShapeRuleError('concat needs at least one tensor');
+    const r = xs[0]!.type.shape.length;
+    const a = axis < 0 ? axis + r : axis;
+    if (a < 0 || a >= r) throw new ShapeRuleError(`concat: axis ${axis} out of range for ${fmtTType(xs[0]!.type)}`);
+    let total = 0;
+    for (const x of xs) {
+      const s = x.type.shape;
+      if (s.length !== r || s.some((d, i) => i !== a && d !== xs[0]!.type.shape[i]))
+        throw new ShapeRuleError(
+          `concat: ${fmtTType(x.type)} does not match ${fmtTType(xs[0]!.type)} outside axis ${axis}`,
+        );
+      if (x.type.dtype !== xs[0]!.type.dtype)
+        throw new ShapeRuleError(`concat: dtypes differ (${xs[0]!.type.dtype} and ${x.type.dtype}); cast first`);
+      const d = s[a]!;
+      if (typeof d !== 'number') throw new ShapeRuleError(`concat: axis ${axis} of ${fmtTType(x.type)} is not static`);
+      total += d;
+    }
+    const shape = xs[0]!.type.shape.map((d, i) => (i === a ? total : d));
+    return this.make({ op: 'concat', axis: a }, { dtype: xs[0]!.type.dtype, shape }, xs, span);
+  }
+
   /** x[..., start:end, ...] along `axis` (static bounds, a static dim) */
   slice(x: GNode, axis: number, start: number, end: number, span: Span): GNode {
     const r = x.type.shape.length;
@@ -558,6 +581,18 @@ class LayerLowering {
         return t(g.reshape(x(), this.dimsArg(a[1], call), span));
       case 'permute':
         return t(g.permute(x(), this.dimsArg(a[1], call).map(Number), span));
+      case 'concat': {
+        const list = a[0];
+        if (!list || !ts.isArrayLiteralExpression(list))
+          throw dslError(list ?? call, 'concat takes an array of tensors: concat([a, b], -1)');
+        return t(
+          g.concat(
+            list.elements.map((e) => this.tensor(e)),
+            this.constArg(a[1], call, 'axis'),
+            span,
+          ),
+        );
+      }
       case 'slice':
         return t(
           g.slice(

@@ -34,7 +34,9 @@ export type PlanNode =
   | { kind: 'view'; node: GNode };
 
 const isLastAxisReduce = (n: GNode) => n.op === 'reduce' && n.axis === n.inputs[0]!.type.shape.length - 1;
-const isLastAxisSlice = (n: GNode) => n.op === 'slice' && n.axis === n.type.shape.length - 1;
+const isLastAxisSlice = (n: GNode) => (n.op === 'slice' || n.op === 'concat') && n.axis === n.type.shape.length - 1;
+/** slices and concats read their inputs from memory (column ranges) */
+const readsMemory = (n: GNode) => n.op === 'slice' || n.op === 'concat';
 
 /** Dims of `s` broadcast into `rows` (trailing alignment); undefined when they do not fit. */
 function fitsRows(s: readonly Dim[], rows: readonly Dim[]): boolean {
@@ -117,14 +119,15 @@ export function fuse(g: LayerGraph): PlanNode[] {
     }
     if (!(isElementwise(n) || isLastAxisReduce(n) || isLastAxisSlice(n) || n.op === 'reshape')) {
       throw new Error(
-        `${n.op}${n.op === 'reduce' || n.op === 'slice' ? ` over axis ${n.axis}` : ''} cannot be planned yet (supported: element-wise ops, last-axis reductions and slices, matmul, reshape)`,
+        `${n.op}${n.op === 'reduce' || n.op === 'slice' || n.op === 'concat' ? ` over axis ${n.axis}` : ''} cannot be planned yet (supported: element-wise ops, last-axis reductions, slices and concats, matmul, reshape)`,
       );
     }
     const space = rowSpace(n);
     // try to join the groups of this node's producers (all of them, or a new group); a slice reads
     // its input from memory, so it starts a group of its own
-    const producerGroups =
-      n.op === 'slice' ? [] : [...new Set(n.inputs.map((i) => groupOf.get(i.id)).filter((x): x is FusionGroup => !!x))];
+    const producerGroups = readsMemory(n)
+      ? []
+      : [...new Set(n.inputs.map((i) => groupOf.get(i.id)).filter((x): x is FusionGroup => !!x))];
     let target: FusionGroup | undefined;
     if (space && producerGroups.length) {
       const cols = producerGroups[0]!.cols;
@@ -247,7 +250,7 @@ function mergeSiblings(order: PlanNode[], groupOf: Map<number, FusionGroup>): vo
       // a slice loads its input from memory: not from a value the merged kernel computes
       const ready = b.group.nodes.every((n) =>
         n.inputs.every(
-          (x) => inside.has(x.id) || position(x) < i || (groupOf.get(x.id) === a.group && n.op !== 'slice'),
+          (x) => inside.has(x.id) || position(x) < i || (groupOf.get(x.id) === a.group && !readsMemory(n)),
         ),
       );
       if (!ready) continue;

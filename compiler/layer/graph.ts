@@ -49,6 +49,7 @@ export type GraphOp =
     }
   | { op: 'reshape' }
   | { op: 'slice'; axis: number; start: number }
+  | { op: 'concat'; axis: number }
   | { op: 'permute'; perm: number[] };
 
 export type GNode = GraphOp & {
@@ -104,6 +105,8 @@ function describe(n: GNode): string {
       return `conv ${a} k=${n.kernel.join('x')} stride=${n.stride.join('x')} pad=${n.pad.map((p) => p.join(':')).join(',')}`;
     case 'permute':
       return `permute ${a} [${n.perm.join(', ')}]`;
+    case 'concat':
+      return `concat ${a} axis=${n.axis}`;
     case 'slice':
       return `slice ${a} axis=${n.axis} [${n.start}, ${n.start + Number(n.type.shape[n.axis])})`;
     default:

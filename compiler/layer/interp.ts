@@ -227,6 +227,19 @@ export function runGraph(g: LayerGraph, inputs: readonly HostTensor[], opts: { e
       case 'reshape':
         out.set(arg(0).data);
         break;
+      case 'concat': {
+        const inner = numel(shape.slice(n.axis + 1));
+        const outer = size / (shape[n.axis]! * inner);
+        let at = 0;
+        for (let k = 0; k < n.inputs.length; k++) {
+          const x = arg(k);
+          const len = x.shape[n.axis]! * inner;
+          for (let o = 0; o < outer; o++)
+            for (let j = 0; j < len; j++) out[o * shape[n.axis]! * inner + at + j] = x.data[o * len + j]!;
+          at += len;
+        }
+        break;
+      }
       case 'slice': {
         const x = arg(0);
         const inner = numel(x.shape.slice(n.axis + 1));

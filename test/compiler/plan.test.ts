@@ -18,7 +18,7 @@ import { mulberry32 } from '../helpers.js';
 import { virtualDir } from './dsl.js';
 
 const src = `import {
-  layer, layerNorm, rmsNorm, softmax, geluTanh, linear, reshape, slice, attention, rope, bf16, type Tensor, type f32,
+  layer, layerNorm, rmsNorm, softmax, geluTanh, linear, reshape, slice, concat, attention, rope, bf16, type Tensor, type f32,
 } from '../../../dsl/layer.js';
 
 /** Wan's FFN half-block on the float32 residual stream: modulated LN, Linear-GELU-Linear, gated residual */
@@ -89,6 +89,10 @@ export const normedQ = layer((x: Tensor<bf16, ['L', 256]>, w: Tensor<bf16, [1536
 /** a chunk's queries over a KV cache: chunk-causal blocks of L tokens, a window of 8 keys, 3 sink keys */
 export const cachedAttn = layer((q: Tensor<bf16, ['L', 2, 64]>, k: Tensor<bf16, ['S', 2, 64]>, v: Tensor<bf16, ['S', 2, 64]>) =>
   attention(q, k, v, { blockTokens: 'L', window: 8, sink: 3 }));
+
+/** two inputs side by side, normalised over the joined row */
+export const joined = layer((a: Tensor<f32, ['L', 24]>, b: Tensor<f32, ['L', 40]>, w: Tensor<f32, [64]>) =>
+  rmsNorm(concat([a, b], -1), w, 1e-6) * 2);
 
 /** a slice of an input, scaled */
 export const middle = layer((x: Tensor<f32, ['L', 8]>) => slice(x, 1, 2, 5) * 2);
@@ -171,6 +175,29 @@ describe('layer plans on the CPU', () => {
     }
   });
 
+  it('concat joins along an axis (the interpreter against a direct computation)', () => {
+    const g = graphs.get('joined')!;
+    const a = Float64Array.from({ length: 2 * 24 }, (_, i) => i + 1);
+    const b = Float64Array.from({ length: 2 * 40 }, (_, i) => -(i + 1));
+    const w = new Float64Array(64).fill(1);
+    const [y] = runGraph(
+      g,
+      [
+        { shape: [2, 24], data: a },
+        { shape: [2, 40], data: b },
+        { shape: [64], data: w },
+      ],
+      {
+        exact: true,
+      },
+    );
+    for (let r = 0; r < 2; r++) {
+      const row = [...a.slice(r * 24, r * 24 + 24), ...b.slice(r * 40, r * 40 + 40)];
+      const rms = Math.sqrt(row.reduce((s, x) => s + x * x, 0) / 64 + 1e-6);
+      row.forEach((x, c) => expect(y!.data[r * 64 + c]).toBeCloseTo((2 * x) / rms, 6));
+    }
+  });
+
   it('slice takes a column range (the interpreter against a direct computation)', () => {
     const g = graphs.get('middle')!;
     const x = Float64Array.from({ length: 24 }, (_, i) => i - 7.5);
@@ -189,6 +216,7 @@ describe('layer plans on the CPU', () => {
     ['middle', { L: 3 }, 1e-6],
     ['normedQ', { L: 5 }, 1e-2],
     ['cachedAttn', { L: 5, S: 17 }, 1e-2],
+    ['joined', { L: 7 }, 1e-5],
     ['attn128', { L: 9, S: 13 }, 1e-2],
   ] as const)('%s: fused plan agrees with unfused execution', (name, dims, tol) => {
     const g = graphs.get(name)!;
@@ -232,6 +260,7 @@ describe('layer plans on the CPU', () => {
     // LayerNorm; the q/k/v GEMM (bias in its epilogue); both norms, both rotations and v's copy in one
     expect(count('qkvRope')).toEqual({ kernels: 2, matmuls: 0, gemms: 1, attention: 0 });
     expect(count('middle')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
+    expect(count('joined')).toEqual({ kernels: 1, matmuls: 0, gemms: 0, attention: 0 });
     expect(count('normedQ')).toEqual({ kernels: 0, matmuls: 0, gemms: 1, attention: 0 });
     // masks: the template step (its JS twin on the CPU), no DSL-kernel fallback
     expect(count('cachedAttn')).toEqual({ kernels: 0, matmuls: 0, gemms: 0, attention: 1 });
@@ -307,6 +336,25 @@ describe('layer plans on the CPU', () => {
       expect(countSm90Opcodes(r.cubin, art.entry).HGMMA).toBeGreaterThan(0);
     }
   }, 120_000);
+
+  it('the new fused kernels (norm + RoPE + slices, concat) compile for sm_80, sm_89 and sm_90a without spills', async () => {
+    if (!findNvcc()) return;
+    const kernels = ['qkvRope', 'joined'].flatMap((n) =>
+      planLayer(graphs.get(n)!).steps.flatMap((s) => (s.kind === 'kernel' ? [s.artifact] : [])),
+    );
+    expect(kernels.length).toBe(3);
+    const jobs = kernels.flatMap((k) =>
+      k.cuda.flatMap((v) =>
+        (['sm_80', 'sm_89', 'sm_90a'] as const).map((arch) =>
+          compileCudaAsync({ source: v.source, arch, name: `${v.entry}-${arch}.cu` }).then((r) => ({ v, arch, r })),
+        ),
+      ),
+    );
+    for (const { v, arch, r } of await Promise.all(jobs)) {
+      const rep = r.reports.find((x) => x.name === v.entry) ?? r.reports[0]!;
+      expect(rep.spillStoreBytes + rep.spillLoadBytes, `${v.entry} ${arch}`).toBe(0);
+    }
+  }, 180_000);
 
   it('checks its inputs', () => {
     const g = graphs.get('qk')!;
