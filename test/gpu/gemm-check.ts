@@ -2,7 +2,7 @@
 // float64 reference of the epilogue chain, per-output tolerances, one random case run against it, and
 // cuBLASLt on the same operands.
 import type { GemmEpilogue, GemmInput, GemmOutput } from '../../dsl/artifact.js';
-import { dtypeOf, f32 } from '../../dsl/dtypes.js';
+import { dtypeOf, f32, type DType } from '../../dsl/dtypes.js';
 import type { GemmArtifact } from '../../dsl/artifact.js';
 import { CudaDataType } from '../../runtime/native/api.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
@@ -154,4 +154,23 @@ export function cublasGemm(dev: CudaDevice, a: Tensor, b: Tensor, d: Tensor, uni
     aScale: unitScale ? ptr(unitScale) : 0,
     bScale: unitScale ? ptr(unitScale) : 0,
   });
+}
+
+/** Random operands of an M x N x K GEMM: A [M, K] ~ N(0, 1), B [N, K] ~ N(0, 1 / K) (outputs ~ N(0, 1)). */
+export function gemmOperands(
+  dev: CudaDevice,
+  dt: DType,
+  M: number,
+  N: number,
+  K: number,
+  seed: number,
+): { a: Tensor; b: Tensor } {
+  const a = Tensor.from(dev, dt, [M, K], randn(M * K, seed));
+  const b = Tensor.from(
+    dev,
+    dt,
+    [N, K],
+    randn(N * K, seed + 1).map((v) => v / Math.sqrt(K)),
+  );
+  return { a, b };
 }

@@ -3,22 +3,14 @@
 // sizes (tails in M, N and K), every epilogue and a generated one, outputs poisoned with NaN first,
 // against the float64 reference; then the model's GEMM shapes timed against cuBLASLt (informative:
 // Ampere / Ada code on a Hopper), written to $SFC_BENCH_OUT/kernels-gemm-mma-<device>.json.
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
 import { gemmMma, gemmMmaCandidates, mmaStages, type MmaArch } from '../../compiler/templates/gemm-mma.js';
-import { programFromText } from '../../compiler/frontend.js';
-import { lowerLayer } from '../../compiler/layer/frontend.js';
-import { planLayer } from '../../compiler/layer/plan.js';
-import { CpuDevice } from '../../runtime/cpu.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
-import { PlanRunner } from '../../runtime/plan.js';
-import { virtualDir } from '../compiler/dsl.js';
-import { mulberry32 } from '../helpers.js';
 import { runGemm, tuneGemm, gemmCandidatesFor } from '../../runtime/gemm.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { noGpuReason, openDevice, randn, relErr, reportResult } from './gpu.js';
-import { cublasGemm, runCase, tolerance, type Case } from './gemm-check.js';
+import { cublasGemm, gemmOperands, runCase, tolerance, type Case } from './gemm-check.js';
 
 let dev: CudaDevice;
 beforeAll(() => {
@@ -159,53 +151,6 @@ describe.skipIf(!!noGpuReason)('GEMM template (mma.sync, sm_80 / sm_89) on the G
     for (const t of [a, b, t0, c]) t.dispose();
   });
 
-  it('runs the fused GEMMs of a layer plan (generated epilogues) on the sm_80 candidates, agreeing with the CPU plan', () => {
-    // the Wan FFN half-block: GEMM + bias + GELU, then GEMM + bias, times the per-frame gate, plus x
-    const src = `import { cast, layer, layerNorm, geluTanh, linear, bf16, type Tensor, type f32 } from '../../../dsl/layer.js';
-export const ffnBlock = layer(
-  (x: Tensor<f32, ['F', 'T', 1536]>, shift: Tensor<f32, ['F', 1, 1536]>, scale: Tensor<f32, ['F', 1, 1536]>,
-   gate: Tensor<f32, ['F', 1, 1536]>, w1: Tensor<bf16, [8960, 1536]>, b1: Tensor<bf16, [8960]>,
-   w2: Tensor<bf16, [1536, 8960]>, b2: Tensor<bf16, [1536]>) => {
-    const h = cast(layerNorm(x, 1e-6) * (1 + scale) + shift, bf16);
-    return x + linear(geluTanh(linear(h, w1, b1)), w2, b2) * gate;
-  });
-`;
-    const path = join(virtualDir, 'gpu-gemm-mma.ts');
-    const p = programFromText(path, src);
-    const g = lowerLayer(
-      p,
-      p.layers(path).find((r) => r.name === 'ffnBlock')!,
-    );
-    const plan = planLayer(g);
-    // only the sm_80 instantiations: the runner takes them on this newer GPU (as PTX)
-    const mmaPlan = {
-      ...plan,
-      steps: plan.steps.map((st) =>
-        st.kind === 'gemm' ? { ...st, candidates: st.candidates.filter((c) => c.arch === 'sm_80') } : st,
-      ),
-    };
-    const gemms = mmaPlan.steps.filter((st) => st.kind === 'gemm');
-    expect(gemms.length).toBe(2);
-    for (const st of gemms) expect(st.kind === 'gemm' && st.candidates.length).toBe(3);
-    const cpu = new CpuDevice();
-    const rand = mulberry32(3);
-    const [F, T] = [2, 117];
-    const ins = g.inputs.map((inp) => {
-      const shape = inp.type.shape.map((d) => (d === 'F' ? F : d === 'T' ? T : (d as number)));
-      const n = shape.reduce((a, b) => a * b, 1);
-      const scaleBy = inp.op === 'input' && inp.name.startsWith('w') ? 0.03 : 1;
-      return Tensor.from(
-        cpu,
-        inp.type.dtype === 'bf16' ? bf16 : f32,
-        shape,
-        Array.from({ length: n }, () => (rand() * 2 - 1) * scaleBy),
-      );
-    });
-    const [want] = new PlanRunner(plan).run(ins);
-    const [got] = new PlanRunner(mmaPlan).run(ins.map((t) => t.to(dev)));
-    expect(relErr(got!.toF32(), want!.toF32())).toBeLessThan(1e-2);
-  });
-
   it('the plan runner takes the candidates of the device, else the newest older architecture', () => {
     const cands = [...gemmMmaCandidates({ input: 'bf16', output: 'bf16' })];
     expect(gemmCandidatesFor('sm_80', cands).every((c) => c.arch === 'sm_80')).toBe(true);
@@ -227,13 +172,7 @@ export const ffnBlock = layer(
     for (const input of ['bf16', 'e4m3'] as const)
       for (const [N, K] of shapes) {
         const dt = input === 'bf16' ? bf16 : e4m3;
-        const a = Tensor.from(dev, dt, [M, K], randn(M * K, 21));
-        const b = Tensor.from(
-          dev,
-          dt,
-          [N, K],
-          randn(N * K, 22).map((v) => v / Math.sqrt(K)),
-        );
+        const { a, b } = gemmOperands(dev, dt, M, N, K, 21);
         const theirs = Tensor.empty(dev, bf16, [M, N]);
         const ours = Tensor.empty(dev, bf16, [M, N]);
         const scale = input === 'e4m3' ? one : undefined;

@@ -5,14 +5,13 @@
 // the cooperative consumers hand ring slots to the copying warps.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GemmEpilogue, GemmInput, GemmOutput } from '../../dsl/artifact.js';
-import { bf16, dtypeOf, e4m3, f16, f32 } from '../../dsl/dtypes.js';
+import { bf16, e4m3, f16, f32 } from '../../dsl/dtypes.js';
 import { gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
-import { CudaDataType } from '../../runtime/native/api.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
-import { runGemm, tuneGemm, type GemmOperands } from '../../runtime/gemm.js';
+import { runGemm, tuneGemm } from '../../runtime/gemm.js';
 import { Tensor } from '../../runtime/tensor.js';
-import { noGpuReason, openDevice, randn, relErr } from './gpu.js';
-import { reference, runCase, sampleRows, tolerance, type Case } from './gemm-check.js';
+import { noGpuReason, openDevice, relErr } from './gpu.js';
+import { cublasGemm, gemmOperands, runCase, sampleRows, tolerance, type Case } from './gemm-check.js';
 
 // One device for the whole file: the native layer remembers each kernel's parameter size by its
 // CUfunction handle, and a second context reuses the handles of a disposed one.
@@ -56,76 +55,18 @@ describe.skipIf(!!noGpuReason)('GEMM template (sm_90a) on the GPU', () => {
     const label = `${c.input} -> ${c.output}, bn ${c.bn}, ${c.M}x${c.N}x${c.K}, epilogue ${JSON.stringify(c.e)}`;
     it(label, () => {
       const art = gemmSm90({ input: c.input, output: c.output, bn: c.bn, stages: maxStages(c.bn), epilogue: c.e });
-      const inT = dtypeOf(c.input)!;
-      const seed = c.M * 7 + c.N;
-      const a = Tensor.from(dev, inT, [c.M, c.K], randn(c.M * c.K, seed));
-      const b = Tensor.from(
-        dev,
-        inT,
-        [c.N, c.K],
-        randn(c.N * c.K, seed + 1).map((v) => v / Math.sqrt(c.K)),
-      );
-      const out = Tensor.empty(dev, dtypeOf(c.output)!, [c.M, c.N]);
-      dev.fill(out.storage, 0, out.nbytes, 0xff); // NaN in every float format
-      const x: Parameters<typeof reference>[6] = {};
-      const op: GemmOperands = { a, b, c: out };
-      if (c.e.alpha) op.alpha = x.alpha = 0.75;
-      if (c.e.outScale) op.outScale = x.outScale = 4;
-      if (c.e.rowScale) {
-        op.rowScale = Tensor.from(
-          dev,
-          f32,
-          [c.M],
-          randn(c.M, seed + 2).map((v) => 1 + 0.2 * v),
-        );
-        x.rowScale = op.rowScale.toArray() as Float32Array;
-      }
-      if (c.e.colScale) {
-        op.colScale = Tensor.from(
-          dev,
-          f32,
-          [c.N],
-          randn(c.N, seed + 3).map((v) => 1 + 0.2 * v),
-        );
-        x.colScale = op.colScale.toArray() as Float32Array;
-      }
-      if (c.e.bias) {
-        op.bias = Tensor.from(dev, dtypeOf(c.e.bias)!, [c.N], randn(c.N, seed + 4));
-        x.bias = op.bias.toArray() as Float32Array;
-      }
-      const res = c.e.gatedResidual?.residual ?? c.e.residual;
-      if (res) {
-        op.residual = Tensor.from(dev, dtypeOf(res)!, [c.M, c.N], randn(c.M * c.N, seed + 5));
-        x.residual = op.residual.toArray() as Float32Array;
-      }
-      if (c.e.gatedResidual) {
-        op.gateRows = x.gateRows = 100;
-        const rows = Math.ceil(c.M / 100);
-        op.gate = Tensor.from(dev, f32, [rows, c.N], randn(rows * c.N, seed + 6));
-        x.gate = op.gate.toArray() as Float32Array;
-      }
-      runGemm(art, op);
-      const got = out.toArray() as Float32Array;
-      const want = reference(c.e, a.toArray() as Float32Array, b.toArray() as Float32Array, c.M, c.N, c.K, x);
-      expect(got.every(Number.isFinite), 'every output written, none NaN').toBe(true);
-      const err = relErr(got, want);
+      const { err, written } = runCase(dev, art, c);
+      expect(written, 'every output written, none NaN').toBe(true);
       // FP8 wgmma adds products in a narrower accumulator than f32 (about 2e-4 relative at K = 512 on
       // the H100/H200), so f32 outputs of FP8 inputs get a looser bound
       const tol = c.input === 'e4m3' && c.output === 'f32' ? 1e-3 : tolerance[c.output];
       expect(err, label).toBeLessThan(tol);
-      for (const t of [a, b, out, op.rowScale, op.colScale, op.bias, op.residual, op.gate]) t?.dispose();
     });
   }
 
   it('matches cuBLASLt at the model shape (4680 x 1536 x 1536, bf16) and the tuner picks a tile', () => {
     const [M, N, K] = [4680, 1536, 1536];
-    const a = Tensor.from(dev, bf16, [M, K], randn(M * K, 11));
-    const b = Tensor.from(
-      dev,
-      bf16,
-      [N, K],
-      randn(N * K, 12).map((v) => v / Math.sqrt(K)),
-    );
+    const { a, b } = gemmOperands(dev, bf16, M, N, K, 11);
     const ours = Tensor.empty(dev, bf16, [M, N]);
     const theirs = Tensor.empty(dev, bf16, [M, N]);
     dev.fill(ours.storage, 0, ours.nbytes, 0xff);
@@ -136,30 +77,7 @@ describe.skipIf(!!noGpuReason)('GEMM template (sm_90a) on the GPU', () => {
     expect(Object.keys(tuned.timings)).toHaveLength(3);
     dev.fill(ours.storage, 0, ours.nbytes, 0xff);
     runGemm(tuned.chosen, { a, b, c: ours });
-    const ptr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
-    dev.gemm({
-      m: M,
-      n: N,
-      k: K,
-      a: ptr(a),
-      b: ptr(b),
-      c: ptr(theirs),
-      d: ptr(theirs),
-      typeA: CudaDataType.bf16,
-      typeB: CudaDataType.bf16,
-      typeC: CudaDataType.bf16,
-      typeD: CudaDataType.bf16,
-      lda: K,
-      ldb: K,
-      ldc: N,
-      ldd: N,
-      transA: false,
-      transB: true,
-      alpha: 1,
-      beta: 0,
-      aScale: 0,
-      bScale: 0,
-    });
+    cublasGemm(dev, a, b, theirs);
     const got = ours.toArray() as Float32Array;
     expect(got.every(Number.isFinite)).toBe(true);
     expect(relErr(got, theirs.toArray() as Float32Array)).toBeLessThan(5e-3);
@@ -329,39 +247,10 @@ describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a)
         it(`${schedule} matches cuBLASLt at the model shape 4680 x ${N} x ${K}, ${input}, its tile widths`, () => {
           const M = 4680;
           const dt = input === 'bf16' ? bf16 : e4m3;
-          const a = Tensor.from(dev, dt, [M, K], randn(M * K, 21));
-          const b = Tensor.from(
-            dev,
-            dt,
-            [N, K],
-            randn(N * K, 22).map((v) => v / Math.sqrt(K)),
-          );
+          const { a, b } = gemmOperands(dev, dt, M, N, K, 21);
           const theirs = Tensor.empty(dev, bf16, [M, N]);
           const one = Tensor.from(dev, f32, [4], [1, 1, 1, 1]);
-          const ptr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
-          dev.gemm({
-            m: M,
-            n: N,
-            k: K,
-            a: ptr(a),
-            b: ptr(b),
-            c: ptr(theirs),
-            d: ptr(theirs),
-            typeA: CudaDataType[input],
-            typeB: CudaDataType[input],
-            typeC: CudaDataType.bf16,
-            typeD: CudaDataType.bf16,
-            lda: K,
-            ldb: K,
-            ldc: N,
-            ldd: N,
-            transA: false,
-            transB: true,
-            alpha: 1,
-            beta: 0,
-            aScale: input === 'e4m3' ? ptr(one) : 0,
-            bScale: input === 'e4m3' ? ptr(one) : 0,
-          });
+          cublasGemm(dev, a, b, theirs, input === 'e4m3' ? one : undefined);
           const want = theirs.toArray() as Float32Array;
           for (const bn of schedule === 'cooperative' ? [224, 256] : [128, 160]) {
             const art = gemmSm90({

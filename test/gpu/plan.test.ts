@@ -49,7 +49,7 @@ describe.skipIf(!!noGpuReason)('layer plans on the GPU', () => {
   });
   afterAll(() => dev?.dispose());
 
-  it('the Wan FFN half-block at full width agrees with the CPU plan', () => {
+  it('the Wan FFN half-block at full width agrees with the CPU plan (also on the sm_80 mma.sync GEMMs)', () => {
     const path = join(virtualDir, 'gpu-plans.ts');
     const p = programFromText(path, src);
     const g = lowerLayer(
@@ -74,6 +74,16 @@ describe.skipIf(!!noGpuReason)('layer plans on the GPU', () => {
     const [want] = new PlanRunner(plan).run(ins);
     const [got] = new PlanRunner(plan).run(ins.map((t) => t.to(dev)));
     expect(relErr(got!.toF32(), want!.toF32())).toBeLessThan(1e-2);
+    // the same plan on its sm_80 mma.sync GEMMs only (generated epilogues; PTX on a newer GPU)
+    const mma: LaunchPlan = {
+      ...plan,
+      steps: plan.steps.map((s) =>
+        s.kind === 'gemm' ? { ...s, candidates: s.candidates.filter((c) => c.arch === 'sm_80') } : s,
+      ),
+    };
+    expect(mma.steps.filter((s) => s.kind === 'gemm' && s.candidates.length === 3)).toHaveLength(2);
+    const [gotMma] = new PlanRunner(mma).run(ins.map((t) => t.to(dev)));
+    expect(relErr(gotMma!.toF32(), want!.toF32())).toBeLessThan(1e-2);
   });
 
   it('Linear + RMSNorm as one GEMM (row-sum epilogue, clusters of 6 or 8 CTAs per row) agrees with the CPU plan', () => {
