@@ -4,7 +4,6 @@
 // than SMs, so that every CTA loops, both ping-pong consumers hand the tensor cores back and forth and
 // the cooperative consumers hand ring slots to the copying warps.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GemmEpilogue, GemmInput, GemmOutput } from '../../dsl/artifact.js';
 import { bf16, e4m3, f16, f32 } from '../../dsl/dtypes.js';
 import { gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
@@ -22,15 +21,7 @@ beforeAll(() => {
 afterAll(() => dev?.dispose());
 
 describe.skipIf(!!noGpuReason)('GEMM template (sm_90a) on the GPU', () => {
-  const cases: {
-    input: GemmInput;
-    output: GemmOutput;
-    bn: number;
-    M: number;
-    N: number;
-    K: number;
-    e: GemmEpilogue;
-  }[] = [
+  const cases: Case[] = [
     { input: 'bf16', output: 'bf16', bn: 256, M: 300, N: 264, K: 200, e: {} },
     { input: 'bf16', output: 'f32', bn: 128, M: 129, N: 136, K: 1032, e: { bias: 'bf16', activation: 'gelu_tanh' } },
     { input: 'f16', output: 'f16', bn: 64, M: 77, N: 198, K: 64, e: { bias: 'f32', activation: 'silu' } },
