@@ -14,6 +14,9 @@ import {
 } from '../../compiler/templates/gemm-mma.js';
 import { compileCudaAsync, findNvcc } from '../../compiler/nvcc.js';
 import { countOpcodes, SM80_OPCODES } from '../../compiler/sass.js';
+import { archRunsOn } from '../../runtime/cuda.js';
+import { gemmCandidatesFor } from '../../runtime/gemm.js';
+import { gemmSm90 } from '../../compiler/templates/gemm.js';
 
 const nvcc = findNvcc();
 
@@ -127,6 +130,24 @@ describe('GEMM template (mma.sync, sm_80 / sm_89)', () => {
       'sm_89',
       'sm_89',
     ]);
+  });
+
+  it('runs on its own architecture, else (as PTX) on a newer one; plans take the closest candidates', () => {
+    expect(archRunsOn('sm_80', 'sm_80')).toBe(true);
+    expect(archRunsOn('sm_80', 'sm_90a')).toBe(true);
+    expect(archRunsOn('sm_89', 'sm_86')).toBe(false);
+    expect(archRunsOn('sm_90a', 'sm_100')).toBe(false); // arch-specific code runs on its own GPU only
+    const cands = [
+      gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 4 }),
+      ...gemmMmaCandidates({ input: 'bf16', output: 'bf16' }),
+    ];
+    const archs = (dev: string) => [...new Set(gemmCandidatesFor(dev, cands).map((c) => c.arch))];
+    expect(archs('sm_90a')).toEqual(['sm_90a']);
+    expect(archs('sm_89')).toEqual(['sm_89']);
+    expect(archs('sm_80')).toEqual(['sm_80']);
+    expect(archs('sm_86')).toEqual(['sm_80']);
+    expect(archs('sm_120')).toEqual(['sm_89']);
+    expect(archs('sm_75')).toEqual([]);
   });
 
   it('rejects specs it cannot instantiate', () => {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
 import { gemmMma, gemmMmaCandidates, mmaStages, type MmaArch } from '../../compiler/templates/gemm-mma.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
-import { runGemm, tuneGemm, gemmCandidatesFor } from '../../runtime/gemm.js';
+import { runGemm, tuneGemm } from '../../runtime/gemm.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { noGpuReason, openDevice, randn, relErr, reportResult } from './gpu.js';
 import { cublasGemm, gemmOperands, runCase, tolerance, type Case } from './gemm-check.js';
@@ -149,14 +149,6 @@ describe.skipIf(!!noGpuReason)('GEMM template (mma.sync, sm_80 / sm_89) on the G
       }
     expect(relErr(c.toArray() as Float32Array, want)).toBeLessThan(1e-5);
     for (const t of [a, b, t0, c]) t.dispose();
-  });
-
-  it('the plan runner takes the candidates of the device, else the newest older architecture', () => {
-    const cands = [...gemmMmaCandidates({ input: 'bf16', output: 'bf16' })];
-    expect(gemmCandidatesFor('sm_80', cands).every((c) => c.arch === 'sm_80')).toBe(true);
-    expect(gemmCandidatesFor('sm_86', cands).every((c) => c.arch === 'sm_80')).toBe(true);
-    expect(gemmCandidatesFor('sm_90a', cands).every((c) => c.arch === 'sm_89')).toBe(true);
-    expect(gemmCandidatesFor('sm_75', cands)).toEqual([]);
   });
 
   it('times the model shapes against cuBLASLt (bf16 and FP8)', () => {
