@@ -8,8 +8,9 @@ import { CpuDevice } from '../../runtime/cpu.js';
 import { cases as baseCases, library, relErr } from './library.js';
 import { wanCases } from './library-wan.js';
 import { taehvCases } from './library-taehv.js';
+import { convCases } from './library-conv.js';
 
-const cases = [...baseCases, ...wanCases, ...taehvCases];
+const cases = [...baseCases, ...wanCases, ...taehvCases, ...convCases];
 
 describe('kernel library on the CPU (JS backend) vs float64', () => {
   const dev = new CpuDevice();
