@@ -27,6 +27,7 @@
 // kernels that write Q, K and this V from bf16 (attentionQuantizeSource).
 import { attentionFp8KeySlot, type AttentionArtifact, type AttentionSpec } from '../../dsl/artifact.js';
 import { CUDA_PRELUDE } from '../cuda-prelude.js';
+import { attentionMaskStruct } from './attention-common.js';
 import { SM90_MN_MAJOR_DESC, SM90_PINGPONG, SM90_PRELUDE, wgmmaCall, wgmmaCallRegA } from './sm90.js';
 
 export type { AttentionArtifact, AttentionSpec } from '../../dsl/artifact.js';
@@ -295,31 +296,7 @@ __device__ __forceinline__ float sfc_exp2_poly(float x) {
 __device__ __forceinline__ sfc_u32 sfc_pack4(float a, float b, float c, float d) {
   return (sfc_u32)sfc_to_e4m3x2(a, b) | ((sfc_u32)sfc_to_e4m3x2(c, d) << 16);
 }
-struct SfcMask {
-  int Lq, Lkv, blockTokens, qOffset, windowTokens, sinkTokens;
-  // end of the keys query q may see
-  __device__ __forceinline__ int hi(int q) const {
-    if (blockTokens <= 0) return Lkv;
-    const int h = ((qOffset + q) / blockTokens + 1) * blockTokens;
-    return h < Lkv ? h : Lkv;
-  }
-  __device__ __forceinline__ int lo(int q) const {
-    if (windowTokens <= 0) return 0;
-    const int l = hi(q) - windowTokens;
-    return l > 0 ? l : 0;
-  }
-  __device__ __forceinline__ bool visible(int q, int k) const {
-    return k < hi(q) && (k >= lo(q) || k < sinkTokens);
-  }
-  // KV tiles of a query tile [q0, q0 + ${BM}): [0, sinkEnd) then [from, to)
-  __device__ __forceinline__ void tiles(int q0, int& sinkEnd, int& from, int& to) const {
-    const int qLast = (q0 + ${BM - 1} < Lq ? q0 + ${BM - 1} : Lq - 1);
-    to = (hi(qLast) + ${BC - 1}) / ${BC};
-    from = windowTokens > 0 ? lo(q0) / ${BC} : 0;
-    sinkEnd = windowTokens > 0 ? (sinkTokens + ${BC - 1}) / ${BC} : 0;
-    if (sinkEnd > from) sinkEnd = from;
-  }
-};
+${attentionMaskStruct(BM, BC)}
 
 extern "C" __global__ void __launch_bounds__(${THREADS}, 1)
 ${entry}(const __grid_constant__ SfcTensorMap tmQ, const __grid_constant__ SfcTensorMap tmK,

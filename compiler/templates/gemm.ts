@@ -548,20 +548,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
         for (int h = 0; h < 2; ++h) {
           const int row = tm0 + c * 64 + r0 + 8 * h;
           if (row >= M) continue;
-          float v[2];
-          v[0] = sfc_epilogue(acc[4 * j + 2 * h], row, col${extra.map((p) => `, ${p.name}`).join('')});
-          const long long off = (long long)row * ldc + col;
-          if (col + 1 < N) {
-            v[1] = sfc_epilogue(acc[4 * j + 2 * h + 1], row, col + 1${extra.map((p) => `, ${p.name}`).join('')});
-            if (pairs) {
-              ${storePair(output)}
-            } else {
-              ${storeScalarAt(output, 0)}
-              ${storeScalarAt(output, 1)}
-            }
-          } else {
-            ${storeScalarAt(output, 0)}
-          }
+          ${epiloguePairStore(output, 'acc[4 * j + 2 * h]', 'acc[4 * j + 2 * h + 1]', extra.map((p) => `, ${p.name}`).join(''))}
         }
       }
     }
@@ -768,20 +755,7 @@ ${
           for (int jn = 0; jn < ${bn / 8}; ++jn) {
             const int col = tn0 + 8 * jn + c0;
             if (col >= N) continue;
-            float v[2];
-            v[0] = sfc_epilogue(acc[f][4 * jn + 2 * h], row, col${args});
-            const long long off = (long long)row * ldc + col;
-            if (col + 1 < N) {
-              v[1] = sfc_epilogue(acc[f][4 * jn + 2 * h + 1], row, col + 1${args});
-              if (pairs) {
-                ${storePair(output)}
-              } else {
-                ${storeScalarAt(output, 0)}
-                ${storeScalarAt(output, 1)}
-              }
-            } else {
-              ${storeScalarAt(output, 0)}
-            }
+            ${epiloguePairStore(output, 'acc[f][4 * jn + 2 * h]', 'acc[f][4 * jn + 2 * h + 1]', args)}
           }
         }
       }

@@ -3,23 +3,12 @@
 // direct float64 index arithmetic (library compiled with the kernels' default C = CP = 64).
 import { bf16, f32 } from '../../dsl/dtypes.js';
 import { launch } from '../../runtime/kernels.js';
-import { Tensor } from '../../runtime/tensor.js';
-import { library, poisoned, rng, type Case, type Output } from './library.js';
+import { library, poisoned, randTensor, type Case, type Output } from './library.js';
 
 const C = 64;
 const k = (name: string) => library().get(name)!;
 
-function rand(dev: Parameters<Case['run']>[0], dtype: typeof f32 | typeof bf16, shape: number[], seed: number) {
-  const r = rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const t = Tensor.from(
-    dev,
-    dtype,
-    shape,
-    Array.from({ length: n }, () => r.normal()),
-  );
-  return [t, Float64Array.from(t.toF32())] as const;
-}
+const rand = randTensor;
 
 export const convCases: Case[] = [
   {

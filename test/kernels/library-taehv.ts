@@ -13,7 +13,7 @@ import { DslProgram } from '../../compiler/frontend.js';
 import type { Device } from '../../runtime/device.js';
 import { launch, type KernelArg } from '../../runtime/kernels.js';
 import { Tensor } from '../../runtime/tensor.js';
-import { kernelDir, library, poisoned, rng, type Case, type Output } from './library.js';
+import { kernelDir, library, poisoned, randTensor, rng, type Case, type Output } from './library.js';
 
 /** the default specialisation's channels (C = CP = 64) and latent channels (Z = 16 of CP = 64) */
 const C = 64;
@@ -23,17 +23,7 @@ const PIX = 32;
 /** the padded variant's channels: C = 40 in buffers of CP = 64 */
 const CS = 40;
 
-function rand(dev: Device, dtype: typeof f32, shape: number[], seed: number, scale = 1): [Tensor, Float64Array] {
-  const r = rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const t = Tensor.from(
-    dev,
-    dtype,
-    shape,
-    Array.from({ length: n }, () => r.normal() * scale),
-  );
-  return [t, Float64Array.from(t.toF32())];
-}
+const rand = randTensor;
 
 const k = (name: string) => library().get(name)!;
 

@@ -4,30 +4,13 @@
 import { bf16, f32, u8 } from '../../dsl/dtypes.js';
 import { randn as philoxRandn } from '../../dsl/random.js';
 import { pixelOf } from '../../media/frames.js';
-import type { Device } from '../../runtime/device.js';
 import { launch } from '../../runtime/kernels.js';
 import { Tensor } from '../../runtime/tensor.js';
-import { library, poisoned, rng, type Case, type Output } from './library.js';
+import { library, poisoned, randTensor, type Case, type Output } from './library.js';
 
 const C = 96;
 
-function rand(
-  dev: Device,
-  dtype: typeof f32 | typeof bf16,
-  shape: number[],
-  seed: number,
-  scale = 1,
-): [Tensor, Float64Array] {
-  const r = rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const t = Tensor.from(
-    dev,
-    dtype,
-    shape,
-    Array.from({ length: n }, () => r.normal() * scale),
-  );
-  return [t, Float64Array.from(t.toF32())];
-}
+const rand = randTensor;
 
 const k = (name: string) => library().get(name)!;
 const silu = (v: number) => v / (1 + Math.exp(-v));

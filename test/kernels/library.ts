@@ -55,6 +55,18 @@ function inputs(dev: Device, dtype: DType, shape: number[], gen: () => number): 
   return [t, Float64Array.from(t.toF32())]; // reference sees the rounded inputs
 }
 
+/** a tensor of normal samples (times `scale`) and the values the reference sees (rounded to dtype) */
+export function randTensor(
+  dev: Device,
+  dtype: DType,
+  shape: number[],
+  seed: number,
+  scale = 1,
+): [Tensor, Float64Array] {
+  const r = rng(seed);
+  return inputs(dev, dtype, shape, () => r.normal() * scale);
+}
+
 /** an output tensor filled with NaN, so unwritten elements fail the check */
 export function poisoned(dev: Device, dtype: DType, shape: number[]): Tensor {
   const t = Tensor.empty(dev, dtype, shape);
