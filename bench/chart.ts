@@ -24,8 +24,22 @@ export function barChartSvg(c: Chart): string {
   const left = 60;
   const top = 48;
   const plotH = 260;
-  const width = left + c.groups.length * groupW + 20;
-  const height = top + plotH + 70;
+  // wide enough for the bars, and for the title (14 px bold, ~7.8 px per character)
+  const width = Math.max(left + c.groups.length * groupW + 20, left + Math.ceil(c.title.length * 7.8) + 10, 360);
+  // legend entries (swatch + name, ~6.2 px per character at 11 px) wrap into rows within the width
+  const legend: { x: number; row: number; s: ChartSeries }[] = [];
+  let lx = left;
+  let row = 0;
+  for (const s of c.series) {
+    const w = 16 + Math.ceil(s.name.length * 6.2) + 18;
+    if (lx > left && lx + w > width - 10) {
+      lx = left;
+      row++;
+    }
+    legend.push({ x: lx, row, s });
+    lx += w;
+  }
+  const height = top + plotH + 54 + 18 * (row + 1);
   const max = Math.max(...c.series.flatMap((s) => s.values.filter(Number.isFinite)), 1);
   const step = 10 ** Math.floor(Math.log10(max));
   const ceil = Math.ceil(max / step) * step;
@@ -60,11 +74,11 @@ export function barChartSvg(c: Chart): string {
       `<text x="${x0 + (c.series.length * barW) / 2}" y="${top + plotH + 16}" text-anchor="middle">${esc(g)}</text>`,
     );
   });
-  c.series.forEach((s, si) => {
-    const x = left + si * 150;
-    out.push(`<rect x="${x}" y="${height - 26}" width="12" height="12" fill="${s.color}"/>`);
-    out.push(`<text x="${x + 16}" y="${height - 16}">${esc(s.name)}</text>`);
-  });
+  for (const { x, row: r, s } of legend) {
+    const ly = top + plotH + 36 + 18 * r;
+    out.push(`<rect x="${x}" y="${ly}" width="12" height="12" fill="${s.color}"/>`);
+    out.push(`<text x="${x + 16}" y="${ly + 10}">${esc(s.name)}</text>`);
+  }
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }

@@ -21,4 +21,34 @@ describe('bar chart SVG', () => {
     // the axis runs to a round maximum: 1000 for a largest value of 1000
     expect(svg).toMatch(/>1000<\/text>/);
   });
+
+  it('wraps a long legend into rows inside the chart', () => {
+    const names = [
+      'sfc FP8 (lazyRescale + rowSumMma)',
+      'sfc bf16',
+      'PyTorch SDPA bf16 (default)',
+      'SDPA cuDNN',
+      'SDPA flash',
+    ];
+    const svg = barChartSvg({
+      title: 'attention',
+      unit: 'TFLOP/s',
+      groups: ['4680', '18720', '32760'],
+      series: names.map((name, i) => ({ name, color: `#${i}${i}${i}`, values: [1, 2, 3] })),
+    });
+    const width = Number(/<svg[^>]* width="(\d+)"/.exec(svg)![1]);
+    const height = Number(/<svg[^>]* height="(\d+)"/.exec(svg)![1]);
+    for (const name of names) {
+      const m = new RegExp(
+        `<text x="(\\d+(?:\\.\\d+)?)" y="(\\d+(?:\\.\\d+)?)">${name.replace(/[()+]/g, '\\$&')}</text>`,
+      ).exec(svg);
+      expect(m, name).not.toBeNull();
+      const [x, y] = [Number(m![1]), Number(m![2])];
+      expect(x + name.length * 6.2, name).toBeLessThanOrEqual(width);
+      expect(y, name).toBeLessThanOrEqual(height);
+    }
+    expect(width).toBeGreaterThanOrEqual(60 + 'attention'.length * 7.8);
+    // more than one row of entries
+    expect(new Set([...svg.matchAll(/<rect x="\d+" y="(\d+)" width="12"/g)].map((m) => m[1])).size).toBeGreaterThan(1);
+  });
 });
