@@ -10,6 +10,7 @@ import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
 import { archRunsOn, CudaDevice, type CudaKernel } from './cuda.js';
 import { atomicWrite } from './kernel-cache.js';
+import { CudaDataType } from './native/api.js';
 import { ShapeError, Tensor } from './tensor.js';
 
 /** The tensors and scalars of one GEMM call; which extras are needed follows the artifact's epilogue. */
@@ -479,4 +480,36 @@ export function runConvGemm(art: GemmArtifact, op: ConvGemmOperands): void {
       return v;
     }),
   );
+}
+
+/** D = A . B^T with cuBLASLt (a Linear: A [M, K], B [N, K]; bf16 output; FP8 inputs take `unitScale`, an f32 1 of
+ * its own 16-byte-aligned allocation): the baseline the GEMM tests and benchmarks time against. */
+export function cublasGemm(dev: CudaDevice, a: Tensor, b: Tensor, d: Tensor, unitScale?: Tensor): void {
+  const [M, K] = a.shape as [number, number];
+  const N = b.shape[0]!;
+  const ptr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
+  const t = CudaDataType[a.dtype.name as 'bf16' | 'f16' | 'e4m3'];
+  dev.gemm({
+    m: M,
+    n: N,
+    k: K,
+    a: ptr(a),
+    b: ptr(b),
+    c: ptr(d),
+    d: ptr(d),
+    typeA: t,
+    typeB: t,
+    typeC: CudaDataType.bf16,
+    typeD: CudaDataType.bf16,
+    lda: K,
+    ldb: K,
+    ldc: N,
+    ldd: N,
+    transA: false,
+    transB: true,
+    alpha: 1,
+    beta: 0,
+    aScale: unitScale ? ptr(unitScale) : 0,
+    bScale: unitScale ? ptr(unitScale) : 0,
+  });
 }

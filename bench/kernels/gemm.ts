@@ -12,8 +12,7 @@ import {
 import type { GemmArtifact } from '../../dsl/artifact.js';
 import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
 import { CudaDevice } from '../../runtime/cuda.js';
-import { runGemm, tuneGemm } from '../../runtime/gemm.js';
-import { CudaDataType } from '../../runtime/native/api.js';
+import { cublasGemm, runGemm, tuneGemm } from '../../runtime/gemm.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { median, stamp, writeResult } from '../harness.js';
 
@@ -48,7 +47,6 @@ export function benchGemm(dev: CudaDevice) {
     for (let i = 0; i < n; i++) v[i] = scale * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
     return Tensor.from(dev, dtype, [rows, cols], v);
   };
-  const ptr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
   const one = Tensor.from(dev, f32, [4], [1, 1, 1, 1]); // cuBLASLt FP8 scale (own 16-byte-aligned allocation)
   const results: Record<string, unknown>[] = [];
   for (const input of ['bf16', 'e4m3'] as const) {
@@ -76,31 +74,7 @@ export function benchGemm(dev: CudaDevice) {
       const op = { a, b, c, alpha: 1 };
       const tuned = tuneGemm(dev, candidates, op, { retune: true });
       const ours = timeMs(dev, () => runGemm(tuned.chosen, op));
-      const lt = timeMs(dev, () =>
-        dev.gemm({
-          m: M,
-          n: N,
-          k: K,
-          a: ptr(a),
-          b: ptr(b),
-          c: ptr(c),
-          d: ptr(c),
-          typeA: CudaDataType[input],
-          typeB: CudaDataType[input],
-          typeC: CudaDataType.bf16,
-          typeD: CudaDataType.bf16,
-          lda: K,
-          ldb: K,
-          ldc: N,
-          ldd: N,
-          transA: false,
-          transB: true,
-          alpha: 1,
-          beta: 0,
-          aScale: input === 'e4m3' ? ptr(one) : 0,
-          bScale: input === 'e4m3' ? ptr(one) : 0,
-        }),
-      );
+      const lt = timeMs(dev, () => cublasGemm(dev, a, b, c, input === 'e4m3' ? one : undefined));
       results.push({
         input,
         M,

@@ -27,7 +27,7 @@
 // kernels that write Q, K and this V from bf16 (attentionQuantizeSource).
 import { attentionFp8KeySlot, type AttentionArtifact, type AttentionSpec } from '../../dsl/artifact.js';
 import { CUDA_PRELUDE } from '../cuda-prelude.js';
-import { attentionMaskStruct } from './attention-common.js';
+import { attentionDeviceHelpers, attentionMaskStruct } from './attention-common.js';
 import { SM90_MN_MAJOR_DESC, SM90_PINGPONG, SM90_PRELUDE, wgmmaCall, wgmmaCallRegA } from './sm90.js';
 
 export type { AttentionArtifact, AttentionSpec } from '../../dsl/artifact.js';
@@ -142,7 +142,6 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
   // hands the turn over (barrier 2 - c) after; consumer 1 starts by handing it to consumer 0
   const turn = pp ? 'sfc_bar_sync(1 + c, 256);' : '';
   const pass = pp ? 'sfc_bar_arrive(2 - c, 256);' : '';
-  const cvt = input === 'f16' ? 'f16x2' : 'bf16x2';
   const store16 = input === 'f16' ? 'sfc_to_f16' : 'sfc_to_bf16';
   // FP8: P is stored as 256 p (exponent base lowered by 8) so that probabilities down to 2^-14 stay
   // normal e4m3 numbers; the factor cancels in O / rowsum and is taken out of the log-sum-exp
@@ -272,17 +271,7 @@ ${SM90_MN_MAJOR_DESC}
 ${pp ? SM90_PINGPONG : ''}
 ${wgmmaCall('sfc_qk', BC, input)}
 ${wgmmaCallRegA('sfc_pv', oCols, input, !fp8)}
-#define SFC_NEG_INF __int_as_float(0xff800000)
-__device__ __forceinline__ float sfc_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ sfc_u32 sfc_pack2(float lo, float hi) {
-  sfc_u32 r;
-  asm("cvt.rn.${cvt}.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
+${attentionDeviceHelpers(input === 'f16' ? 'f16' : 'bf16')}
 // 2^x on the FMA units (x <= 8): 2^round(x) into the exponent of a degree-3 polynomial for 2^f,
 // f in [-0.5, 0.5] (Taylor: relative error below 5e-4, far under e4m3's 2^-4)
 __device__ __forceinline__ float sfc_exp2_poly(float x) {

@@ -4,7 +4,6 @@
 import type { GemmEpilogue, GemmInput, GemmOutput } from '../../dsl/artifact.js';
 import { dtypeOf, f32, type DType } from '../../dsl/dtypes.js';
 import type { GemmArtifact } from '../../dsl/artifact.js';
-import { CudaDataType } from '../../runtime/native/api.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
 import { runGemm, type GemmOperands } from '../../runtime/gemm.js';
 import { Tensor } from '../../runtime/tensor.js';
@@ -123,37 +122,6 @@ export function sampleRows(M: number): number[] {
   for (let r = Math.max(0, M - 256); r < M; r++) rows.add(r);
   for (let r = 0; r < M; r += 7) rows.add(r);
   return [...rows].sort((p, q) => p - q);
-}
-
-/** D = A . B^T with cuBLASLt (bf16 output; FP8 inputs with unit scales), the baseline of the timings. */
-export function cublasGemm(dev: CudaDevice, a: Tensor, b: Tensor, d: Tensor, unitScale?: Tensor): void {
-  const [M, K] = a.shape as [number, number];
-  const N = b.shape[0]!;
-  const ptr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
-  const t = CudaDataType[a.dtype.name as 'bf16' | 'f16' | 'e4m3'];
-  dev.gemm({
-    m: M,
-    n: N,
-    k: K,
-    a: ptr(a),
-    b: ptr(b),
-    c: ptr(d),
-    d: ptr(d),
-    typeA: t,
-    typeB: t,
-    typeC: CudaDataType.bf16,
-    typeD: CudaDataType.bf16,
-    lda: K,
-    ldb: K,
-    ldc: N,
-    ldd: N,
-    transA: false,
-    transB: true,
-    alpha: 1,
-    beta: 0,
-    aScale: unitScale ? ptr(unitScale) : 0,
-    bScale: unitScale ? ptr(unitScale) : 0,
-  });
 }
 
 /** Random operands of an M x N x K GEMM: A [M, K] ~ N(0, 1), B [N, K] ~ N(0, 1 / K) (outputs ~ N(0, 1)). */

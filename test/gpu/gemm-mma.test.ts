@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bf16, e4m3, f32 } from '../../dsl/dtypes.js';
 import { gemmMma, gemmMmaCandidates, mmaStages, type MmaArch } from '../../compiler/templates/gemm-mma.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
-import { runGemm, tuneGemm } from '../../runtime/gemm.js';
+import { cublasGemm, runGemm, tuneGemm } from '../../runtime/gemm.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { noGpuReason, openDevice, randn, relErr, reportResult } from './gpu.js';
-import { cublasGemm, gemmOperands, runCase, tolerance, type Case } from './gemm-check.js';
+import { gemmOperands, runCase, tolerance, type Case } from './gemm-check.js';
 
 let dev: CudaDevice;
 beforeAll(() => {

@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bf16, e4m3, f16, f32 } from '../../dsl/dtypes.js';
 import { gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
-import { runGemm, tuneGemm } from '../../runtime/gemm.js';
+import { cublasGemm, runGemm, tuneGemm } from '../../runtime/gemm.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { noGpuReason, openDevice, relErr } from './gpu.js';
-import { cublasGemm, gemmOperands, runCase, sampleRows, tolerance, type Case } from './gemm-check.js';
+import { gemmOperands, runCase, sampleRows, tolerance, type Case } from './gemm-check.js';
 
 // One device for the whole file: the native layer remembers each kernel's parameter size by its
 // CUfunction handle, and a second context reuses the handles of a disposed one.
