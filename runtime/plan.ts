@@ -65,24 +65,25 @@ export class PlanRunner {
    * Records the plan for these exact tensors (shapes, dims and addresses fixed) so that `replay()`
    * reruns it: on CUDA one graph launch (cuStreamBeginCapture ... cuGraphLaunch) instead of a host
    * launch per step, on the CPU the same steps again. Write new values into the inputs, replay, read
-   * the outputs. The plan runs once eagerly first (kernels load, GEMM tiles are tuned: nothing that
-   * synchronises may happen while capturing), and the captured plan owns its temporaries — a pool of
-   * its own, never handed to other work between replays — until `dispose()`.
+   * the outputs. The plan runs once eagerly first (kernels load, GEMM tiles are tuned, the buffers are
+   * made: nothing that synchronises or allocates may happen while capturing), and the captured plan
+   * owns its temporaries — a pool of its own, never handed to other work between replays — until
+   * `dispose()`.
    */
   capture(given: readonly (Tensor | Fp8Weight)[], into: readonly (Tensor | undefined)[] = []): CapturedPlan {
-    for (const [i, x] of given.entries()) {
-      const t = x instanceof Tensor ? x : x.q;
-      if (!t.isContiguous())
-        throw new SfcError(
-          `${this.plan.name}: a captured plan reads its inputs in place; input ${i} (${t.toString()}) is not contiguous`,
-        );
-    }
+    for (const [i, x] of given.entries())
+      for (const t of x instanceof Tensor ? [x] : [x.q, x.scale])
+        if (!t.isContiguous())
+          throw new SfcError(
+            `${this.plan.name}: a captured plan reads its inputs in place; input ${i} (${t.toString()}) is not contiguous`,
+          );
     if (this.plan.steps.some((s) => s.kind === 'conv'))
       throw new SfcError(
         `${this.plan.name}: plans with convolutions make their padded buffers per run and cannot be captured yet`,
       );
     const b = this.bind(given, into);
-    b.allocateAll();
+    // the eager run makes every buffer the device's steps use (not the unused fallbacks'), so the
+    // capture allocates nothing
     b.exec();
     if (!(b.device instanceof CudaDevice)) return new CapturedPlan(b.outputs(), b.temps, b.exec);
     const graph = b.device.capture(b.exec);
@@ -242,7 +243,6 @@ export class PlanRunner {
         for (const s of p.steps) exec(s);
       },
       outputs: () => p.outputs.map((bid) => tensorOf(bid)),
-      allocateAll: () => p.buffers.forEach((_, bid) => tensorOf(bid)),
     };
   }
 }
@@ -253,8 +253,6 @@ interface BoundPlan {
   temps: Tensor[];
   exec(): void;
   outputs(): Tensor[];
-  /** makes every buffer now (a capture must not allocate) */
-  allocateAll(): void;
 }
 
 /** A plan recorded for fixed tensors (PlanRunner.capture). */

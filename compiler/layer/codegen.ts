@@ -188,7 +188,7 @@ export function groupKernel(
       const x = n.inputs[0]!;
       const p = ptrIndex.get(x.id);
       if (p === undefined) throw new Error(`internal: the input of slice %${n.id} is not in memory`);
-      const off = add(add(rowOffset(x.type.shape), b.constant(n.start, 'i32', span, true)), cols);
+      const off = add(add(rowOffset(x.type.shape), i32(n.start)), cols);
       vals.set(n.id, b.load(p, x.type.dtype, off, null, null, span));
       continue;
     }

@@ -9,8 +9,8 @@
 // the heads that follows it (tables [..., 1, HEAD_DIM] broadcast over the heads) are one kernel; a
 // reshape that only regroups those trailing dims joins as a no-op. A reshape to the same shape stays
 // a view: passes use it as a fusion barrier (the value is stored, the next ops start a new kernel).
-// A slice along the last axis of a value in memory (q, k, v out of one fused Linear) is a load of
-// the column range and starts or joins a group like an element-wise op.
+// A slice or concat along the last axis of values in memory (q, k, v out of one fused Linear) is a
+// load of column ranges and starts a group that element-wise ops then join.
 import type { Dim, GNode, LayerGraph } from './graph.js';
 import { isElementwise } from './graph.js';
 
@@ -34,9 +34,8 @@ export type PlanNode =
   | { kind: 'view'; node: GNode };
 
 const isLastAxisReduce = (n: GNode) => n.op === 'reduce' && n.axis === n.inputs[0]!.type.shape.length - 1;
-const isLastAxisSlice = (n: GNode) => (n.op === 'slice' || n.op === 'concat') && n.axis === n.type.shape.length - 1;
-/** slices and concats read their inputs from memory (column ranges) */
-const readsMemory = (n: GNode) => n.op === 'slice' || n.op === 'concat';
+/** slices and concats along the last axis: loads of their inputs' column ranges from memory */
+const readsColumns = (n: GNode) => (n.op === 'slice' || n.op === 'concat') && n.axis === n.type.shape.length - 1;
 
 /** Dims of `s` broadcast into `rows` (trailing alignment); undefined when they do not fit. */
 function fitsRows(s: readonly Dim[], rows: readonly Dim[]): boolean {
@@ -117,15 +116,15 @@ export function fuse(g: LayerGraph): PlanNode[] {
       order.push({ kind: 'view', node: n });
       continue;
     }
-    if (!(isElementwise(n) || isLastAxisReduce(n) || isLastAxisSlice(n) || n.op === 'reshape')) {
+    if (!(isElementwise(n) || isLastAxisReduce(n) || readsColumns(n) || n.op === 'reshape')) {
       throw new Error(
         `${n.op}${n.op === 'reduce' || n.op === 'slice' || n.op === 'concat' ? ` over axis ${n.axis}` : ''} cannot be planned yet (supported: element-wise ops, last-axis reductions, slices and concats, matmul, reshape)`,
       );
     }
     const space = rowSpace(n);
-    // try to join the groups of this node's producers (all of them, or a new group); a slice reads
-    // its input from memory, so it starts a group of its own
-    const producerGroups = readsMemory(n)
+    // try to join the groups of this node's producers (all of them, or a new group); a slice or
+    // concat reads its inputs from memory, so it starts a group of its own
+    const producerGroups = readsColumns(n)
       ? []
       : [...new Set(n.inputs.map((i) => groupOf.get(i.id)).filter((x): x is FusionGroup => !!x))];
     let target: FusionGroup | undefined;
@@ -247,10 +246,10 @@ function mergeSiblings(order: PlanNode[], groupOf: Map<number, FusionGroup>): vo
       const b = order[j]!;
       if (b.kind !== 'group' || b.group.cols !== a.group.cols || b.group.rows.join() !== a.group.rows.join()) continue;
       const inside = new Set(b.group.nodes.map((n) => n.id));
-      // a slice loads its input from memory: not from a value the merged kernel computes
+      // a slice or concat loads its inputs from memory: not values the merged kernel computes
       const ready = b.group.nodes.every((n) =>
         n.inputs.every(
-          (x) => inside.has(x.id) || position(x) < i || (groupOf.get(x.id) === a.group && !readsMemory(n)),
+          (x) => inside.has(x.id) || position(x) < i || (groupOf.get(x.id) === a.group && !readsColumns(n)),
         ),
       );
       if (!ready) continue;
