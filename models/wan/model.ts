@@ -342,12 +342,7 @@ export class CausalWanModel {
   private readonly timeProj: { w: Tensor[]; b: Tensor[] };
 
   /** The bundle's attention instantiation for this GPU (sm_90a, else mma.sync); on the CPU its JS twin. */
-  private get attention(): AttentionArtifact {
-    const d = this.device;
-    const own =
-      d instanceof CudaDevice ? attentionFor(d.arch, [this.bundle.attention, this.bundle.attentionMma]) : undefined;
-    return own ?? this.bundle.attention;
-  }
+  private readonly attention: AttentionArtifact;
 
   private constructor(
     readonly device: Device,
@@ -357,6 +352,9 @@ export class CausalWanModel {
     readonly precision: WanPrecision = 'bf16',
   ) {
     for (let i = 0; i < shape.num_layers; i++) fuseQkvWeights(w, i);
+    this.attention =
+      (device instanceof CudaDevice ? attentionFor(device.arch, [bundle.attention, bundle.attentionMma]) : undefined) ??
+      bundle.attention;
     if (precision === 'fp8') {
       // takes the bf16 weights it quantises (they are freed), so at most one is held twice
       for (const [name, t] of [...w]) {
