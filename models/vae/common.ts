@@ -47,6 +47,13 @@ export interface Conv {
   cout: number;
 }
 
+/** The latent frames a decoder takes, z f32 [Z, F, h, w] (channels first, as the DiT writes them): [F, h, w]. */
+export function latentDims(z: Tensor, Z: number): [number, number, number] {
+  if (z.rank !== 4 || z.shape[0] !== Z || z.dtype !== f32)
+    throw new SfcError(`the latents must be f32 [${Z}, F, h, w], got ${z.toString()}`);
+  return z.shape.slice(1) as [number, number, number];
+}
+
 export function readF32(t: CheckpointTensor, name: string): Float32Array {
   if (!t.dtype || !t.dtype.isFloat)
     throw new SfcError(`'${name}' is ${t.fileDtype}; a floating-point tensor is needed`);

@@ -6,7 +6,6 @@
 // histories) is shared with the encoder: models/vae/common.ts.
 import { convPitch } from '../../dsl/artifact.js';
 import { bf16, f32 } from '../../dsl/dtypes.js';
-import { SfcError } from '../../dsl/errors.js';
 import type { CheckpointTensor } from '../../runtime/checkpoint/state-dict.js';
 import type { Device } from '../../runtime/device.js';
 import { runConvGemm } from '../../runtime/gemm.js';
@@ -19,6 +18,7 @@ import {
   checkParams,
   convParams,
   gemm,
+  latentDims,
   residualParams,
   shiftedGemms,
   whole,
@@ -170,10 +170,7 @@ export class VaeDecodeStream extends VaeStream {
    */
   decode(z: Tensor): Tensor {
     const d = this.dec;
-    const Z = d.shape.z_dim;
-    if (z.rank !== 4 || z.shape[0] !== Z || z.dtype !== f32)
-      throw new SfcError(`the latents must be f32 [${Z}, F, h, w], got ${z.toString()}`);
-    const [, F, h, w] = z.shape as [number, number, number, number];
+    const [F, h, w] = latentDims(z, d.shape.z_dim);
     const outFrames = (this.frames === 0 ? 1 : 4) + 4 * (F - 1);
     const video = Tensor.empty(d.device, f32, [3, outFrames, 8 * h, 8 * w]);
     const zc = z.contiguous();

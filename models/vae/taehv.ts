@@ -20,7 +20,7 @@ import type { Device } from '../../runtime/device.js';
 import { runConvGemm } from '../../runtime/gemm.js';
 import { launch } from '../../runtime/kernels.js';
 import { Tensor, fmtShape } from '../../runtime/tensor.js';
-import { VaeModel, readF32, shiftedGemms, type Conv } from './common.js';
+import { VaeModel, latentDims, readF32, shiftedGemms, type Conv } from './common.js';
 
 /** A streaming video decoder's state: feed it latent chunks in order (WanVaeDecoder's VaeDecodeStream fits). */
 export interface VideoDecodeStream {
@@ -247,10 +247,7 @@ export class TaehvDecodeStream implements VideoDecodeStream {
    */
   decode(z: Tensor): Tensor {
     const d = this.d;
-    const Z = d.shape.latent;
-    if (z.rank !== 4 || z.shape[0] !== Z || z.dtype !== f32)
-      throw new SfcError(`the latents must be f32 [${Z}, F, h, w], got ${z.toString()}`);
-    const [, F, h, w] = z.shape as [number, number, number, number];
+    const [F, h, w] = latentDims(z, d.shape.latent);
     const skip = Math.max(0, TRIM - 4 * this.latents);
     const outFrames = Math.max(0, 4 * F - skip);
     const video = Tensor.empty(d.device, f32, [3, outFrames, 8 * h, 8 * w]);
