@@ -192,7 +192,7 @@ function tensorMaps(
   M: number,
   N: number,
   K: number,
-): Record<string, Uint8Array> {
+): Record<string, Uint8Array | number> {
   const eb = op.a.dtype.bytes as 1 | 2;
   const map = (t: Tensor, rows: number, boxRows: number) =>
     tensorMapOf(dev, {
@@ -205,11 +205,33 @@ function tensorMaps(
       boxCols: art.bk,
       swizzle: '128B',
     });
-  return {
+  const maps: Record<string, Uint8Array | number> = {
     // the 2-CTA ping-pong loads half of A's rows per CTA (multicast to both)
     tmA: map(op.a, M, art.spec.schedule === 'pingpong-cluster' ? art.bm / 2 : art.bm),
     tmB: map(op.b, N, art.spec.bn),
   };
+  if (art.spec.schedule === 'cooperative') {
+    // the cooperative epilogue stores boxes of 64 rows x 64 bytes of C (64-byte swizzle) with TMA, where
+    // C's address and row pitch are multiples of 16 bytes; else its warps copy element by element
+    // (tmaC = 0, any map in tmC's place)
+    const cb = op.c.dtype.bytes as 1 | 2 | 4;
+    const pitchBytes = op.c.strides[0]! * cb;
+    const ok = addressOf(dev, op.c) % 16 === 0 && pitchBytes % 16 === 0;
+    maps.tmC = ok
+      ? tensorMapOf(dev, {
+          address: addressOf(dev, op.c),
+          elementBytes: cb,
+          rows: M,
+          cols: N,
+          pitchBytes,
+          boxRows: 64,
+          boxCols: 64 / cb,
+          swizzle: '64B',
+        })
+      : maps.tmA!;
+    maps.tmaC = ok ? 1 : 0;
+  }
+  return maps;
 }
 
 /** The mma.sync template's operands (sm_80, sm_89): A and B by address and row pitch. */
@@ -390,19 +412,23 @@ export function tuneGemm(
   if (known) return { chosen: known, timings: {}, fromCache: true };
   const reps = options.reps ?? 20;
   const timings: Record<string, number> = {};
-  for (const c of candidates) {
-    for (let i = 0; i < 3; i++) runGemm(c, op);
-    const ts: number[] = [];
-    // 10 launches per timing, so the host's launch work overlaps the GPU's and is not counted
-    for (let i = 0; i < reps; i++)
-      ts.push(
+  for (const c of candidates) for (let i = 0; i < 3; i++) runGemm(c, op);
+  // round robin: each round times every candidate once (10 launches, so the host's launch work
+  // overlaps the GPU's and is not counted), so clock changes under sustained load (power and
+  // temperature) reach all candidates alike instead of favouring the first ones timed
+  const ts: number[][] = candidates.map(() => []);
+  for (let i = 0; i < reps; i++)
+    candidates.forEach((c, j) =>
+      ts[j]!.push(
         dev.time(() => {
-          for (let j = 0; j < 10; j++) runGemm(c, op);
+          for (let r = 0; r < 10; r++) runGemm(c, op);
         }) / 10,
-      );
-    ts.sort((x, y) => x - y);
-    timings[c.name] = ts[Math.floor(ts.length / 2)]!;
-  }
+      ),
+    );
+  candidates.forEach((c, j) => {
+    const sorted = ts[j]!.sort((x, y) => x - y);
+    timings[c.name] = sorted[Math.floor(sorted.length / 2)]!;
+  });
   const chosen = candidates.reduce((best, c) => (timings[c.name]! < timings[best.name]! ? c : best));
   table[key] = chosen.name;
   mkdirSync(dir, { recursive: true });

@@ -1,8 +1,9 @@
 // The model's GEMMs (Wan2.1-1.3B, one chunk of 3 latent frames = 4680 tokens): sfc's sm_90a template
 // (tile width tuned per shape) against cuBLASLt called directly, bf16 and FP8 e4m3 (per-tensor
-// scales, bf16 out). FLOPs = 2 M N K; TFLOP/s from the median of 20 CUDA-event timings after warm-up
-// on random inputs, each timing covering 10 back-to-back launches. The PyTorch numbers (torch.matmul, torch._scaled_mm) come from
-// bench/reference/gemm.py in the same device session; bench/report.ts joins the two.
+// scales, bf16 out). FLOPs = 2 M N K; TFLOP/s from the median of 30 CUDA-event timings after warm-up
+// on random inputs, each timing covering 10 back-to-back launches, sfc and cuBLASLt in alternation.
+// The PyTorch numbers (torch.matmul, torch._scaled_mm) come from bench/reference/gemm.py in the same
+// device session; bench/report.ts joins the two.
 import {
   gemmCooperativeCandidates,
   gemmPingpongCandidates,
@@ -24,17 +25,25 @@ const SHAPES: [number, number][] = [
   [64, 1536],
 ];
 
-/** Median over `reps` timings of 10 back-to-back calls (host launch work overlaps the GPU's). */
-function timeMs(dev: CudaDevice, fn: () => void, reps = 20): number {
-  for (let i = 0; i < 3; i++) fn();
-  const out: number[] = [];
-  for (let i = 0; i < reps; i++)
-    out.push(
-      dev.time(() => {
-        for (let j = 0; j < 10; j++) fn();
-      }) / 10,
-    );
-  return median(out);
+/**
+ * Medians over `reps` timings of 10 back-to-back calls of `a` and of `b`, taken in alternation (host
+ * launch work overlaps the GPU's; clock changes under sustained load reach both alike).
+ */
+function timePairMs(dev: CudaDevice, a: () => void, b: () => void, reps = 30): [number, number] {
+  for (let i = 0; i < 3; i++) {
+    a();
+    b();
+  }
+  const ta: number[] = [];
+  const tb: number[] = [];
+  const ten = (fn: () => void) => () => {
+    for (let j = 0; j < 10; j++) fn();
+  };
+  for (let i = 0; i < reps; i++) {
+    ta.push(dev.time(ten(a)) / 10);
+    tb.push(dev.time(ten(b)) / 10);
+  }
+  return [median(ta), median(tb)];
 }
 
 export function benchGemm(dev: CudaDevice) {
@@ -73,8 +82,11 @@ export function benchGemm(dev: CudaDevice) {
       ];
       const op = { a, b, c, alpha: 1 };
       const tuned = tuneGemm(dev, candidates, op, { retune: true });
-      const ours = timeMs(dev, () => runGemm(tuned.chosen, op));
-      const lt = timeMs(dev, () => cublasGemm(dev, a, b, c, input === 'e4m3' ? one : undefined));
+      const [ours, lt] = timePairMs(
+        dev,
+        () => runGemm(tuned.chosen, op),
+        () => cublasGemm(dev, a, b, c, input === 'e4m3' ? one : undefined),
+      );
       results.push({
         input,
         M,

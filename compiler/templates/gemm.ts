@@ -25,9 +25,10 @@
 // The cooperative schedule (spec.schedule 'cooperative', suffix `_co`, see cooperativeBody below): one
 // persistent CTA per SM, both consumers on each 128 x bn tile as in the default schedule, the producer
 // streaming across tile boundaries; each consumer writes its 64 rows of output values into a ring slot
-// set aside for it, which warps 1-3 of the producer warpgroup copy to global memory (bulk asynchronous
-// copies), so the consumers go on to the next tile's mainloop as soon as their values are in shared
-// memory, with no shared memory taken from the ring.
+// set aside for it (swizzled 64-byte boxes), which one thread of the producer warpgroup stores to global
+// memory with TMA tensor stores, so the consumers go on to the next tile's mainloop as soon as their
+// values are in shared memory, with no shared memory taken from the ring. Tiles go n-fastest where
+// N <= M (a wave reads all of B and a band of A's rows: A is read once), else m-fastest.
 import type { GemmArgType, GemmArtifact, GemmEpilogue, GemmInput, GemmOutput, GemmSpec } from '../../dsl/artifact.js';
 import type { DTypeName } from '../../dsl/dtypes.js';
 import { CUDA_PRELUDE } from '../cuda-prelude.js';
@@ -78,29 +79,31 @@ function fnv1a(s: string): number {
 }
 
 /**
- * What the cooperative schedule adds to SM90_PRELUDE: a bulk asynchronous copy shared -> global (16-byte
- * aligned, a multiple of 16 bytes), the wait until its source has been read, the fence that makes
- * ordinary shared-memory writes visible to such copies.
+ * What the cooperative schedule adds to SM90_PRELUDE: a 2-D TMA tensor store shared -> global (the box
+ * as the tensor map describes it, rows and columns past the tensor clipped), the commit and the wait
+ * until the sources of the committed stores have been read, the fence that makes ordinary shared-memory
+ * writes visible to such copies.
  */
 const SM90_COOPERATIVE = String.raw`
-template <typename T> __device__ __forceinline__ void sfc_bulk_store(T* dst, sfc_u32 src, sfc_u32 bytes) {
-  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" :: "l"(dst), "r"(src), "r"(bytes) : "memory");
-  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+__device__ __forceinline__ void sfc_tma_store_2d(const SfcTensorMap* map, int c0, int c1, sfc_u32 src) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];"
+               :: "l"(map), "r"(c0), "r"(c1), "r"(src) : "memory");
 }
+__device__ __forceinline__ void sfc_bulk_commit() { asm volatile("cp.async.bulk.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void sfc_bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory"); }
 __device__ __forceinline__ void sfc_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 `;
 
 /**
- * The cooperative schedule's layout of one consumer's 64 output rows in a ring slot: `pitch` bytes a
- * row (16 bytes of padding, 32 for f32, make each warp's fragment writes conflict-free: row pitches of
- * 4 (mod 8) words, 8 (mod 32) for f32), the first `rowsA` rows in the slot's A part (128 x 128 bytes),
- * the others in its B part (bn x 128 bytes); `fits` whether all 64 do.
+ * The cooperative schedule's layout of one consumer's 64 output rows in a ring slot: `boxes` boxes of
+ * 64 rows x 64 bytes (the C tensor map's box: 64 / element-bytes columns, 64-byte swizzle, so each
+ * warp's fragment writes are conflict-free), the first 4 in the slot's A part (128 x 128 bytes), the
+ * others in its B part (bn x 128 bytes); `fits` whether a row is whole boxes and all of them fit.
  */
-function coopLayout(bn: number, output: GemmOutput): { pitch: number; rowsA: number; fits: boolean } {
-  const pitch = bn * elementBytes(output) + (output === 'f32' ? 32 : 16);
-  const rowsA = Math.min(64, Math.floor((BM * 128) / pitch));
-  return { pitch, rowsA, fits: (64 - rowsA) * pitch <= bn * 128 };
+export function coopLayout(bn: number, output: GemmOutput): { boxes: number; fits: boolean } {
+  const rowBytes = bn * elementBytes(output);
+  const boxes = Math.ceil(rowBytes / 64);
+  return { boxes, fits: rowBytes % 64 === 0 && boxes <= 4 + bn / 32 };
 }
 
 /**
@@ -146,7 +149,7 @@ export function validateGemmSpec(spec: GemmSpec): void {
       throw new RangeError('the cooperative GEMM schedule is neither persistent nor conv');
     if (!coopLayout(spec.bn, spec.output).fits)
       throw new RangeError(
-        `the cooperative GEMM schedule writes 64 rows of ${spec.output} output into one ring slot: too wide at bn = ${spec.bn}`,
+        `the cooperative GEMM schedule writes 64 rows of ${spec.output} output into one ring slot as 64-byte boxes: bn = ${spec.bn} is too wide or not a multiple of ${64 / elementBytes(spec.output)} columns`,
       );
     if (spec.stages < 3) throw new RangeError('the cooperative GEMM schedule needs at least 3 stages');
   }
@@ -386,11 +389,13 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
   const params: GemmArtifact['params'] = [
     { name: 'tmA', type: 'tmap' },
     { name: 'tmB', type: 'tmap' },
+    ...(schedule === 'cooperative' ? [{ name: 'tmC', type: 'tmap' as const }] : []),
     { name: 'C', type: 'ptr' },
     { name: 'M', type: 'i32' },
     { name: 'N', type: 'i32' },
     { name: 'K', type: 'i32' },
     { name: 'ldc', type: 'i32' },
+    ...(schedule === 'cooperative' ? [{ name: 'tmaC', type: 'i32' as const }] : []),
     ...(conv
       ? (['convC', 'convTx', 'convTy', 'convPy', 'convPt'] as const).map((name) => ({ name, type: 'i32' as const }))
       : []),
@@ -479,10 +484,10 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
     }
   }
 `;
-  // the persistent and cooperative schedules: CTAs loop over tiles (m fastest); the producer runs ahead
+  // the persistent schedule: CTAs loop over tiles (m fastest); the producer runs ahead
   // across tile boundaries, so the next tile's first K-slices load while the consumers run this tile's
   // epilogue; each consumer computes 64 rows of every tile
-  const tileLoop = `for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x${schedule === 'cooperative' ? ', ++t' : ''}) {
+  const tileLoop = `for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
       const int tm0 = (tile % tilesM) * ${BM}, tn0 = (tile / tilesM) * ${bn};`;
   const tileProducer = `const int tilesM = (M + ${BM - 1}) / ${BM}, tiles = tilesM * ((N + ${bn - 1}) / ${bn});
   if (wg == 0) {
@@ -490,8 +495,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
     if (tid == 0) {
       sfc_tma_prefetch_map(&tmA);
       sfc_tma_prefetch_map(&tmB);
-      int it = 0, t = 0;
-      (void)t;
+      int it = 0;
       ${tileLoop}
         for (int kt = 0; kt < kTiles; ++kt, ++it) {
           const int s = it % ${stages};
@@ -500,16 +504,6 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
           sfc_mbar_expect_tx(full, ${aBytes + bBytes});
           sfc_tma_load_2d(sfc_smem(ringA + s * ${aBytes}), &tmA, kt * ${bk}, tm0, full);
           sfc_tma_load_2d(sfc_smem(ringB + s * ${bBytes}), &tmB, kt * ${bk}, tn0, full);
-        }${
-          schedule === 'cooperative'
-            ? `
-        // two slots for the consumers' output values: handed over as soon as they are free
-        for (int e = 0; e < 2; ++e, ++it) {
-          const int s = it % ${stages};
-          sfc_mbar_wait(sfc_smem(&bars[${stages} + s]), ((it / ${stages}) & 1) ^ 1);
-          sfc_mbar_arrive(sfc_smem(&bars[s]));
-        }`
-            : ''
         }
       }
     }`;
@@ -517,8 +511,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
     const int c = wg - 1;
     const int warp = tid / 32, lane = tid % 32;
     const int r0 = warp * 16 + lane / 4, c0 = 2 * (lane % 4);
-    int it = 0, t = 0;
-    (void)t;
+    int it = 0;
     ${tileLoop}
       float acc[${regs}];
       for (int kt = 0; kt < kTiles; ++kt, ++it) {
@@ -559,8 +552,8 @@ ${SM90_PRELUDE}${isPingpong(schedule) || rowCluster ? SM90_PINGPONG : ''}${sched
 ${wgmmaCall('sfc_mma', bn, input)}
 ${epilogueFunction(epilogue)}
 ${rowCluster ? ROWSUM_PRELUDE : ''}extern "C" __global__ void __launch_bounds__(${THREADS}, 1)${schedule === 'pingpong-cluster' ? ' __cluster_dims__(2, 1, 1)' : rowCluster ? ` __cluster_dims__(1, ${rowCluster}, 1)` : ''}
-${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTensorMap tmB,
-    ${ctype[output]}* __restrict__ C, const int M, const int N, const int K, const int ldc${conv ? ',\n    const int convC, const int convTx, const int convTy, const int convPy, const int convPt' : ''}${extra.map((p) => `,\n    ${p.decl}`).join('')}) {
+${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTensorMap tmB,${schedule === 'cooperative' ? ' const __grid_constant__ SfcTensorMap tmC,' : ''}
+    ${ctype[output]}* __restrict__ C, const int M, const int N, const int K, const int ldc${schedule === 'cooperative' ? ', const int tmaC' : ''}${conv ? ',\n    const int convC, const int convTx, const int convTy, const int convPy, const int convPt' : ''}${extra.map((p) => `,\n    ${p.decl}`).join('')}) {
   extern __shared__ unsigned char sfc_smem_raw[];
   unsigned char* smem = (unsigned char*)(((sfc_u64)sfc_smem_raw + 1023) & ~(sfc_u64)1023);
   unsigned char* ringA = smem;                          // [stages][${BM} rows][128 bytes]
@@ -587,7 +580,7 @@ ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTe
   }
   __syncthreads();
 
-${isPingpong(schedule) ? pingpongBody({ bn, stages, bk, kStep, output, cluster: schedule === 'pingpong-cluster', args: extra.map((p) => `, ${p.name}`).join('') }) : schedule === 'cooperative' ? cooperativeBody({ bn, stages, output, producer: tileProducer, mainloop: tileMainloop, tileLoop, args: extra.map((p) => `, ${p.name}`).join('') }) : persistent ? PERSISTENT_BODY : STAGED_BODY}}
+${isPingpong(schedule) ? pingpongBody({ bn, stages, bk, kStep, output, cluster: schedule === 'pingpong-cluster', args: extra.map((p) => `, ${p.name}`).join('') }) : schedule === 'cooperative' ? cooperativeBody({ bn, stages, bk, kStep, output, args: extra.map((p) => `, ${p.name}`).join('') }) : persistent ? PERSISTENT_BODY : STAGED_BODY}}
 `;
   return {
     kind: 'gemm',
@@ -791,80 +784,149 @@ export function gemmCooperativeCandidates(
 }
 
 /**
- * The cooperative epilogue. Each tile takes kTiles + 2 consecutive ring slots: its K-slices, then one
- * output slot per consumer, which the producer hands over (a plain arrival on `full`) once the slot is
- * free. Consumer c (rows 64 c .. 64 c + 63) applies the epilogue to its accumulators in registers,
- * waits for `copied[c]` (its previous values are out, so `written[c]` never runs two phases ahead) and
- * for both output slots' `full` (every consumer waits on every phase of every `full` barrier), gives
- * the other consumer's slot its arrival on `empty` (so no slot is reused before both consumers have
- * seen its phase), writes its values, converted, into its own slot (padded rows, the first rowsA in
- * the slot's A part) and arrives on `written[c]`. Warps 1-3 of the producer warpgroup (96 threads)
- * wait on `written[c]`, copy the rows to global memory (one bulk asynchronous copy per row when rows
- * are 16-byte aligned, else element by element), then give the slot its other `empty` arrival and
- * arrive on `copied[c]`.
+ * The cooperative schedule. The CTA takes tiles blockIdx.x, blockIdx.x + gridDim.x, ... (n-fastest where
+ * N <= M: a wave reads all of B, the smaller operand, and a band of A's rows, so A is read once; else
+ * m-fastest). Each tile takes kTiles + 2 ring positions: its K-slices and one output slot per consumer
+ * for the tile before it, placed after the tile's first P = stages - 2 slices (the last tile's output
+ * slots come after it): when a tile's mainloop ends, the next tile's first P slices are loading and its
+ * output slots are the slots its last two slices just left; the ring waits for the output slots to be
+ * stored only at the next tile's slice 2P. The producer hands an output slot over (a plain arrival on
+ * `full`) once it is free. Consumer c (rows 64 c .. 64 c + 63) applies the epilogue to its accumulators
+ * in registers, waits for `copied[c]` (its previous values are out, so `written[c]` never runs two
+ * phases ahead) and for both output slots' `full` (every consumer waits on every phase of every `full`
+ * barrier), gives the other consumer's slot its arrival on `empty` (so no slot is reused before both
+ * consumers have seen its phase), writes its values, converted, into its own slot (coopLayout: 64-byte
+ * boxes with the 64-byte swizzle, 16-byte chunk k of row r at chunk k ^ ((r / 2) % 4)) and arrives on
+ * `written[c]`. Thread 1 of the producer warpgroup waits on `written[c]`, stores the boxes with TMA
+ * tensor stores (rows and columns past C clipped) and waits until they have read the slot, then gives
+ * the slot its other `empty` arrival and arrives on `copied[c]`. Where C cannot take a tensor map
+ * (`tmaC` = 0: an address or row pitch that is not a multiple of 16 bytes) warps 1-3 copy the values
+ * element by element instead.
  */
 function cooperativeBody(o: {
   bn: number;
   stages: number;
+  bk: number;
+  kStep: number;
   output: GemmOutput;
-  /** the persistent producer (opens the `if (wg == 0)` branch), consumer mainloop and tile loop head */
-  producer: string;
-  mainloop: string;
-  tileLoop: string;
   /** `, name` for each epilogue parameter */
   args: string;
 }): string {
-  const { bn, stages, output, args } = o;
-  const { pitch, rowsA } = coopLayout(bn, output);
+  const { bn, stages, bk, kStep, output, args } = o;
+  const { boxes } = coopLayout(bn, output);
   const eb = elementBytes(output);
-  const per = 16 / eb; // elements per 16 bytes
   const aBytes = BM * 128;
   const bBytes = bn * 128;
+  const T = ctype[output];
   const written = (c: string) => `sfc_smem(&bars[${2 * stages} + ${c}])`;
   const copied = (c: string) => `sfc_smem(&bars[${2 * stages + 2} + ${c}])`;
-  // row r of the output values in the ring slot s
-  const rowAt = (s: string, r: string) =>
-    `(${r} < ${rowsA} ? ringA + ${s} * ${aBytes} + ${r} * ${pitch} : ringB + ${s} * ${bBytes} + (${r} - ${rowsA}) * ${pitch})`;
+  const full = (pos: string) => `sfc_smem(&bars[(${pos}) % ${stages}])`;
+  const empty = (pos: string) => `sfc_smem(&bars[${stages} + (${pos}) % ${stages}])`;
+  const tileLoop = `for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++t) {
+      const int tm0 = (nFast ? tile / tilesN : tile % tilesM) * ${BM}, tn0 = (nFast ? tile % tilesN : tile / tilesM) * ${bn};`;
   return `  // cooperative: persistent CTAs, both consumers on each tile, the epilogue through ring slots
   // (see cooperativeBody in compiler/templates/gemm.ts)
   (void)m0;
   (void)n0;
-  ${o.producer} else if (tid >= 32) {
-      // the copying warps
+  const int tilesM = (M + ${BM - 1}) / ${BM}, tilesN = (N + ${bn - 1}) / ${bn}, tiles = tilesM * tilesN;
+  const bool nFast = N <= M;
+  const int nLocal = (int)blockIdx.x < tiles ? (tiles - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
+  const int P = kTiles < ${stages - 2} ? kTiles : ${stages - 2};
+  // ring positions: tile t's K-slice kt, and tile t's first output slot
+  auto slicePos = [&](int t, int kt) -> int {
+    return t == 0 ? kt : t * (kTiles + 2) - 2 + (kt < P ? kt : kt + 2);
+  };
+  auto outPos = [&](int t) -> int { return (t + 1) * (kTiles + 2) - 2 + (t + 1 < nLocal ? P : 0); };
+  // byte x of output row r (0..63) in ring slot s: box x / 64 (4 in the A part, the rest in the B
+  // part), 64-byte rows, 16-byte chunks swizzled as the C tensor map's 64-byte swizzle
+  auto slotAt = [&](int s, int r, int x) -> unsigned char* {
+    const int box = x >> 6;
+    unsigned char* base = box < 4 ? ringA + s * ${aBytes} + box * 4096 : ringB + s * ${bBytes} + (box - 4) * 4096;
+    return base + r * 64 + ((((x >> 4) ^ (r >> 1)) & 3) << 4) + (x & 15);
+  };
+  if (wg == 0) {
+    sfc_setmaxnreg_dec<40>();
+    if (tid == 0) {
+      sfc_tma_prefetch_map(&tmA);
+      sfc_tma_prefetch_map(&tmB);
+      // hands the two output slots at ring position p over to the consumers as soon as they are free
+      auto handOver = [&](int p) {
+        for (int e = 0; e < 2; ++e) {
+          sfc_mbar_wait(${empty('p + e')}, (((p + e) / ${stages}) & 1) ^ 1);
+          sfc_mbar_arrive(${full('p + e')});
+        }
+      };
+      int t = 0;
+      ${tileLoop}
+        for (int kt = 0; kt < kTiles; ++kt) {
+          if (t > 0 && kt == P) handOver(outPos(t - 1));
+          const int pos = slicePos(t, kt), s = pos % ${stages};
+          sfc_mbar_wait(${empty('pos')}, ((pos / ${stages}) & 1) ^ 1);
+          const sfc_u32 fb = sfc_smem(&bars[s]);
+          sfc_mbar_expect_tx(fb, ${aBytes + bBytes});
+          sfc_tma_load_2d(sfc_smem(ringA + s * ${aBytes}), &tmA, kt * ${bk}, tm0, fb);
+          sfc_tma_load_2d(sfc_smem(ringB + s * ${bBytes}), &tmB, kt * ${bk}, tn0, fb);
+        }
+        if (t > 0 && P == kTiles) handOver(outPos(t - 1));
+      }
+      if (nLocal > 0) handOver(outPos(nLocal - 1));
+    } else if (tid >= 32) {
+      // the storing thread (tid 32), or with no C tensor map the copying warps
       const int q = tid - 32;
-      const bool bulk = (N % ${per} == 0) && (ldc % ${per} == 0) && (((sfc_u64)C & 15) == 0);
-      int it = 0, t = 0;
-      ${o.tileLoop}
-        it += kTiles;
+      int t = 0;
+      ${tileLoop}
         for (int c = 0; c < 2; ++c) {
-          const int s = (it + c) % ${stages};
+          const int pos = outPos(t) + c, s = pos % ${stages};
           sfc_mbar_wait(${written('c')}, t & 1);
-          if (bulk) {
-            const int row = tm0 + c * 64 + q;
-            if (q < 64 && row < M) {
-              sfc_bulk_store(C + (long long)row * ldc + tn0, sfc_smem(${rowAt('s', 'q')}), (N - tn0 < ${bn} ? N - tn0 : ${bn}) * ${eb});
+          const int row0 = tm0 + c * 64;
+          if (tmaC) {
+            if (q == 0 && row0 < M) {
+#pragma unroll 1
+              for (int b = 0; b < ${boxes}; ++b)
+                if (tn0 + b * ${64 / eb} < N) sfc_tma_store_2d(&tmC, tn0 + b * ${64 / eb}, row0, sfc_smem(slotAt(s, 0, b * 64)));
+              sfc_bulk_commit();
               sfc_bulk_wait_read();
             }
           } else {
 #pragma unroll 1
             for (int i = q; i < ${64 * bn}; i += 96) {
               const int lr = i / ${bn}, lc = i - lr * ${bn};
-              const int row = tm0 + c * 64 + lr, col = tn0 + lc;
-              if (row < M && col < N)
-                C[(long long)row * ldc + col] = reinterpret_cast<const ${ctype[output]}*>(${rowAt('s', 'lr')})[lc];
+              const int row = row0 + lr, col = tn0 + lc;
+              if (row < M && col < N) C[(long long)row * ldc + col] = *reinterpret_cast<const ${T}*>(slotAt(s, lr, lc * ${eb}));
             }
           }
           sfc_bar_sync(1, 96);
           if (q == 0) {
-            sfc_mbar_arrive(sfc_smem(&bars[${stages} + s]));
+            sfc_mbar_arrive(${empty('pos')});
             sfc_mbar_arrive(${copied('c')});
           }
         }
-        it += 2;
       }
     }
   } else {
-    ${o.mainloop}
+    sfc_setmaxnreg_inc<232>();
+    const int c = wg - 1;
+    const int warp = tid / 32, lane = tid % 32;
+    const int r0 = warp * 16 + lane / 4, c0 = 2 * (lane % 4);
+    int t = 0;
+    ${tileLoop}
+      float acc[${bn / 2}];
+      int prev = 0;
+      for (int kt = 0; kt < kTiles; ++kt) {
+        const int pos = slicePos(t, kt), s = pos % ${stages};
+        sfc_mbar_wait(sfc_smem(&bars[s]), (pos / ${stages}) & 1);
+        const sfc_u64 da = sfc_wgmma_desc_sw128(sfc_smem(ringA + s * ${aBytes} + c * ${64 * 128}));
+        const sfc_u64 db = sfc_wgmma_desc_sw128(sfc_smem(ringB + s * ${bBytes}));
+        sfc_wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < ${bk / kStep}; ++kk) sfc_mma(acc, da + 2 * kk, db + 2 * kk, kt > 0 || kk > 0);
+        sfc_wgmma_commit();
+        sfc_wgmma_wait<1>();
+        if (kt > 0 && tid == 0) sfc_mbar_arrive(${empty('prev')});
+        prev = pos;
+      }
+      sfc_wgmma_wait<0>();
+      if (tid == 0) sfc_mbar_arrive(${empty('prev')});
       // the epilogue math in registers, before waiting for the slot
 #pragma unroll
       for (int j = 0; j < ${bn / 8}; ++j)
@@ -875,25 +937,24 @@ function cooperativeBody(o: {
           if (row < M && col + 1 < N)
             acc[4 * j + 2 * h + 1] = sfc_epilogue(acc[4 * j + 2 * h + 1], row, col + 1${args});
         }
+      const int out = outPos(t);
       sfc_mbar_wait(${copied('c')}, (t & 1) ^ 1);
-      sfc_mbar_wait(sfc_smem(&bars[it % ${stages}]), (it / ${stages}) & 1);
-      sfc_mbar_wait(sfc_smem(&bars[(it + 1) % ${stages}]), ((it + 1) / ${stages}) & 1);
+      sfc_mbar_wait(${full('out')}, (out / ${stages}) & 1);
+      sfc_mbar_wait(${full('out + 1')}, ((out + 1) / ${stages}) & 1);
       // the other consumer's slot is released by its copy and by this consumer, after all its threads
       // have seen the slot's phase
       sfc_bar_sync(2 + c, 128);
-      if (tid == 0) sfc_mbar_arrive(sfc_smem(&bars[${stages} + (it + 1 - c) % ${stages}]));
-      const int s = (it + c) % ${stages};
-      unsigned char* rows[2] = {${rowAt('s', 'r0')}, ${rowAt('s', '(r0 + 8)')}};
+      if (tid == 0) sfc_mbar_arrive(${empty('out + 1 - c')});
+      const int s = (out + c) % ${stages};
 #pragma unroll
       for (int j = 0; j < ${bn / 8}; ++j)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const float v[2] = {acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]};
-          ${storePair(output, `reinterpret_cast<${ctype[output]}*>(rows[h]) + 8 * j + c0`)}
+          ${storePair(output, `reinterpret_cast<${T}*>(slotAt(s, r0 + 8 * h, (8 * j + c0) * ${eb}))`)}
         }
-      sfc_fence_proxy_async(); // the bulk copies read the slot through the async proxy
+      sfc_fence_proxy_async(); // the tensor stores read the slot through the async proxy
       sfc_mbar_arrive(${written('c')});
-      it += 2;
     }
   }
 `;

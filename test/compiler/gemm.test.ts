@@ -82,22 +82,22 @@ describe('GEMM template (sm_90a)', () => {
       epilogue: { rowScale: true, colScale: true, residual: 'bf16', outScale: true },
     },
     // the cooperative schedule (persistent, both consumers per tile, epilogue through ring slots that
-    // the producer warpgroup's other warps copy out)
+    // a producer-warpgroup thread stores with TMA)
     ...gemmCooperativeCandidates({ input: 'bf16', output: 'bf16' }, 1536, [192, 224, 256]).map((a) => a.spec),
     ...gemmCooperativeCandidates({ input: 'e4m3', output: 'bf16', epilogue: { alpha: true } }).map((a) => a.spec),
     {
       input: 'e4m3',
       output: 'e4m3',
-      bn: 224,
-      stages: maxStages(224, true),
+      bn: 192,
+      stages: maxStages(192, true),
       schedule: 'cooperative',
       epilogue: { rowScale: true, colScale: true, residual: 'bf16', outScale: true },
     },
     {
       input: 'bf16',
       output: 'f32',
-      bn: 96,
-      stages: maxStages(96, true),
+      bn: 128,
+      stages: maxStages(128, true),
       schedule: 'cooperative',
       epilogue: { bias: 'bf16', activation: 'gelu_tanh' },
     },
@@ -257,13 +257,19 @@ describe('GEMM template (sm_90a)', () => {
     expect(co.name).toBe('sfc_gemm_sm90_bf16_bf16_128x224x64_s5_co');
     // both consumers release each ring slot (an output slot: the copy and the other consumer)
     expect(co.source).toMatch(/sfc_mbar_init\(sfc_smem\(&bars\[5 \+ s\]\), 2\)/);
-    expect(co.source).toContain('sfc_bulk_store(');
+    // TMA tensor stores of 64-byte boxes out of the slots, tiles n-fastest where N <= M
+    expect(co.source).toContain('sfc_tma_store_2d(&tmC, tn0 + b * 32, row0');
+    expect(co.source).toContain('const bool nFast = N <= M;');
+    expect(co.params.map((p) => p.name)).toEqual(['tmA', 'tmB', 'tmC', 'C', 'M', 'N', 'K', 'ldc', 'tmaC']);
     // the output values live in ring slots: the ring, 2 x 5 + 4 barriers and alignment slack
     expect(co.sharedBytes).toBe(1024 + 5 * 352 * 128 + 5 * 16 + 32);
     expect(co.sharedBytes).toBeLessThanOrEqual(SM90_MAX_SHARED);
-    // 64 rows of output in one slot: f32 only up to 96 columns
-    expect(() => gemmSm90({ input: 'bf16', output: 'f32', bn: 128, stages: 4, schedule: 'cooperative' })).toThrow(
-      /too wide at bn = 128/,
+    // 64 rows of output in one slot as whole 64-byte boxes: f32 only up to 128 columns, e4m3 in multiples of 64
+    expect(() => gemmSm90({ input: 'bf16', output: 'f32', bn: 160, stages: 4, schedule: 'cooperative' })).toThrow(
+      /bn = 160 is too wide or not a multiple of 16 columns/,
+    );
+    expect(() => gemmSm90({ input: 'e4m3', output: 'e4m3', bn: 224, stages: 4, schedule: 'cooperative' })).toThrow(
+      /bn = 224 is too wide or not a multiple of 64 columns/,
     );
     expect(gemmCooperativeCandidates({ input: 'bf16', output: 'f32' }, 1536)).toEqual([]);
     expect(gemmGrid(co, 4680, 1536, 132)).toEqual([132, 1, 1]);

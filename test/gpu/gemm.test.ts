@@ -2,7 +2,8 @@
 // in M, N and K), every epilogue, outputs poisoned with NaN first; and at the model's shape against
 // cuBLASLt. The persistent schedules (ping-pong, cooperative, persistent) run on sizes with more tiles
 // than SMs, so that every CTA loops, both ping-pong consumers hand the tensor cores back and forth and
-// the cooperative consumers hand ring slots to the copying warps.
+// the cooperative consumers hand ring slots to the storing thread (or, with no C tensor map, the
+// copying warps).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bf16, e4m3, f16, f32 } from '../../dsl/dtypes.js';
 import { gemmSm90, maxStages } from '../../compiler/templates/gemm.js';
@@ -150,12 +151,13 @@ describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a)
   const cases: (Case & { schedule: 'pingpong' | 'pingpong-cluster' | 'persistent' | 'cooperative' })[] = [
     ...pingpongCases.map((c) => ({ ...c, schedule: 'pingpong' as const })),
     ...pingpongCases.map((c) => ({ ...c, schedule: 'pingpong-cluster' as const })),
-    // the cooperative schedule: the same cases (odd N: element-wise copies out of the output slots; f32
-    // outputs only up to 96 columns), and the tuner's widths with 16-byte rows (bulk copies; a last
-    // column tile narrower than bn)
+    // the cooperative schedule: the same cases (odd N: no C tensor map, element-wise copies out of the
+    // output slots; f32 outputs 96 columns wide), and the tuner's widths with 16-byte rows (TMA tensor
+    // stores; a last column tile narrower than bn)
     ...pingpongCases.map((c) => ({
       ...c,
-      ...(c.output === 'f32' ? { bn: 96 } : {}),
+      // f32: 96 columns (6 boxes of 64 bytes fit a slot); e4m3: whole 64-byte boxes
+      ...(c.output === 'f32' ? { bn: 96 } : c.output === 'e4m3' ? { bn: 128 } : {}),
       schedule: 'cooperative' as const,
     })),
     {
@@ -179,12 +181,13 @@ describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a)
       e: { bias: 'f32', activation: 'gelu_tanh' },
     },
     { schedule: 'cooperative', input: 'bf16', output: 'f32', bn: 64, M: 1000, N: 1480, K: 136, e: { bias: 'f32' } },
+    { schedule: 'cooperative', input: 'bf16', output: 'f32', bn: 128, M: 1100, N: 1000, K: 80, e: {} },
     { schedule: 'cooperative', input: 'e4m3', output: 'bf16', bn: 256, M: 4680, N: 1536, K: 512, e: { alpha: true } },
     {
       schedule: 'cooperative',
       input: 'e4m3',
       output: 'e4m3',
-      bn: 224,
+      bn: 192,
       M: 2001,
       N: 2000,
       K: 1040,
