@@ -1,4 +1,5 @@
-// Standalone timing harness for one generated sm_90a GEMM instantiation against cuBLASLt, bf16 in/out.
+// Standalone timing harness for one generated sm_90a GEMM instantiation against cuBLASLt: bf16 in/out, or
+// with -DLAB_FP8 e4m3 inputs (epilogue alpha = 1) and bf16 out.
 // Build: nvcc -std=c++17 -arch=sm_90a -DKSRC='"gen/x.cu"' -DKNAME=entry gemm_lab.cu -lcuda -lcublasLt
 // Run:   ./lab M N K smem persistent(0/1) bn [reps]   -> prints ours / cuBLASLt medians and max |diff|
 #include <cuda.h>
@@ -12,6 +13,14 @@
 #include <cstdlib>
 #include <vector>
 #include KSRC
+#ifndef LAB_BBOX
+#define LAB_BBOX bn
+#endif
+#ifdef LAB_FP8
+#define ALPHA , 1.0f
+#else
+#define ALPHA
+#endif
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
@@ -51,18 +60,27 @@ int main(int argc, char** argv) {
   int M = atoi(argv[1]), N = atoi(argv[2]), K = atoi(argv[3]), smem = atoi(argv[4]), pers = atoi(argv[5]), bn = atoi(argv[6]);
   int reps = argc > 7 ? atoi(argv[7]) : 30, l2 = argc > 8 ? atoi(argv[8]) : 2;
   int sms; CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  std::vector<unsigned short> ha((size_t)M * K), hb((size_t)N * K);
   unsigned st = 1;
   auto u = [&] { st = st * 1664525u + 1013904223u; return (st + 0.5f) / 4294967296.0f; };
+#ifdef LAB_FP8
+  const int eb = 1;  // e4m3 bytes: random sign, exponent 3..10 (2^-4 .. 2^3), mantissa (never NaN)
+  std::vector<unsigned char> ha((size_t)M * K), hb((size_t)N * K);
+  auto e4 = [&](int emax) { return (unsigned char)(((u() < 0.5f) << 7) | ((3 + (int)(u() * (emax - 2))) << 3) | (int)(u() * 8)); };
+  for (auto& x : ha) x = e4(10);
+  for (auto& x : hb) x = e4(6);
+#else
+  const int eb = 2;
+  std::vector<unsigned short> ha((size_t)M * K), hb((size_t)N * K);
   for (auto& x : ha) x = f2bf(2 * u() - 1);
   for (auto& x : hb) x = f2bf((2 * u() - 1) / sqrtf((float)K));
+#endif
   void *A, *B, *C, *D, *ws;
-  CK(cudaMalloc(&A, ha.size() * 2)); CK(cudaMalloc(&B, hb.size() * 2));
+  CK(cudaMalloc(&A, ha.size() * eb)); CK(cudaMalloc(&B, hb.size() * eb));
   CK(cudaMalloc(&C, (size_t)M * N * 4)); CK(cudaMalloc(&D, (size_t)M * N * 2));
   size_t wsBytes = 32 << 20; CK(cudaMalloc(&ws, wsBytes));
-  CK(cudaMemcpy(A, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(B, hb.data(), hb.size() * 2, cudaMemcpyHostToDevice));
-  SfcTensorMap tA = tmap(A, M, K, 128, 64, l2), tB = tmap(B, N, K, bn, 64, l2);
+  CK(cudaMemcpy(A, ha.data(), ha.size() * eb, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(B, hb.data(), hb.size() * eb, cudaMemcpyHostToDevice));
+  SfcTensorMap tA = tmap(A, M, K * eb / 2, 128, 64, l2), tB = tmap(B, N, K * eb / 2, LAB_BBOX, 64, l2);
   CK(cudaFuncSetAttribute(KNAME, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   int tilesM = (M + 127) / 128, tilesN = (N + bn - 1) / bn;
   #ifdef LAB_NFAST
@@ -72,12 +90,12 @@ int main(int argc, char** argv) {
 #endif
 #if defined(LAB_COOP)
   SfcTensorMap tC = tmap(C, M, N, 64, 32, l2, 2);
-  auto ours = [&] { KNAME<<<grid, 384, smem>>>(tA, tB, tC, (sfc_bf16*)C, M, N, K, N, 1); };
+  auto ours = [&] { KNAME<<<grid, 384, smem>>>(tA, tB, tC, (sfc_bf16*)C, M, N, K, N, 1 ALPHA); };
 #elif defined(LAB_TMC)
   SfcTensorMap tC = tmap(C, M, N, LAB_TMC, bn, l2, 0);
-  auto ours = [&] { KNAME<<<grid, 384, smem>>>(tA, tB, tC, (sfc_bf16*)C, M, N, K, N); };
+  auto ours = [&] { KNAME<<<grid, 384, smem>>>(tA, tB, tC, (sfc_bf16*)C, M, N, K, N ALPHA); };
 #else
-  auto ours = [&] { KNAME<<<grid, 384, smem>>>(tA, tB, (sfc_bf16*)C, M, N, K, N); };
+  auto ours = [&] { KNAME<<<grid, 384, smem>>>(tA, tB, (sfc_bf16*)C, M, N, K, N ALPHA); };
 #endif
 #ifndef LAB_NO_CUBLAS
   // cuBLASLt: row-major C[M,N] = A[M,K] B[N,K]^T as column-major D[N,M] = B^T' ... (op(B)=T on [K,N] storage)
@@ -87,8 +105,13 @@ int main(int argc, char** argv) {
   CL(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &tT, sizeof tT));
   CL(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tN, sizeof tN));
   cublasLtMatrixLayout_t la, lb, lc;
-  CL(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, N, K));
-  CL(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, K, M, K));
+#ifdef LAB_FP8
+  const cudaDataType_t tin = CUDA_R_8F_E4M3;
+#else
+  const cudaDataType_t tin = CUDA_R_16BF;
+#endif
+  CL(cublasLtMatrixLayoutCreate(&la, tin, K, N, K));
+  CL(cublasLtMatrixLayoutCreate(&lb, tin, K, M, K));
   CL(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
   cublasLtMatmulPreference_t pref; CL(cublasLtMatmulPreferenceCreate(&pref));
   CL(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsBytes, sizeof wsBytes));

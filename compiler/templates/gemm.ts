@@ -151,7 +151,9 @@ export function validateGemmSpec(spec: GemmSpec): void {
       throw new RangeError(
         `the cooperative GEMM schedule writes 64 rows of ${spec.output} output into one ring slot as 64-byte boxes: bn = ${spec.bn} is too wide or not a multiple of ${64 / elementBytes(spec.output)} columns`,
       );
-    if (spec.stages < 3) throw new RangeError('the cooperative GEMM schedule needs at least 3 stages');
+    // a tile's output slots sit between its successor's first stages - 2 slices and the rest: with 3
+    // stages slice 1 would wait for the slot slice 0 holds until slice 1 is issued
+    if (spec.stages < 4) throw new RangeError('the cooperative GEMM schedule needs at least 4 stages');
   }
   validateGemmEpilogue(spec);
 }

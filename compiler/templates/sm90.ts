@@ -108,19 +108,16 @@ __device__ __forceinline__ void sfc_tma_load_2d_multicast(sfc_u32 dst, const Sfc
       " [%0], [%1, {%2, %3}], [%4], %5;"
       :: "r"(dst), "l"(map), "r"(c0), "r"(c1), "r"(bar), "h"(ctaMask) : "memory");
 }
-// Arrives on the mbarrier at this shared-memory offset in CTA 'rank' of the cluster.
+// Arrives on the mbarrier at this shared-memory offset in CTA 'rank' of the cluster. The default
+// (CTA-scope) release, as CUTLASS's cluster barriers use: with .release.cluster a 2-CTA cooperative GEMM
+// whose consumers release every ring slot in both CTAs ran at half speed (H100, bench/lab, 2026-11-26).
 __device__ __forceinline__ void sfc_mbar_arrive_cluster(sfc_u32 bar, sfc_u32 rank) {
   asm volatile(
-      "{ .reg .b32 ra; mapa.shared::cluster.u32 ra, %0, %1; mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra]; }"
+      "{ .reg .b32 ra; mapa.shared::cluster.u32 ra, %0, %1; mbarrier.arrive.shared::cluster.b64 _, [ra]; }"
       :: "r"(bar), "r"(rank) : "memory");
 }
-__device__ __forceinline__ void sfc_mbar_wait_cluster(sfc_u32 bar, sfc_u32 parity) {
-  sfc_u32 done = 0;
-  while (!done)
-    asm volatile(
-        "{ .reg .pred p; mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-        : "=r"(done) : "r"(bar), "r"(parity) : "memory");
-}
+// Waits on a barrier that CTAs of the cluster arrive on (sfc_mbar_arrive_cluster).
+__device__ __forceinline__ void sfc_mbar_wait_cluster(sfc_u32 bar, sfc_u32 parity) { sfc_mbar_wait(bar, parity); }
 `;
 
 /** PTX type names of the wgmma input types. */

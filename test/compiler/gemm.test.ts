@@ -272,6 +272,10 @@ describe('GEMM template (sm_90a)', () => {
       /bn = 224 is too wide or not a multiple of 64 columns/,
     );
     expect(gemmCooperativeCandidates({ input: 'bf16', output: 'f32' }, 1536)).toEqual([]);
+    // the output slots sit after the next tile's first stages - 2 slices: 3 stages would deadlock
+    expect(() => gemmSm90({ input: 'bf16', output: 'bf16', bn: 128, stages: 3, schedule: 'cooperative' })).toThrow(
+      /at least 4 stages/,
+    );
     expect(gemmGrid(co, 4680, 1536, 132)).toEqual([132, 1, 1]);
     expect(gemmGrid(co, 100, 100, 132)).toEqual([1, 1, 1]);
     expect(() =>
