@@ -2,7 +2,7 @@
 // output under bench/results/.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { packageRoot } from '../dsl/paths.js';
 import { CudaDevice } from '../runtime/cuda.js';
 import type { Device } from '../runtime/device.js';
@@ -43,7 +43,14 @@ export function stamp(dev: Device, command?: string): Stamp {
   const base = {
     date: new Date().toISOString(),
     commit: commit(),
-    command: command ?? process.env.SFC_BENCH_COMMAND ?? process.argv.slice(1).join(' '),
+    // the command line with paths inside the project made relative (results carry no machine's paths)
+    command:
+      command ??
+      process.env.SFC_BENCH_COMMAND ??
+      process.argv
+        .slice(1)
+        .map((a) => (isAbsolute(a) ? relative(process.cwd(), a) : a))
+        .join(' '),
     node: process.version,
   };
   if (!(dev instanceof CudaDevice)) return { ...base, device: dev.name };

@@ -28,7 +28,8 @@ export function gemmCharts(dir: string): string[] {
   const written: string[] = [];
   for (const f of readdirSync(dir).filter((n) => /^kernels-gemm-.*\.json$/.test(n))) {
     const device = f.slice('kernels-gemm-'.length, -'.json'.length);
-    const ours = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { commit: string; results: GemmRow[] };
+    const ours = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { commit: string; results?: GemmRow[] };
+    if (!Array.isArray(ours.results)) continue; // e.g. kernels-gemm-mma-*.json (its own rows, no chart here)
     const torchFile = join(dir, `gemm-torch-${device}.json`);
     const torch = existsSync(torchFile)
       ? (JSON.parse(readFileSync(torchFile, 'utf8')) as { results: TorchRow[] }).results

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #ifndef LAB_NO_CUBLAS
 #include <cublasLt.h>
+#include <cublas_v2.h>
 #endif
 #include <algorithm>
 #include <cmath>
@@ -137,6 +138,25 @@ int main(int argc, char** argv) {
   for (int r = 0; r < 3; r++) { vo.push_back(timeMs(ours, reps)); vc.push_back(timeMs(cub, reps)); }
   std::sort(vo.begin(), vo.end()); std::sort(vc.begin(), vc.end()); to = vo[1]; tc = vc[1];
   double fl = 2.0 * M * N * K;
+#if !defined(LAB_NO_CUBLAS)
+  if (getenv("LAB_ALGOS")) {
+    // the heuristic's top 8 algorithms, each timed in alternation with ours; and cublasGemmEx (what
+    // PyTorch's bf16 F.linear calls) for bf16
+    cublasLtMatmulHeuristicResult_t all[8]; int nAll = 0;
+    CL(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 8, all, &nAll));
+    for (int i = 0; i < nAll; i++) {
+      auto f = [&] { CL(cublasLtMatmul(lt, desc, &one, B, la, A, lb, &zero, D, lc, D, lc, &all[i].algo, ws, wsBytes, 0)); };
+      float tf = timeMs(f, reps), to2 = timeMs(ours, reps);
+      printf("  lt algo %d: %.2f us (%.0f TF), ours %.2f us in alternation\n", i, tf * 1e3, 2.0 * M * N * K / tf / 1e9, to2 * 1e3);
+    }
+#ifndef LAB_FP8
+    cublasHandle_t h; cublasCreate(&h);
+    auto g = [&] { cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, B, CUDA_R_16BF, K, A, CUDA_R_16BF, K, &zero, D, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT); };
+    float tg = timeMs(g, reps), to3 = timeMs(ours, reps);
+    printf("  cublasGemmEx: %.2f us (%.0f TF), ours %.2f us in alternation\n", tg * 1e3, 2.0 * M * N * K / tg / 1e9, to3 * 1e3);
+#endif
+  }
+#endif
   printf("%-44s M%d N%d K%d grid %dx%d  ours %.2f us (%.0f TF)  cublasLt %.2f us (%.0f TF)  ratio %.3f  maxdiff %.3g nan %zu\n",
          STR(KNAME), M, N, K, grid.x, grid.y, to * 1e3, fl / to / 1e9, tc * 1e3, fl / tc / 1e9, tc / to, md, bad);
   return 0;

@@ -7,7 +7,7 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw --format=csv > $O
 sel() { [ -z "$VARIANTS" ] || [[ " $VARIANTS " == *" $1 "* ]]; }
 while read id entry thr smem bn bk pers; do sel $id || continue
   ( nvcc -std=c++17 -gencode arch=compute_90a,code=sm_90a -O3 -DKSRC="\"gen/$id.cu\"" -DKNAME=$entry $(grep -o "LAB_FLAGS:.*" gen/$id.cu | cut -d: -f2) gemm_lab.cu \
-      -o $OUT/bin/$id -lcuda -lcublasLt > $OUT/bin/$id.log 2>&1 || echo "BUILD FAIL $id" ) &
+      -o $OUT/bin/$id -lcuda -lcublasLt -lcublas > $OUT/bin/$id.log 2>&1 || echo "BUILD FAIL $id" ) &
 done < gen/variants.txt
 wait
 SHAPES=${SHAPES:-"4680,1536,1536 4680,1536,64 4680,1536,768"}
