@@ -518,14 +518,7 @@ export function gemmSm90(specIn: GemmSpec): GemmArtifact {
       float acc[${regs}];
       for (int kt = 0; kt < kTiles; ++kt, ++it) {
         const int s = it % ${stages};
-        sfc_mbar_wait(sfc_smem(&bars[s]), (it / ${stages}) & 1);
-        const sfc_u64 da = sfc_wgmma_desc_sw128(sfc_smem(ringA + s * ${aBytes} + c * ${64 * 128}));
-        const sfc_u64 db = sfc_wgmma_desc_sw128(sfc_smem(ringB + s * ${bBytes}));
-        sfc_wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < ${bk / kStep}; ++kk) sfc_mma(acc, da + 2 * kk, db + 2 * kk, kt > 0 || kk > 0);
-        sfc_wgmma_commit();
-        sfc_wgmma_wait<1>();
+        ${consumerSlice({ stages, aBytes, bBytes, bk, kStep, pos: 'it' })}
         if (kt > 0 && tid == 0) sfc_mbar_arrive(sfc_smem(&bars[${stages} + (it - 1) % ${stages}]));
       }
       sfc_wgmma_wait<0>();
@@ -786,6 +779,31 @@ export function gemmCooperativeCandidates(
 }
 
 /**
+ * One K-slice of a consumer's mainloop (the persistent and cooperative schedules): wait until ring slot
+ * `s` holds ring position `pos`, issue the slice's wgmmas on this consumer's 64 rows (the tile's first
+ * slice, kt = 0, overwrites the accumulators), commit, and wait until at most this group is in flight,
+ * so the previous slice's slot may be released.
+ */
+function consumerSlice(o: {
+  stages: number;
+  aBytes: number;
+  bBytes: number;
+  bk: number;
+  kStep: number;
+  pos: string;
+}): string {
+  const { stages, aBytes, bBytes, bk, kStep, pos } = o;
+  return `sfc_mbar_wait(sfc_smem(&bars[s]), (${pos} / ${stages}) & 1);
+        const sfc_u64 da = sfc_wgmma_desc_sw128(sfc_smem(ringA + s * ${aBytes} + c * ${64 * 128}));
+        const sfc_u64 db = sfc_wgmma_desc_sw128(sfc_smem(ringB + s * ${bBytes}));
+        sfc_wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < ${bk / kStep}; ++kk) sfc_mma(acc, da + 2 * kk, db + 2 * kk, kt > 0 || kk > 0);
+        sfc_wgmma_commit();
+        sfc_wgmma_wait<1>();`;
+}
+
+/**
  * The cooperative schedule. The CTA takes tiles blockIdx.x, blockIdx.x + gridDim.x, ... (n-fastest where
  * N <= M: a wave reads all of B, the smaller operand, and a band of A's rows, so A is read once; else
  * m-fastest). Each tile takes kTiles + 2 ring positions: its K-slices and one output slot per consumer
@@ -916,14 +934,7 @@ function cooperativeBody(o: {
       int prev = 0;
       for (int kt = 0; kt < kTiles; ++kt) {
         const int pos = slicePos(t, kt), s = pos % ${stages};
-        sfc_mbar_wait(sfc_smem(&bars[s]), (pos / ${stages}) & 1);
-        const sfc_u64 da = sfc_wgmma_desc_sw128(sfc_smem(ringA + s * ${aBytes} + c * ${64 * 128}));
-        const sfc_u64 db = sfc_wgmma_desc_sw128(sfc_smem(ringB + s * ${bBytes}));
-        sfc_wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < ${bk / kStep}; ++kk) sfc_mma(acc, da + 2 * kk, db + 2 * kk, kt > 0 || kk > 0);
-        sfc_wgmma_commit();
-        sfc_wgmma_wait<1>();
+        ${consumerSlice({ stages, aBytes, bBytes, bk, kStep, pos: 'pos' })}
         if (kt > 0 && tid == 0) sfc_mbar_arrive(${empty('prev')});
         prev = pos;
       }
