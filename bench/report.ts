@@ -100,7 +100,43 @@ export function attentionCharts(dir: string): string[] {
   return written;
 }
 
+interface Fp8AttentionRow {
+  Lkv: number;
+  bf16: { tflops: number };
+  e4m3: { tflops: number };
+}
+
+/** attention-fp8-<device>.json (FP8 and bf16 sfc, SDPA bf16 of the same session) as a bar chart. */
+export function fp8AttentionCharts(dir: string): string[] {
+  const written: string[] = [];
+  for (const f of readdirSync(dir).filter((n) => /^attention-fp8-.*\.json$/.test(n))) {
+    const device = f.slice('attention-fp8-'.length, -'.json'.length);
+    const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
+      commit: string;
+      results: Fp8AttentionRow[];
+      sdpa?: { results: SdpaRow[] };
+    };
+    const sdpa = r.results.map(
+      (x) => r.sdpa?.results.find((t) => t.backend === 'default' && t.Lkv === x.Lkv)?.tflops ?? NaN,
+    );
+    const svg = barChartSvg({
+      title: `FP8 attention, 4680 queries, 12 x 128 (${device.replace(/_/g, ' ')}, commit ${r.commit})`,
+      unit: 'TFLOP/s',
+      groups: r.results.map((x) => `Lkv ${x.Lkv}`),
+      series: [
+        { name: 'sfc FP8 e4m3', color: '#2b6cb0', values: r.results.map((x) => x.e4m3.tflops) },
+        { name: 'sfc bf16', color: '#90cdf4', values: r.results.map((x) => x.bf16.tflops) },
+        { name: 'SDPA default (bf16; no FP8 SDPA)', color: '#ed8936', values: sdpa },
+      ],
+    });
+    const path = join(dir, `attention-fp8-${device}.svg`);
+    atomicWrite(path, svg);
+    written.push(path);
+  }
+  return written;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const dir = process.env.SFC_BENCH_OUT ?? join(packageRoot(import.meta.url), 'bench', 'results');
-  for (const p of [...gemmCharts(dir), ...attentionCharts(dir)]) console.log(`wrote ${p}`);
+  for (const p of [...gemmCharts(dir), ...attentionCharts(dir), ...fp8AttentionCharts(dir)]) console.log(`wrote ${p}`);
 }
