@@ -17,6 +17,9 @@
 #ifndef LAB_BBOX
 #define LAB_BBOX bn
 #endif
+#ifndef LAB_ABOX
+#define LAB_ABOX 128
+#endif
 #ifdef LAB_FP8
 #define ALPHA , 1.0f
 #else
@@ -81,7 +84,7 @@ int main(int argc, char** argv) {
   size_t wsBytes = 32 << 20; CK(cudaMalloc(&ws, wsBytes));
   CK(cudaMemcpy(A, ha.data(), ha.size() * eb, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(B, hb.data(), hb.size() * eb, cudaMemcpyHostToDevice));
-  SfcTensorMap tA = tmap(A, M, K * eb / 2, 128, 64, l2), tB = tmap(B, N, K * eb / 2, LAB_BBOX, 64, l2);
+  SfcTensorMap tA = tmap(A, M, K * eb / 2, LAB_ABOX, 64, l2), tB = tmap(B, N, K * eb / 2, LAB_BBOX, 64, l2);
   CK(cudaFuncSetAttribute(KNAME, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   int tilesM = (M + 127) / 128, tilesN = (N + bn - 1) / bn;
   #ifdef LAB_NFAST

@@ -20,7 +20,7 @@ const specs = [
 const meta = [];
 for (const [id, spec] of specs) {
   const a = gemmSm90(spec);
-  const flags = [spec.schedule?.startsWith('cooperative') ? '-DLAB_COOP' : '', spec.input === 'e4m3' ? '-DLAB_FP8' : '']
+  const flags = [spec.schedule === 'cooperative' ? '-DLAB_COOP' : '', spec.input === 'e4m3' ? '-DLAB_FP8' : '']
     .filter(Boolean)
     .join(' ');
   writeFileSync(`${out}/${id}.cu`, (flags ? `// LAB_FLAGS: ${flags}\n` : '') + a.source);
