@@ -40,16 +40,17 @@ export interface Stamp {
 
 /** Where and how a result was measured; `command` defaults to this process's command line. */
 export function stamp(dev: Device, command?: string): Stamp {
+  const root = packageRoot(import.meta.url);
   const base = {
     date: new Date().toISOString(),
     commit: commit(),
-    // the command line with paths inside the project made relative (results carry no machine's paths)
+    // the command line with paths inside the project made relative to it (results carry no machine's paths)
     command:
       command ??
       process.env.SFC_BENCH_COMMAND ??
       process.argv
         .slice(1)
-        .map((a) => (isAbsolute(a) ? relative(process.cwd(), a) : a))
+        .map((a) => (isAbsolute(a) && !relative(root, a).startsWith('..') ? relative(root, a) : a))
         .join(' '),
     node: process.version,
   };

@@ -116,6 +116,7 @@ export function fp8AttentionCharts(dir: string): string[] {
       results: Fp8AttentionRow[];
       sdpa?: { results: SdpaRow[] };
     };
+    if (!Array.isArray(r.results)) continue;
     const sdpa = r.results.map(
       (x) => r.sdpa?.results.find((t) => t.backend === 'default' && t.Lkv === x.Lkv)?.tflops ?? NaN,
     );

@@ -56,6 +56,7 @@ function check(art: GemmArtifact, op: GemmOperands): Checked {
   const N = b.shape[0]!;
   if (b.shape[1] !== K)
     throw new ShapeError(`${name}: a is [${M}, ${K}] but b is [${b.shape.join(', ')}] (want [N, ${K}])`);
+  if (M < 1 || N < 1 || K < 1) throw new ShapeError(`${name}: M, N and K must be positive, got ${M} x ${N} x ${K}`);
   if (c.shape[0] !== M || c.shape[1] !== N)
     throw new ShapeError(`${name}: c must be [${M}, ${N}], got [${c.shape.join(', ')}]`);
   const vec = (t: Tensor | undefined, what: string, n: number, dtype: string): void => {
@@ -371,9 +372,11 @@ export function gemmTuneKey(
 ): string {
   const s = candidates[0]!.spec;
   const epi = JSON.stringify(s.epilogue);
-  // the candidate set too: a choice made among fewer (older) candidates is not reused
+  // the candidate set and their sources too: a choice made among fewer (older) candidates, or among
+  // kernels whose code has changed since under the same names, is not reused
   let h = 0x811c9dc5;
-  for (const ch of candidates.map((c) => c.name).join(',')) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  for (const c of candidates)
+    for (const ch of `${c.name}\n${c.source},`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
   return `${arch}|${s.input}->${s.output}|${M}x${N}x${K}|${epi}|${h.toString(16)}`;
 }
 

@@ -219,7 +219,7 @@ export function planLayer(graph: LayerGraph, options: PlanOptions = {}): LaunchP
             ...GEMM_TILES.map((bn) => gemmSm90({ input, output, bn, stages: maxStages(bn), epilogue: fused.epilogue })),
             // the persistent ping-pong schedule (one consumer's epilogue under the other's mainloop)
             ...gemmPingpongCandidates({ input, output, epilogue: fused.epilogue }),
-            // the persistent cooperative schedule (epilogue values copied out of ring slots by other warps)
+            // the persistent cooperative schedule (epilogue values stored out of ring slots with TMA by the producer warpgroup)
             ...gemmCooperativeCandidates({ input, output, epilogue: fused.epilogue }),
             // mma.sync for sm_80 / sm_89 (the runtime takes the candidates of the device's architecture)
             ...gemmMmaCandidates({ input, output, epilogue: fused.epilogue }),

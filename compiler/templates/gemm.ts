@@ -567,7 +567,7 @@ ${entry}(const __grid_constant__ SfcTensorMap tmA, const __grid_constant__ SfcTe
         ? `
     for (int c = 0; c < 2; ++c) {
       sfc_mbar_init(sfc_smem(&bars[${2 * stages} + c]), 128); // every thread of consumer c wrote its values
-      sfc_mbar_init(sfc_smem(&bars[${2 * stages + 2} + c]), 1); // the copying warps have read them
+      sfc_mbar_init(sfc_smem(&bars[${2 * stages + 2} + c]), 1); // the stores (or copies) have read them
     }`
         : ''
     }
@@ -765,7 +765,8 @@ export const COOPERATIVE_TILE_WIDTHS: readonly number[] = [224, 256];
 
 /**
  * Cooperative instantiations for the autotuner, one per width (the deepest ring each fits), none where
- * 64 rows of output do not fit a ring slot (f32 outputs wider than 96 columns) or N <= 64.
+ * 64 rows of output are not whole 64-byte boxes that fit a ring slot (f32 outputs wider than 128
+ * columns, e4m3 outputs not a multiple of 64 columns) or N <= 64.
  */
 export function gemmCooperativeCandidates(
   base: Omit<GemmSpec, 'bn' | 'stages' | 'schedule' | 'persistent' | 'conv'>,
@@ -817,8 +818,8 @@ function consumerSlice(o: {
  * barrier), gives the other consumer's slot its arrival on `empty` (so no slot is reused before both
  * consumers have seen its phase), writes its values, converted, into its own slot (coopLayout: 64-byte
  * boxes with the 64-byte swizzle, 16-byte chunk k of row r at chunk k ^ ((r / 2) % 4)) and arrives on
- * `written[c]`. Thread 1 of the producer warpgroup waits on `written[c]`, stores the boxes with TMA
- * tensor stores (rows and columns past C clipped) and waits until they have read the slot, then gives
+ * `written[c]`. Warps 1-3 of the producer warpgroup wait on `written[c]`; thread 32 (warp 1, lane 0)
+ * stores the boxes with TMA tensor stores (rows and columns past C clipped) and waits until they have read the slot, then gives
  * the slot its other `empty` arrival and arrives on `copied[c]`. Where C cannot take a tensor map
  * (`tmaC` = 0: an address or row pitch that is not a multiple of 16 bytes) warps 1-3 copy the values
  * element by element instead.

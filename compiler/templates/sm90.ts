@@ -80,7 +80,7 @@ template <int R> __device__ __forceinline__ void sfc_setmaxnreg_dec() {
  * What the persistent ping-pong GEMM adds (appended after SM90_PRELUDE, so other kernels' sources are
  * unchanged): a named-barrier arrive for the consumers' hand-off, and for the 2-CTA cluster variant
  * the CTA's rank in its cluster, a cluster-wide barrier, TMA loads multicast to both CTAs of the
- * cluster, arrivals on the peer CTA's mbarrier (mapa) and a cluster-scope acquiring wait.
+ * cluster, arrivals on the peer CTA's mbarrier (mapa) and the wait on a barrier such arrivals complete.
  */
 export const SM90_PINGPONG = String.raw`
 // Arrives on a named barrier without waiting: the signalling side of a hand-off whose other side

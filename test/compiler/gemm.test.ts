@@ -18,7 +18,7 @@ import { wgmmaCall } from '../../compiler/templates/sm90.js';
 import { compileCudaAsync, findNvcc } from '../../compiler/nvcc.js';
 import { countSm90Opcodes } from '../../compiler/sass.js';
 import { CpuDevice } from '../../runtime/cpu.js';
-import { gemmGrid, runGemm } from '../../runtime/gemm.js';
+import { gemmGrid, gemmTuneKey, runGemm } from '../../runtime/gemm.js';
 import { layoutOf, packArgs } from '../../runtime/launch.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { mulberry32 } from '../helpers.js';
@@ -371,6 +371,17 @@ describe('GEMM JS twin', () => {
       }
       for (let j = 3; j < 8; j++) expect(Number(got[i * 8 + j])).toBe(0); // padding untouched
     }
+  });
+
+  it('refuses an empty K, and keys tuning choices on the candidates sources as well as their names', () => {
+    const art = gemmSm90({ input: 'bf16', output: 'bf16', bn: 64, stages: 2 });
+    const a = Tensor.zeros(cpu, bf16, [4, 0]);
+    const b = Tensor.zeros(cpu, bf16, [3, 0]);
+    const c = Tensor.zeros(cpu, bf16, [4, 3]);
+    expect(() => runGemm(art, { a, b, c })).toThrow(/M, N and K must be positive, got 4 x 3 x 0/);
+    const changed = { ...art, source: `${art.source}\n// changed` };
+    expect(gemmTuneKey('sm_90a', 4680, 1536, 1536, [art])).not.toBe(gemmTuneKey('sm_90a', 4680, 1536, 1536, [changed]));
+    expect(gemmTuneKey('sm_90a', 4680, 1536, 1536, [art])).toBe(gemmTuneKey('sm_90a', 4680, 1536, 1536, [art]));
   });
 });
 
