@@ -148,6 +148,7 @@ describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a)
       e: { rowScale: true, colScale: true, bias: 'bf16', activation: 'relu' },
     },
   ];
+  const viewCase = { input: 'bf16', output: 'bf16', bn: 224, M: 1000, N: 1000, K: 200, e: {} } as const;
   const cases: (Case & { schedule: 'pingpong' | 'pingpong-cluster' | 'persistent' | 'cooperative' })[] = [
     ...pingpongCases.map((c) => ({ ...c, schedule: 'pingpong' as const })),
     ...pingpongCases.map((c) => ({ ...c, schedule: 'pingpong-cluster' as const })),
@@ -196,28 +197,10 @@ describe.skipIf(!!noGpuReason)('GEMM ping-pong and persistent schedules (sm_90a)
     { schedule: 'cooperative', input: 'f16', output: 'f16', bn: 192, M: 60, N: 64, K: 64, e: {} },
     // C as a view of a wider output: 2 bytes into a row (no tensor map: element copies), and 16 bytes in
     // with a row pitch past N (TMA stores clipped at N); nothing written outside the view
-    {
-      schedule: 'cooperative',
-      input: 'bf16',
-      output: 'bf16',
-      bn: 224,
-      M: 1000,
-      N: 1000,
-      K: 200,
-      e: {},
-      view: { pad: 8, offset: 1 },
-    },
-    {
-      schedule: 'cooperative',
-      input: 'bf16',
-      output: 'bf16',
-      bn: 224,
-      M: 1000,
-      N: 1000,
-      K: 200,
-      e: {},
-      view: { pad: 16, offset: 8 },
-    },
+    ...[
+      { pad: 8, offset: 1 },
+      { pad: 16, offset: 8 },
+    ].map((view) => ({ schedule: 'cooperative' as const, ...viewCase, view })),
     // 1-2 K-slices a tile and 3-4 tiles a CTA: the output slots go round the ring many times
     { schedule: 'cooperative', input: 'bf16', output: 'bf16', bn: 224, M: 9000, N: 1344, K: 128, e: {} },
     { schedule: 'cooperative', input: 'e4m3', output: 'bf16', bn: 128, M: 8000, N: 1024, K: 128, e: { alpha: true } },
