@@ -60,34 +60,44 @@ export function attentionMaskStruct(bm: number, bc: number): string {
 }
 
 /**
- * Masks the S tile `sc` of KV tile `tile` (only where some key of it is invisible to some row),
- * updates the running maxima and sums, sets aA / aB and writes P to dst[bc / 16][4].
+ * The start of both templates' online softmax over the S tile `sc` of KV tile `tile` (bc keys): masks
+ * it (only where some key of the tile is invisible to some row; bounds precomputed per row) and leaves
+ * the tile's row maxima of rows A and B in tA, tB (raw score units). Opens a block the caller closes.
  */
-export function onlineSoftmax(bc: number, tile: string, dst: string): string {
-  const J = bc / 8;
+export function maskAndTileMax(bc: number, tile: string): string {
   return `{
       const int k0 = (${tile}) * ${bc};
+      // masking only where some key of the tile is invisible to some row (bounds precomputed per row)
       if (!(k0 + ${bc} <= hiMin && (windowTokens <= 0 || k0 >= loMax || k0 + ${bc} <= sinkTokens))) {
 #pragma unroll
-        for (int j = 0; j < ${J}; ++j)
+        for (int j = 0; j < ${bc / 8}; ++j) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int k = k0 + 8 * j + cq + (e & 1);
             const bool ok = e < 2 ? (k < hiA && (k >= loA || k < sinkTokens)) : (k < hiB && (k >= loB || k < sinkTokens));
             if (!ok) sc[4 * j + e] = SFC_NEG_INF;
           }
+        }
       }
       float tA = SFC_NEG_INF, tB = SFC_NEG_INF;
 #pragma unroll
-      for (int j = 0; j < ${J}; ++j) {
+      for (int j = 0; j < ${bc / 8}; ++j) {
         tA = fmaxf(tA, fmaxf(sc[4 * j], sc[4 * j + 1]));
         tB = fmaxf(tB, fmaxf(sc[4 * j + 2], sc[4 * j + 3]));
       }
-#pragma unroll
-      for (int x = 1; x < 4; x *= 2) {
-        tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, x));
-        tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, x));
-      }
+      tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1));
+      tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
+      tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
+      tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));`;
+}
+
+/**
+ * Masks the S tile `sc` of KV tile `tile` (only where some key of it is invisible to some row),
+ * updates the running maxima and sums, sets aA / aB and writes P to dst[bc / 16][4].
+ */
+export function onlineSoftmax(bc: number, tile: string, dst: string): string {
+  const J = bc / 8;
+  return `${maskAndTileMax(bc, tile)}
       const float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
       // exp2(s * scaleLog2 - base) as one FFMA; a row with no visible key yet keeps base 0 (no inf - inf)
       const float bA = nA == SFC_NEG_INF ? 0.0f : nA * scaleLog2, bB = nB == SFC_NEG_INF ? 0.0f : nB * scaleLog2;

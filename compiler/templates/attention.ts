@@ -27,7 +27,7 @@
 // kernels that write Q, K and this V from bf16 (attentionQuantizeSource).
 import { attentionFp8KeySlot, type AttentionArtifact, type AttentionSpec } from '../../dsl/artifact.js';
 import { CUDA_PRELUDE } from '../cuda-prelude.js';
-import { attentionDeviceHelpers, attentionMaskStruct } from './attention-common.js';
+import { attentionDeviceHelpers, attentionMaskStruct, maskAndTileMax } from './attention-common.js';
 import { SM90_MN_MAJOR_DESC, SM90_PINGPONG, SM90_PRELUDE, wgmmaCall, wgmmaCallRegA } from './sm90.js';
 
 export type { AttentionArtifact, AttentionSpec } from '../../dsl/artifact.js';
@@ -201,30 +201,7 @@ export function attentionSm90(spec: AttentionSpec): AttentionArtifact {
       }`;
   // scale + mask sc (KV tile starting at key k0), update the running max / sum, write P to `dst`
   // and the rescale factors aA, aB of the output rows
-  const softmax = (tile: string, dst: string) => `{
-      const int k0 = (${tile}) * ${BC};
-      // masking only where some key of the tile is invisible to some row (bounds precomputed per row)
-      if (!(k0 + ${BC} <= hiMin && (windowTokens <= 0 || k0 >= loMax || k0 + ${BC} <= sinkTokens))) {
-#pragma unroll
-        for (int j = 0; j < ${BC / 8}; ++j) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int k = k0 + 8 * j + cq + (e & 1);
-            const bool ok = e < 2 ? (k < hiA && (k >= loA || k < sinkTokens)) : (k < hiB && (k >= loB || k < sinkTokens));
-            if (!ok) sc[4 * j + e] = SFC_NEG_INF;
-          }
-        }
-      }
-      float tA = SFC_NEG_INF, tB = SFC_NEG_INF;
-#pragma unroll
-      for (int j = 0; j < ${BC / 8}; ++j) {
-        tA = fmaxf(tA, fmaxf(sc[4 * j], sc[4 * j + 1]));
-        tB = fmaxf(tB, fmaxf(sc[4 * j + 2], sc[4 * j + 3]));
-      }
-      tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 1));
-      tA = fmaxf(tA, __shfl_xor_sync(0xffffffffu, tA, 2));
-      tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 1));
-      tB = fmaxf(tB, __shfl_xor_sync(0xffffffffu, tB, 2));
+  const softmax = (tile: string, dst: string) => `${maskAndTileMax(BC, tile)}
       // running maxima in raw score units; exponents as one FFMA: exp2(s * scaleLog2 - max * scaleLog2)
       ${
         lazy
