@@ -24,12 +24,20 @@ interface TorchRow {
   tflops?: number;
 }
 
+/** The result files `<prefix>-<device>.json` in dir with rows (`results`), parsed, with their device. */
+function resultFiles<T extends { results?: unknown }>(dir: string, prefix: string): { device: string; data: T }[] {
+  return readdirSync(dir)
+    .filter((n) => n.startsWith(`${prefix}-`) && n.endsWith('.json'))
+    .map((n) => ({
+      device: n.slice(prefix.length + 1, -'.json'.length),
+      data: JSON.parse(readFileSync(join(dir, n), 'utf8')) as T,
+    }))
+    .filter((f) => Array.isArray(f.data.results)); // e.g. kernels-gemm-mma-*.json: its own rows, no chart here
+}
+
 export function gemmCharts(dir: string): string[] {
   const written: string[] = [];
-  for (const f of readdirSync(dir).filter((n) => /^kernels-gemm-.*\.json$/.test(n))) {
-    const device = f.slice('kernels-gemm-'.length, -'.json'.length);
-    const ours = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { commit: string; results?: GemmRow[] };
-    if (!Array.isArray(ours.results)) continue; // e.g. kernels-gemm-mma-*.json (its own rows, no chart here)
+  for (const { device, data: ours } of resultFiles<{ commit: string; results: GemmRow[] }>(dir, 'kernels-gemm')) {
     const torchFile = join(dir, `gemm-torch-${device}.json`);
     const torch = existsSync(torchFile)
       ? (JSON.parse(readFileSync(torchFile, 'utf8')) as { results: TorchRow[] }).results
@@ -74,9 +82,10 @@ interface SdpaRow {
 
 export function attentionCharts(dir: string): string[] {
   const written: string[] = [];
-  for (const f of readdirSync(dir).filter((n) => /^kernels-attention-.*\.json$/.test(n))) {
-    const device = f.slice('kernels-attention-'.length, -'.json'.length);
-    const ours = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { commit: string; results: AttentionRow[] };
+  for (const { device, data: ours } of resultFiles<{ commit: string; results: AttentionRow[] }>(
+    dir,
+    'kernels-attention',
+  )) {
     const torchFile = join(dir, `attention-torch-${device}.json`);
     const torch = existsSync(torchFile)
       ? (JSON.parse(readFileSync(torchFile, 'utf8')) as { results: SdpaRow[] }).results
@@ -109,14 +118,11 @@ interface Fp8AttentionRow {
 /** attention-fp8-<device>.json (FP8 and bf16 sfc, SDPA bf16 of the same session) as a bar chart. */
 export function fp8AttentionCharts(dir: string): string[] {
   const written: string[] = [];
-  for (const f of readdirSync(dir).filter((n) => /^attention-fp8-.*\.json$/.test(n))) {
-    const device = f.slice('attention-fp8-'.length, -'.json'.length);
-    const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
-      commit: string;
-      results: Fp8AttentionRow[];
-      sdpa?: { results: SdpaRow[] };
-    };
-    if (!Array.isArray(r.results)) continue;
+  for (const { device, data: r } of resultFiles<{
+    commit: string;
+    results: Fp8AttentionRow[];
+    sdpa?: { results: SdpaRow[] };
+  }>(dir, 'attention-fp8')) {
     const sdpa = r.results.map(
       (x) => r.sdpa?.results.find((t) => t.backend === 'default' && t.Lkv === x.Lkv)?.tflops ?? NaN,
     );
