@@ -21,6 +21,20 @@ export interface AttentionCase {
   mask?: AttentionMask;
 }
 
+/**
+ * The geometries every attention template is checked on: no mask (odd lengths, two batches), chunk-causal
+ * blocks, a chunk's queries at the end of a longer cache, a local window with sink, and a cache of one key
+ * (fewer than a tile, queries past it).
+ */
+export const ATTENTION_SHAPES: readonly AttentionCase[] = [
+  { B: 1, Lq: 300, cap: 300, kvLen: 300, H: 2 },
+  { B: 2, Lq: 200, cap: 333, kvLen: 333, H: 3 },
+  { B: 1, Lq: 390, cap: 390, kvLen: 390, H: 2, mask: { blockTokens: 130 } },
+  { B: 1, Lq: 130, cap: 600, kvLen: 520, H: 2, mask: { blockTokens: 130, qOffset: 390 } },
+  { B: 1, Lq: 520, cap: 520, kvLen: 520, H: 1, mask: { blockTokens: 130, windowTokens: 260, sinkTokens: 130 } },
+  { B: 1, Lq: 77, cap: 64, kvLen: 1, H: 2 },
+];
+
 export function attentionCaseLabel(art: AttentionArtifact, c: AttentionCase): string {
   return `${art.name}: B=${c.B} Lq=${c.Lq} kv=${c.kvLen}/${c.cap} H=${c.H} mask ${JSON.stringify(c.mask ?? {})}`;
 }

@@ -11,7 +11,7 @@ import { e4m3ScaleOf, fp8VCapacity, quantizeForAttention } from '../../runtime/a
 import { CpuDevice } from '../../runtime/cpu.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
 import { Tensor } from '../../runtime/tensor.js';
-import { attentionCaseLabel, checkAttention, type AttentionCase } from './attention-check.js';
+import { ATTENTION_SHAPES, attentionCaseLabel, checkAttention, type AttentionCase } from './attention-check.js';
 import { noGpuReason, openDevice, randn, relErr, reportResult } from './gpu.js';
 
 const amax = (t: Tensor) => (t.toArray() as Float32Array).reduce((a, x) => Math.max(a, Math.abs(x)), 0);
@@ -25,22 +25,10 @@ describe.skipIf(!!noGpuReason)('FP8 flash attention (sm_90a) on the GPU', () => 
   afterAll(() => dev?.dispose());
 
   // inputs of different magnitudes, so that the scales matter
-  const cases: (AttentionCase & { stages: number })[] = [
-    { stages: 2, B: 1, Lq: 300, cap: 300, kvLen: 300, H: 2 },
-    { stages: 4, B: 2, Lq: 200, cap: 333, kvLen: 333, H: 3 },
-    { stages: 3, B: 1, Lq: 390, cap: 390, kvLen: 390, H: 2, mask: { blockTokens: 130 } },
-    { stages: 2, B: 1, Lq: 130, cap: 600, kvLen: 520, H: 2, mask: { blockTokens: 130, qOffset: 390 } },
-    {
-      stages: 5,
-      B: 1,
-      Lq: 520,
-      cap: 520,
-      kvLen: 520,
-      H: 1,
-      mask: { blockTokens: 130, windowTokens: 260, sinkTokens: 130 },
-    },
-    { stages: 2, B: 1, Lq: 77, cap: 64, kvLen: 1, H: 2 },
-  ];
+  const cases: (AttentionCase & { stages: number })[] = ATTENTION_SHAPES.map((shape, i) => ({
+    stages: [2, 4, 3, 2, 5, 2][i]!,
+    ...shape,
+  }));
   // each case plain and (3 stages) with the template's options (ping-pong, exponentials on the FMA units, lazy
   // rescaling, row sums from the tensor cores)
   const variants = [

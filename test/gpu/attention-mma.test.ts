@@ -10,7 +10,7 @@ import type { AttentionSpec } from '../../dsl/artifact.js';
 import { attentionMma } from '../../compiler/templates/attention-mma.js';
 import { attentionSm90 } from '../../compiler/templates/attention.js';
 import type { CudaDevice } from '../../runtime/cuda.js';
-import { attentionCaseLabel, checkAttention, type AttentionCase } from './attention-check.js';
+import { ATTENTION_SHAPES, attentionCaseLabel, checkAttention, type AttentionCase } from './attention-check.js';
 import { noGpuReason, openDevice, reportResult } from './gpu.js';
 
 type Case = AttentionCase & { spec: AttentionSpec };
@@ -24,28 +24,18 @@ describe.skipIf(!!noGpuReason)('flash attention (mma.sync, sm_80 code) on the GP
 
   const d128: AttentionSpec = { input: 'bf16', headDim: 128, bc: 64, stages: 2, bm: 128 };
   const d64: AttentionSpec = { input: 'bf16', headDim: 64, bc: 64, stages: 4, bm: 64 };
+  // one instantiation per shared geometry (ATTENTION_SHAPES, in order), then window and sink masks
+  // without blocks, and all of them with a query offset and two batches
+  const specs: AttentionSpec[] = [
+    d128,
+    d64,
+    { ...d128, bm: 64 },
+    { input: 'f16', headDim: 64, bc: 128, stages: 2 },
+    d128,
+    { ...d128, input: 'f16' },
+  ];
   const cases: Case[] = [
-    { spec: d128, B: 1, Lq: 300, cap: 300, kvLen: 300, H: 2 },
-    { spec: d64, B: 2, Lq: 200, cap: 333, kvLen: 333, H: 3 },
-    { spec: { ...d128, bm: 64 }, B: 1, Lq: 390, cap: 390, kvLen: 390, H: 2, mask: { blockTokens: 130 } },
-    {
-      spec: { input: 'f16', headDim: 64, bc: 128, stages: 2 },
-      B: 1,
-      Lq: 130,
-      cap: 600,
-      kvLen: 520,
-      H: 2,
-      mask: { blockTokens: 130, qOffset: 390 },
-    },
-    {
-      spec: d128,
-      B: 1,
-      Lq: 520,
-      cap: 520,
-      kvLen: 520,
-      H: 1,
-      mask: { blockTokens: 130, windowTokens: 260, sinkTokens: 130 },
-    },
+    ...ATTENTION_SHAPES.map((shape, i) => ({ spec: specs[i]!, ...shape })),
     {
       spec: { input: 'bf16', headDim: 64, bc: 64, stages: 3, bm: 128 },
       B: 1,
@@ -64,7 +54,6 @@ describe.skipIf(!!noGpuReason)('flash attention (mma.sync, sm_80 code) on the GP
       H: 3,
       mask: { blockTokens: 131, qOffset: 386, windowTokens: 200, sinkTokens: 3 },
     },
-    { spec: { ...d128, input: 'f16' }, B: 1, Lq: 77, cap: 64, kvLen: 1, H: 2 },
   ];
   for (const c of cases) {
     const art = attentionMma(c.spec);
