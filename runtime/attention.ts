@@ -10,7 +10,7 @@ import { SfcError } from '../dsl/errors.js';
 import { checkFp8V, untransposeV, type AttentionScales } from './attention-fp8.js';
 import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
-import { archRunsOn, CudaDevice, type CudaKernel } from './cuda.js';
+import { archRunsOn, CudaDevice } from './cuda.js';
 import { ShapeError, Tensor } from './tensor.js';
 
 export interface AttentionMask {
@@ -107,8 +107,6 @@ function check(art: AttentionArtifact, op: AttentionOperands): Dims {
   return { B, Lq, H, D, kvLen, qRows: q.strides[0]! / (H * D), kvRows: k.strides[0]! / (H * D), capV };
 }
 
-const kernels = new WeakMap<AttentionArtifact, WeakMap<CudaDevice, CudaKernel>>();
-
 export function runAttention(art: AttentionArtifact, op: AttentionOperands): void {
   const d = check(art, op);
   const dev = op.q.device;
@@ -120,20 +118,7 @@ export function runAttention(art: AttentionArtifact, op: AttentionOperands): voi
 function runCuda(dev: CudaDevice, art: AttentionArtifact, op: AttentionOperands, d: Dims): void {
   if (!archRunsOn(art.arch, dev.arch))
     throw new SfcError(`${art.name} is built for ${art.arch}; ${dev.name} is ${dev.arch}`);
-  let byDev = kernels.get(art);
-  if (!byDev) kernels.set(art, (byDev = new WeakMap()));
-  let kernel = byDev.get(dev);
-  if (!kernel) {
-    kernel = dev.kernel({
-      source: art.source,
-      entry: art.entry,
-      params: art.params.map((p) => p.type),
-      label: art.name,
-      // the sm_80 (mma.sync) template elsewhere: compiled for sm_89 there, as PTX on Hopper (compileTarget)
-      ...(art.arch !== dev.arch ? { arch: art.arch } : {}),
-    });
-    byDev.set(dev, kernel);
-  }
+  const kernel = dev.artifactKernel(art);
   const addr = (t: Tensor) => dev.ptrOf(t.storage) + t.byteOffset;
   // TMA and cp.async both read 16-byte aligned rows
   for (const [t, what] of [

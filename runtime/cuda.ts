@@ -111,6 +111,8 @@ export class CudaDevice implements Device {
   private readonly kernels = new Map<string, CudaKernel>();
   /** source -> entry -> kernel, for kernel() without compile options */
   private readonly bySource = new Map<string, Map<string, CudaKernel>>();
+  /** template instantiations' kernels (GEMM, attention) by artifact: one WeakMap lookup per launch */
+  private readonly byArtifact = new WeakMap<object, CudaKernel>();
   private readonly modules: number[] = [];
   private workspace: { storage: CudaStorage; bytes: number } | undefined;
   private readonly nvrtcVersion: string;
@@ -243,6 +245,32 @@ export class CudaDevice implements Device {
   }
 
   // ---- kernels -----------------------------------------------------------------------------
+  /**
+   * The kernel of a template instantiation (a GEMM or attention artifact), compiled or loaded once per
+   * artifact and device; an sm_80 / sm_89 instantiation on a newer GPU compiles as `compileTarget`
+   * says (a cubin within the major version, else PTX).
+   */
+  artifactKernel(art: {
+    source: string;
+    entry: string;
+    name: string;
+    arch: string;
+    params: readonly { type: ArgType }[];
+  }): CudaKernel {
+    let k = this.byArtifact.get(art);
+    if (!k) {
+      k = this.kernel({
+        source: art.source,
+        entry: art.entry,
+        params: art.params.map((p) => p.type),
+        label: art.name,
+        ...(art.arch !== this.arch ? { arch: art.arch } : {}),
+      });
+      this.byArtifact.set(art, k);
+    }
+    return k;
+  }
+
   /** Compiles (or loads from the cache) and returns a kernel. */
   kernel(k: KernelSource): CudaKernel {
     // the common case, by the source string itself (its hash is cached on the string): no SHA-256

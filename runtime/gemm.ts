@@ -8,7 +8,7 @@ import type { GemmArtifact, GemmEpilogue } from '../dsl/artifact.js';
 import { SfcError } from '../dsl/errors.js';
 import { decode, encodeInto, rawArray } from './convert.js';
 import { CpuDevice } from './cpu.js';
-import { archRunsOn, CudaDevice, type CudaKernel } from './cuda.js';
+import { archRunsOn, CudaDevice } from './cuda.js';
 import { atomicWrite } from './kernel-cache.js';
 import { CudaDataType } from './native/api.js';
 import { ShapeError, Tensor } from './tensor.js';
@@ -110,27 +110,9 @@ function check(art: GemmArtifact, op: GemmOperands): Checked {
 const addressOf = (dev: CudaDevice, t: Tensor): number => dev.ptrOf(t.storage) + t.byteOffset;
 
 // Per-launch host work is kept small: the compiled kernel is looked up once per (artifact, device)
-// and tensor maps are reused while the same view is passed again (a model's weights every step).
-const kernels = new WeakMap<GemmArtifact, WeakMap<CudaDevice, CudaKernel>>();
+// (CudaDevice.artifactKernel) and tensor maps are reused while the same view is passed again (a
+// model's weights every step).
 const maps = new WeakMap<CudaDevice, Map<string, Uint8Array>>();
-
-function kernelOf(dev: CudaDevice, art: GemmArtifact): CudaKernel {
-  let byDev = kernels.get(art);
-  if (!byDev) kernels.set(art, (byDev = new WeakMap()));
-  let k = byDev.get(dev);
-  if (!k) {
-    k = dev.kernel({
-      source: art.source,
-      entry: art.entry,
-      params: art.params.map((p) => p.type),
-      label: art.name,
-      // an sm_80 / sm_89 instantiation on a newer GPU runs as PTX
-      ...(art.arch !== dev.arch ? { arch: art.arch } : {}),
-    });
-    byDev.set(dev, k);
-  }
-  return k;
-}
 
 function tensorMapOf(dev: CudaDevice, m: Parameters<CudaDevice['tensorMap2d']>[0]): Uint8Array {
   let cache = maps.get(dev);
@@ -168,7 +150,7 @@ function runCuda(dev: CudaDevice, art: GemmArtifact, op: GemmOperands, M: number
     art.arch === 'sm_90a' ? tensorMaps(dev, art, op, M, N, K) : mmaOperands(dev, art, op);
   Object.assign(values, { C: addressOf(dev, op.c), M, N, K, ldc: op.c.strides[0]! });
   epilogueValues(dev, art, op, values);
-  const kernel = kernelOf(dev, art);
+  const kernel = dev.artifactKernel(art);
   const args = art.params.map((p) => {
     const v = values[p.name];
     if (v === undefined) throw new SfcError(`${art.name}: no value for parameter '${p.name}'`);
@@ -497,7 +479,7 @@ export function runConvGemm(art: GemmArtifact, op: ConvGemmOperands): void {
     convPt: op.taps.pt,
   };
   dev.launch(
-    kernelOf(dev, art),
+    dev.artifactKernel(art),
     {
       grid: [Math.ceil(M / art.bm), Math.ceil(N / art.spec.bn), 1],
       block: [art.threads, 1, 1],
