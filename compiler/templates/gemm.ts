@@ -100,7 +100,7 @@ __device__ __forceinline__ void sfc_fence_proxy_async() { asm volatile("fence.pr
  * warp's fragment writes are conflict-free), the first 4 in the slot's A part (128 x 128 bytes), the
  * others in its B part (bn x 128 bytes); `fits` whether a row is whole boxes and all of them fit.
  */
-export function coopLayout(bn: number, output: GemmOutput): { boxes: number; fits: boolean } {
+function coopLayout(bn: number, output: GemmOutput): { boxes: number; fits: boolean } {
   const rowBytes = bn * elementBytes(output);
   const boxes = Math.ceil(rowBytes / 64);
   return { boxes, fits: rowBytes % 64 === 0 && boxes <= 4 + bn / 32 };
@@ -692,7 +692,7 @@ ${
         ${unitTile}
         for (int kt = 0; kt < kTiles; ++kt, ++it) {
           const int s = it % ${stages};
-          ${cluster ? 'sfc_mbar_wait_cluster' : 'sfc_mbar_wait'}(sfc_smem(&bars[${stages} + s]), ((it / ${stages}) & 1) ^ 1);
+          sfc_mbar_wait(sfc_smem(&bars[${stages} + s]), ((it / ${stages}) & 1) ^ 1);
           const sfc_u32 full = sfc_smem(&bars[s]);
           sfc_mbar_expect_tx(full, ${aBytes + bBytes});
           ${loadA}

@@ -80,7 +80,7 @@ template <int R> __device__ __forceinline__ void sfc_setmaxnreg_dec() {
  * What the persistent ping-pong GEMM adds (appended after SM90_PRELUDE, so other kernels' sources are
  * unchanged): a named-barrier arrive for the consumers' hand-off, and for the 2-CTA cluster variant
  * the CTA's rank in its cluster, a cluster-wide barrier, TMA loads multicast to both CTAs of the
- * cluster, arrivals on the peer CTA's mbarrier (mapa) and the wait on a barrier such arrivals complete.
+ * cluster and arrivals on the peer CTA's mbarrier (mapa), waited on with sfc_mbar_wait.
  */
 export const SM90_PINGPONG = String.raw`
 // Arrives on a named barrier without waiting: the signalling side of a hand-off whose other side
@@ -116,8 +116,6 @@ __device__ __forceinline__ void sfc_mbar_arrive_cluster(sfc_u32 bar, sfc_u32 ran
       "{ .reg .b32 ra; mapa.shared::cluster.u32 ra, %0, %1; mbarrier.arrive.shared::cluster.b64 _, [ra]; }"
       :: "r"(bar), "r"(rank) : "memory");
 }
-// Waits on a barrier that CTAs of the cluster arrive on (sfc_mbar_arrive_cluster).
-__device__ __forceinline__ void sfc_mbar_wait_cluster(sfc_u32 bar, sfc_u32 parity) { sfc_mbar_wait(bar, parity); }
 `;
 
 /** PTX type names of the wgmma input types. */
